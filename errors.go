@@ -1,0 +1,80 @@
+package herald
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is the machine-readable error code of the wire contract.
+type Code string
+
+// The codes of the wire contract's error table. The API maps each to one HTTP status.
+const (
+	CodeBadRequest          Code = "bad_request"          // 400: malformed JSON, unknown channel
+	CodeUnauthorized        Code = "unauthorized"         // 401: missing or invalid credential
+	CodeForbidden           Code = "forbidden"            // 403: valid credential, wrong kind
+	CodeNotFound            Code = "not_found"            // 404: no such notification for this caller
+	CodeMethodNotAllowed    Code = "method_not_allowed"   // 405: known path, other method
+	CodeIdempotencyConflict Code = "idempotency_conflict" // 409: key reused with another body
+	CodeTooLarge            Code = "too_large"            // 413: body or payload over the limit
+	CodeValidation          Code = "validation_failed"    // 422: a field is missing or wrong
+	CodeRateLimited         Code = "rate_limited"         // 429: rate limit
+	CodeUnavailable         Code = "unavailable"          // 503: storage unavailable, nothing half-written
+	CodeInternal            Code = "internal"             // 500: a bug; details go to the log, not the caller
+)
+
+// Error is the one error type Herald returns to callers. Field names the offending
+// request field for validation errors. Err, when set, is the underlying cause; it is
+// logged but never sent to a caller.
+type Error struct {
+	Code    Code
+	Message string
+	Field   string
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldError returns a validation error naming the field.
+func FieldError(field, format string, args ...any) *Error {
+	return &Error{Code: CodeValidation, Message: fmt.Sprintf(format, args...), Field: field}
+}
+
+// Unavailable wraps a storage failure: the caller is told to retry, the cause is logged.
+func Unavailable(err error) *Error {
+	return &Error{Code: CodeUnavailable, Message: "storage unavailable, nothing was written", Err: err}
+}
+
+// ErrorCode returns the Code of err, CodeInternal for an error that is not an *Error,
+// and "" for nil.
+func ErrorCode(err error) Code {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// AsError returns err as an *Error, wrapping anything else as CodeInternal.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+}

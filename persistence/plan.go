@@ -1,0 +1,339 @@
+package persistence
+
+import (
+	"bytes"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldhq/herald"
+)
+
+// IdemKey is an idempotency key; keys are unique per sender.
+type IdemKey struct {
+	SenderID string
+	Key      string
+}
+
+// Keys lists what a store must load (and, for a shared database, lock) before planning.
+type Keys struct {
+	Users           []string  // sorted and unique: lock user rows in this order
+	NotificationIDs []string  // mark-read targets, unique
+	Idempotency     []IdemKey // unique
+}
+
+// KeysOf returns what planning ops needs.
+func KeysOf(ops []Op) Keys {
+	var k Keys
+	seenID := map[string]bool{}
+	seenKey := map[IdemKey]bool{}
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case OpCreate:
+			for j := range op.Creates {
+				c := &op.Creates[j]
+				k.Users = append(k.Users, c.ReceiverID)
+				if c.IdempotencyKey != "" {
+					ik := IdemKey{c.SenderID, c.IdempotencyKey}
+					if !seenKey[ik] {
+						seenKey[ik] = true
+						k.Idempotency = append(k.Idempotency, ik)
+					}
+				}
+			}
+		case OpMarkRead:
+			k.Users = append(k.Users, op.UserID)
+			if !seenID[op.ID] {
+				seenID[op.ID] = true
+				k.NotificationIDs = append(k.NotificationIDs, op.ID)
+			}
+		case OpReadAll:
+			k.Users = append(k.Users, op.UserID)
+		}
+	}
+	slices.Sort(k.Users)
+	k.Users = slices.Compact(k.Users)
+	return k
+}
+
+// UserState is a user's log position and unread total.
+type UserState struct {
+	UserID string
+	Seq    int64
+	Unread int64
+}
+
+// Idempotent is a stored notification created with an idempotency key.
+type Idempotent struct {
+	Notification herald.Notification
+	Fingerprint  []byte
+}
+
+// Prior is the stored state a plan starts from. Missing users are at seq 0 with nothing
+// unread; missing notifications do not exist.
+type Prior struct {
+	Users         map[string]UserState
+	Notifications map[string]herald.Notification // by id, any receiver
+	Idempotent    map[IdemKey]Idempotent
+}
+
+// StoredNotification is a notification row to insert.
+type StoredNotification struct {
+	herald.Notification
+	UnreadAfter    int64  // the receiver's unread total right after the creation
+	IdempotencyKey string // empty when none
+	Fingerprint    []byte // set with IdempotencyKey
+}
+
+// ReadRow marks one existing notification read.
+type ReadRow struct {
+	ID     string
+	ReadAt time.Time
+}
+
+// ReadAllRow marks read every existing unread notification of UserID with seq < BeforeSeq.
+type ReadAllRow struct {
+	UserID    string
+	ReadAt    time.Time
+	BeforeSeq int64
+}
+
+// Plan is everything one batch writes. A store writes all of it in one transaction;
+// the order of the parts does not matter.
+type Plan struct {
+	Created []StoredNotification // new rows, ReadAt already final for this batch
+	Read    []ReadRow            // existing rows marked read
+	ReadAll []ReadAllRow         // at most one per user
+	Log     []herald.Entry       // read and read-all entries (creations live in their rows)
+	Users   []UserState          // final state of each user that changed
+	Entries []herald.Entry       // every appended entry in order, for delivery after commit
+}
+
+// Now returns the batch timestamp a store should pass to NewPlan: UTC, at the microsecond
+// precision every store keeps, so what is sent live equals what is read back.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+type planner struct {
+	now   time.Time
+	prior Prior
+	plan  Plan
+	users map[string]*UserState
+	notes map[string]*herald.Notification // existing and created in this batch, by id
+	rows  map[string]int                  // index in plan.Created by id
+	idem  map[IdemKey]Idempotent          // keys created in this batch
+	// fresh lists, per user, the ids created in this batch (for read-all).
+	fresh   map[string][]string
+	readAll map[string]int // index in plan.ReadAll by user
+}
+
+// NewPlan applies ops, in order, to prior and returns what to write and one Result per op.
+func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
+	now = now.UTC().Truncate(time.Microsecond)
+	p := &planner{
+		now:     now,
+		prior:   prior,
+		users:   map[string]*UserState{},
+		notes:   map[string]*herald.Notification{},
+		rows:    map[string]int{},
+		idem:    map[IdemKey]Idempotent{},
+		fresh:   map[string][]string{},
+		readAll: map[string]int{},
+	}
+	results := make([]Result, len(ops))
+	for i := range ops {
+		switch ops[i].Kind {
+		case OpCreate:
+			results[i] = p.create(ops[i].Creates)
+		case OpMarkRead:
+			results[i] = p.markRead(ops[i].UserID, ops[i].ID)
+		case OpReadAll:
+			results[i] = p.markAllRead(ops[i].UserID)
+		default:
+			results[i] = Result{Err: herald.Errorf(herald.CodeInternal, "unknown operation %d", ops[i].Kind)}
+		}
+	}
+	for _, u := range p.users {
+		p.plan.Users = append(p.plan.Users, *u)
+	}
+	slices.SortFunc(p.plan.Users, func(a, b UserState) int {
+		switch {
+		case a.UserID < b.UserID:
+			return -1
+		case a.UserID > b.UserID:
+			return 1
+		}
+		return 0
+	})
+	return p.plan, results
+}
+
+func (p *planner) user(id string) *UserState {
+	if u, ok := p.users[id]; ok {
+		return u
+	}
+	u := p.prior.Users[id]
+	u.UserID = id
+	p.users[id] = &u
+	return &u
+}
+
+func (p *planner) lookupIdem(k IdemKey) (Idempotent, bool) {
+	if v, ok := p.idem[k]; ok {
+		return v, true
+	}
+	v, ok := p.prior.Idempotent[k]
+	return v, ok
+}
+
+func (p *planner) create(items []herald.NewNotification) Result {
+	res := Result{
+		Notifications: make([]herald.Notification, len(items)),
+		Replayed:      make([]bool, len(items)),
+	}
+	// First pass: decide replays and conflicts, so a failing op changes nothing.
+	fps := make([][]byte, len(items))
+	local := map[IdemKey]int{} // key -> item index within this op
+	for i := range items {
+		it := &items[i]
+		if it.IdempotencyKey == "" {
+			continue
+		}
+		fps[i] = it.Fingerprint()
+		k := IdemKey{it.SenderID, it.IdempotencyKey}
+		if j, ok := local[k]; ok {
+			if !bytes.Equal(fps[j], fps[i]) {
+				return Result{Err: conflict(it.IdempotencyKey)}
+			}
+			continue
+		}
+		if prev, ok := p.lookupIdem(k); ok && !bytes.Equal(prev.Fingerprint, fps[i]) {
+			return Result{Err: conflict(it.IdempotencyKey)}
+		}
+		local[k] = i
+	}
+	// Second pass: store or replay.
+	for i := range items {
+		it := &items[i]
+		if it.IdempotencyKey != "" {
+			k := IdemKey{it.SenderID, it.IdempotencyKey}
+			if prev, ok := p.lookupIdem(k); ok {
+				res.Notifications[i] = prev.Notification
+				res.Replayed[i] = true
+				continue
+			}
+		}
+		u := p.user(it.ReceiverID)
+		u.Seq++
+		u.Unread++
+		n := herald.Notification{
+			ID:         uuid.Must(uuid.NewV7()).String(),
+			Object:     it.Object,
+			ReceiverID: it.ReceiverID,
+			SenderID:   it.SenderID,
+			Type:       it.Type,
+			Payload:    it.Payload,
+			Channels:   it.Channels,
+			CreatedAt:  p.now,
+			Seq:        u.Seq,
+		}
+		row := StoredNotification{Notification: n, UnreadAfter: u.Unread, IdempotencyKey: it.IdempotencyKey, Fingerprint: fps[i]}
+		p.rows[n.ID] = len(p.plan.Created)
+		p.plan.Created = append(p.plan.Created, row)
+		live := n
+		p.notes[n.ID] = &live
+		p.fresh[n.ReceiverID] = append(p.fresh[n.ReceiverID], n.ID)
+		if it.IdempotencyKey != "" {
+			p.idem[IdemKey{it.SenderID, it.IdempotencyKey}] = Idempotent{Notification: n, Fingerprint: fps[i]}
+		}
+		entryNote := n
+		e := herald.Entry{UserID: n.ReceiverID, Seq: u.Seq, Event: herald.EventCreated, Unread: u.Unread, At: p.now, Notification: &entryNote}
+		p.plan.Entries = append(p.plan.Entries, e)
+		res.Entries = append(res.Entries, e)
+		res.Notifications[i] = n
+	}
+	return res
+}
+
+func conflict(key string) *herald.Error {
+	return &herald.Error{Code: herald.CodeIdempotencyConflict, Field: "idempotencyKey",
+		Message: "idempotencyKey " + key + " was already used with a different body"}
+}
+
+func (p *planner) note(id string) *herald.Notification {
+	if n, ok := p.notes[id]; ok {
+		return n
+	}
+	n, ok := p.prior.Notifications[id]
+	if !ok {
+		return nil
+	}
+	if n.ReadAt == nil {
+		// A read-all earlier in this batch already covered every existing row of its user.
+		if ra, ok := p.readAll[n.ReceiverID]; ok && n.Seq < p.plan.ReadAll[ra].BeforeSeq {
+			at := p.plan.ReadAll[ra].ReadAt
+			n.ReadAt = &at
+		}
+	}
+	p.notes[id] = &n
+	return &n
+}
+
+func (p *planner) markRead(userID, id string) Result {
+	n := p.note(id)
+	if n == nil || n.ReceiverID != userID {
+		return Result{Err: &herald.Error{Code: herald.CodeNotFound, Message: "no notification " + id + " for this user", Field: "id"}}
+	}
+	if n.ReadAt != nil {
+		return Result{Notifications: []herald.Notification{*n}}
+	}
+	at := p.now
+	n.ReadAt = &at
+	if i, ok := p.rows[id]; ok {
+		p.plan.Created[i].ReadAt = &at
+	} else {
+		p.plan.Read = append(p.plan.Read, ReadRow{ID: id, ReadAt: at})
+	}
+	u := p.user(userID)
+	u.Seq++
+	u.Unread--
+	snapshot := *n
+	e := herald.Entry{UserID: userID, Seq: u.Seq, Event: herald.EventRead, Unread: u.Unread, At: at, Notification: &snapshot}
+	p.plan.Log = append(p.plan.Log, e)
+	p.plan.Entries = append(p.plan.Entries, e)
+	return Result{Notifications: []herald.Notification{*n}, Entries: []herald.Entry{e}}
+}
+
+func (p *planner) markAllRead(userID string) Result {
+	u := p.user(userID)
+	at := p.now
+	ra := &herald.ReadAll{ReadAt: at, Updated: u.Unread}
+	if u.Unread == 0 {
+		return Result{ReadAll: ra}
+	}
+	u.Seq++
+	u.Unread = 0
+	for _, id := range p.fresh[userID] {
+		if n := p.notes[id]; n.ReadAt == nil {
+			n.ReadAt = &at
+			p.plan.Created[p.rows[id]].ReadAt = &at
+		}
+	}
+	for _, n := range p.notes { // existing rows already loaded for this batch
+		if n.ReceiverID == userID && n.ReadAt == nil {
+			n.ReadAt = &at
+		}
+	}
+	row := ReadAllRow{UserID: userID, ReadAt: at, BeforeSeq: u.Seq}
+	if i, ok := p.readAll[userID]; ok {
+		p.plan.ReadAll[i] = row
+	} else {
+		p.readAll[userID] = len(p.plan.ReadAll)
+		p.plan.ReadAll = append(p.plan.ReadAll, row)
+	}
+	e := herald.Entry{UserID: userID, Seq: u.Seq, Event: herald.EventReadAll, Unread: 0, At: at, ReadAll: ra}
+	p.plan.Log = append(p.plan.Log, e)
+	p.plan.Entries = append(p.plan.Entries, e)
+	return Result{ReadAll: ra, Entries: []herald.Entry{e}}
+}
