@@ -219,7 +219,7 @@ func (p *planner) create(items []herald.NewNotification) Result {
 		if it.IdempotencyKey != "" {
 			k := IdemKey{it.SenderID, it.IdempotencyKey}
 			if prev, ok := p.lookupIdem(k); ok {
-				res.Notifications[i] = prev.Notification
+				res.Notifications[i] = p.current(prev.Notification)
 				res.Replayed[i] = true
 				continue
 			}
@@ -269,6 +269,16 @@ func (p *planner) note(id string) *herald.Notification {
 	if !ok {
 		return nil
 	}
+	n = p.current(n)
+	p.notes[id] = &n
+	return &n
+}
+
+// current returns n, as loaded or created, as the ops so far in this batch left it.
+func (p *planner) current(n herald.Notification) herald.Notification {
+	if live, ok := p.notes[n.ID]; ok {
+		return *live
+	}
 	if n.ReadAt == nil {
 		// A read-all earlier in this batch already covered every existing row of its user.
 		if ra, ok := p.readAll[n.ReceiverID]; ok && n.Seq < p.plan.ReadAll[ra].BeforeSeq {
@@ -276,8 +286,7 @@ func (p *planner) note(id string) *herald.Notification {
 			n.ReadAt = &at
 		}
 	}
-	p.notes[id] = &n
-	return &n
+	return n
 }
 
 func (p *planner) markRead(userID, id string) Result {

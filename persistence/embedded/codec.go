@@ -1,0 +1,314 @@
+package embedded
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldhq/herald"
+)
+
+// errCorrupt reports a record that does not decode: the file was damaged or written by
+// an incompatible version.
+var errCorrupt = errors.New("embedded store: corrupt record")
+
+// ---- keys ----
+
+// userPrefix is uvarint(len(user)) | user: the start of every key of that user. The
+// length prefix makes it prefix-free, so one user's keys never run into another's.
+func userPrefix(user string) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen64+len(user)+8)
+	b = binary.AppendUvarint(b, uint64(len(user)))
+	return append(b, user...)
+}
+
+// seqKey is userPrefix(user) | uint64 big-endian seq, so a user's keys sort by seq.
+func seqKey(user string, seq int64) []byte {
+	return binary.BigEndian.AppendUint64(userPrefix(user), uint64(seq))
+}
+
+// withSeq returns prefix | uint64 big-endian seq in a new slice.
+func withSeq(prefix []byte, seq int64) []byte {
+	b := make([]byte, len(prefix), len(prefix)+8)
+	copy(b, prefix)
+	return binary.BigEndian.AppendUint64(b, uint64(seq))
+}
+
+// keySeq returns the seq at the end of a seqKey.
+func keySeq(k []byte) int64 {
+	return int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+}
+
+// idemKey is uvarint(len(sender)) | sender | key.
+func idemKey(sender, key string) []byte {
+	return append(userPrefix(sender), key...)
+}
+
+// noteKey returns the 16 bytes of a UUID, or false when id is not a UUID (and so
+// cannot name a stored notification).
+func noteKey(id string) ([]byte, bool) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return nil, false
+	}
+	return u[:], true
+}
+
+// ---- users: seq (8) | unread (8) ----
+
+func encodeUser(seq, unread int64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(seq))
+	binary.BigEndian.PutUint64(b[8:], uint64(unread))
+	return b
+}
+
+func decodeUser(v []byte) (seq, unread int64, err error) {
+	if len(v) != 16 {
+		return 0, 0, fmt.Errorf("%w: user record of %d bytes", errCorrupt, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), nil
+}
+
+// ---- notes ----
+//
+// A notification record is a fixed header followed by length-prefixed fields:
+//
+//	0      version (1)
+//	1      flags: bit 0 set when read
+//	2:10   seq
+//	10:18  createdAt, Unix microseconds
+//	18:26  readAt, Unix microseconds (0 unless read)
+//	26:34  unread_after: the receiver's unread total right after the creation
+//	34:    uvarint-length-prefixed receiverId, senderId, type, object, payload,
+//	       idempotencyKey, then uvarint channel count and each channel length-prefixed
+//
+// readAt sits at a fixed offset so marking read patches a copy of the record without
+// decoding it.
+
+const (
+	noteVersion = 1
+	noteHeader  = 34
+	flagRead    = 1
+	offReadAt   = 18
+)
+
+// storedNote is a decoded notification record.
+type storedNote struct {
+	herald.Notification
+	UnreadAfter    int64
+	IdempotencyKey string
+}
+
+func micros(t time.Time) uint64 { return uint64(t.UnixMicro()) }
+
+func fromMicros(v uint64) time.Time { return time.UnixMicro(int64(v)).UTC() }
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func encodeNote(n *herald.Notification, unreadAfter int64, idemKey string) []byte {
+	size := noteHeader + 6*binary.MaxVarintLen32 + len(n.ReceiverID) + len(n.SenderID) + len(n.Type) +
+		len(n.Object) + len(n.Payload) + len(idemKey) + 1
+	for _, c := range n.Channels {
+		size += 1 + len(c)
+	}
+	b := make([]byte, noteHeader, size)
+	b[0] = noteVersion
+	binary.BigEndian.PutUint64(b[2:], uint64(n.Seq))
+	binary.BigEndian.PutUint64(b[10:], micros(n.CreatedAt))
+	if n.ReadAt != nil {
+		b[1] |= flagRead
+		binary.BigEndian.PutUint64(b[offReadAt:], micros(*n.ReadAt))
+	}
+	binary.BigEndian.PutUint64(b[26:], uint64(unreadAfter))
+	b = appendString(b, n.ReceiverID)
+	b = appendString(b, n.SenderID)
+	b = appendString(b, n.Type)
+	b = appendString(b, n.Object)
+	b = binary.AppendUvarint(b, uint64(len(n.Payload)))
+	b = append(b, n.Payload...)
+	b = appendString(b, idemKey)
+	b = binary.AppendUvarint(b, uint64(len(n.Channels)))
+	for _, c := range n.Channels {
+		b = appendString(b, string(c))
+	}
+	return b
+}
+
+// markNoteRead returns a copy of record v marked read at at.
+func markNoteRead(v []byte, at time.Time) ([]byte, error) {
+	if len(v) < noteHeader || v[0] != noteVersion {
+		return nil, fmt.Errorf("%w: notification record", errCorrupt)
+	}
+	b := bytes.Clone(v)
+	b[1] |= flagRead
+	binary.BigEndian.PutUint64(b[offReadAt:], micros(at))
+	return b, nil
+}
+
+// noteSeq returns the seq in the header of record v.
+func noteSeq(v []byte) (int64, error) {
+	if len(v) < noteHeader || v[0] != noteVersion {
+		return 0, fmt.Errorf("%w: notification record", errCorrupt)
+	}
+	return int64(binary.BigEndian.Uint64(v[2:])), nil
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) bytes() []byte {
+	if r.err != nil {
+		return nil
+	}
+	n, w := binary.Uvarint(r.b)
+	if w <= 0 || n > uint64(len(r.b)-w) {
+		r.err = errCorrupt
+		return nil
+	}
+	v := r.b[w : w+int(n)]
+	r.b = r.b[w+int(n):]
+	return v
+}
+
+func (r *reader) string() string { return string(r.bytes()) }
+
+func (r *reader) count() int {
+	if r.err != nil {
+		return 0
+	}
+	n, w := binary.Uvarint(r.b)
+	if w <= 0 || n > uint64(len(r.b)) || n > math.MaxInt32 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[w:]
+	return int(n)
+}
+
+// decodeNote decodes record v of notification id. The result shares no memory with v.
+func decodeNote(id []byte, v []byte) (storedNote, error) {
+	var s storedNote
+	if len(v) < noteHeader || v[0] != noteVersion || len(id) != 16 {
+		return s, fmt.Errorf("%w: notification record", errCorrupt)
+	}
+	s.ID = uuid.UUID(id).String()
+	s.Seq = int64(binary.BigEndian.Uint64(v[2:]))
+	s.CreatedAt = fromMicros(binary.BigEndian.Uint64(v[10:]))
+	if v[1]&flagRead != 0 {
+		at := fromMicros(binary.BigEndian.Uint64(v[offReadAt:]))
+		s.ReadAt = &at
+	}
+	s.UnreadAfter = int64(binary.BigEndian.Uint64(v[26:]))
+	r := reader{b: v[noteHeader:]}
+	s.ReceiverID = r.string()
+	s.SenderID = r.string()
+	s.Type = r.string()
+	s.Object = r.string()
+	s.Payload = bytes.Clone(r.bytes())
+	s.IdempotencyKey = r.string()
+	if n := r.count(); n > 0 {
+		s.Channels = make([]herald.Channel, n)
+		for i := range s.Channels {
+			s.Channels[i] = herald.Channel(r.string())
+		}
+	}
+	if r.err != nil {
+		return storedNote{}, fmt.Errorf("%w: notification %s", errCorrupt, s.ID)
+	}
+	return s, nil
+}
+
+// ---- log: read and read-all entries ----
+//
+//	0      kind: 1 read, 2 read-all
+//	1:9    at, Unix microseconds
+//	9:17   unread total after the entry
+//	17:    read: the notification id (16); read-all: updated (8)
+
+const (
+	logRead    = 1
+	logReadAll = 2
+	logHeader  = 17
+)
+
+func encodeLog(e *herald.Entry) ([]byte, error) {
+	b := make([]byte, logHeader, logHeader+16)
+	binary.BigEndian.PutUint64(b[1:], micros(e.At))
+	binary.BigEndian.PutUint64(b[9:], uint64(e.Unread))
+	switch e.Event {
+	case herald.EventRead:
+		id, ok := noteKey(e.Notification.ID)
+		if !ok {
+			return nil, fmt.Errorf("read entry of %q, not a UUID", e.Notification.ID)
+		}
+		b[0] = logRead
+		b = append(b, id...)
+	case herald.EventReadAll:
+		b[0] = logReadAll
+		b = binary.BigEndian.AppendUint64(b, uint64(e.ReadAll.Updated))
+	default:
+		return nil, fmt.Errorf("log entry of event %q", e.Event)
+	}
+	return b, nil
+}
+
+// logEntry is a decoded log record; for a read, ID is the notification's key.
+type logEntry struct {
+	Kind    byte
+	At      time.Time
+	Unread  int64
+	ID      []byte
+	Updated int64
+}
+
+func decodeLog(v []byte) (logEntry, error) {
+	var e logEntry
+	if len(v) < logHeader {
+		return e, fmt.Errorf("%w: log record", errCorrupt)
+	}
+	e.Kind = v[0]
+	e.At = fromMicros(binary.BigEndian.Uint64(v[1:]))
+	e.Unread = int64(binary.BigEndian.Uint64(v[9:]))
+	switch {
+	case e.Kind == logRead && len(v) == logHeader+16:
+		e.ID = bytes.Clone(v[logHeader:])
+	case e.Kind == logReadAll && len(v) == logHeader+8:
+		e.Updated = int64(binary.BigEndian.Uint64(v[logHeader:]))
+	default:
+		return e, fmt.Errorf("%w: log record", errCorrupt)
+	}
+	return e, nil
+}
+
+// logAt returns the time of log record v without decoding the rest.
+func logAt(v []byte) (time.Time, error) {
+	if len(v) < logHeader {
+		return time.Time{}, fmt.Errorf("%w: log record", errCorrupt)
+	}
+	return fromMicros(binary.BigEndian.Uint64(v[1:])), nil
+}
+
+// ---- idem: notification id (16) | fingerprint ----
+
+func encodeIdem(id []byte, fp []byte) []byte {
+	b := make([]byte, 0, 16+len(fp))
+	return append(append(b, id...), fp...)
+}
+
+func decodeIdem(v []byte) (id, fp []byte, err error) {
+	if len(v) < 16 {
+		return nil, nil, fmt.Errorf("%w: idempotency record", errCorrupt)
+	}
+	return bytes.Clone(v[:16]), bytes.Clone(v[16:]), nil
+}

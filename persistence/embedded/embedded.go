@@ -1,0 +1,651 @@
+// Package embedded is the store Herald uses when no PostgreSQL URL is configured: one
+// file, herald.db, in the data directory, kept with bbolt (go.etcd.io/bbolt).
+//
+// # Why bbolt
+//
+// bbolt is a single-file B+tree in pure Go: no cgo, nothing to run beside Herald. Each
+// write transaction is ACID and durable when it returns (the file is fsynced on commit),
+// which is exactly the contract's "every acknowledged change survives a crash". It allows
+// one writer at a time, which matches Herald's single persistence actor that batches all
+// writes into one Apply, so one fsync covers a whole batch. Keys are ordered, so the
+// per-user seq scans (unread newest first, the event log after a cursor) are cheap range
+// scans. SQLite through modernc.org/sqlite would work too, but brings a C-to-Go translated
+// engine, much slower builds and a SQL layer this store does not need.
+//
+// # Layout
+//
+// Keys of a user start with uvarint(len(user)) | user, which is prefix-free: one user's
+// range never runs into another's. seq is a big-endian uint64, so a user's keys sort by
+// seq. Buckets:
+//
+//	meta    "version" -> format version (1)
+//	users   user                 -> seq (8) | unread total (8)
+//	notes   id (16-byte UUID)    -> notification record (see codec.go): seq, createdAt,
+//	                                readAt, unread_after, receiver, sender, type, object,
+//	                                payload, idempotency key, channels
+//	byseq   user | seq           -> id: the user's creation entries, for Created and Events
+//	unread  user | seq           -> id: the unread index, deleted on read
+//	log     user | seq           -> read or read-all entry: kind, at, unread after, and the
+//	                                notification id (read) or the updated count (read-all)
+//	idem    sender | key         -> id (16) | fingerprint
+//
+// A creation entry is rebuilt from the notification record (its unread_after is the
+// entry's unread total, its readAt left out); a read entry from the log record and the
+// notification. Prune deletes old rows of log only: byseq stays because Created pages by
+// it, and Events tells an expired cursor by the time of its next entry, whichever bucket
+// holds it.
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// FileName is the name of the database file inside the data directory.
+const FileName = "herald.db"
+
+// ErrInUse is returned by Open when another process (or another Store in this process)
+// holds the data directory.
+var ErrInUse = errors.New("data dir is in use")
+
+// lockTimeout is how long Open waits for the file lock before reporting ErrInUse.
+const lockTimeout = time.Second
+
+// pruneChunk is how many log rows one Prune transaction looks at, so a large prune does
+// not hold the writer for long.
+const pruneChunk = 50_000
+
+const formatVersion = 1
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketUsers  = []byte("users")
+	bucketNotes  = []byte("notes")
+	bucketBySeq  = []byte("byseq")
+	bucketUnread = []byte("unread")
+	bucketLog    = []byte("log")
+	bucketIdem   = []byte("idem")
+	keyVersion   = []byte("version")
+)
+
+// Options configures the store.
+type Options struct {
+	// Retention is how long the event log serves catching up; 0 means
+	// persistence.DefaultRetention.
+	Retention time.Duration
+}
+
+// Store is a persistence.Store in one bbolt file.
+type Store struct {
+	db        *bolt.DB
+	retention time.Duration
+}
+
+var _ persistence.Store = (*Store)(nil)
+
+// Open opens (creating when needed) the store in dir. A dir held by another open Store
+// gives an error wrapping ErrInUse after about a second.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Retention <= 0 {
+		opts.Retention = persistence.DefaultRetention
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded store: create data dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      lockTimeout,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("embedded store: %s: %w (another herald process has %s open)", dir, ErrInUse, FileName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketUsers, bucketNotes, bucketBySeq, bucketUnread, bucketLog, bucketIdem} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keyVersion); {
+		case v == nil:
+			return meta.Put(keyVersion, []byte{formatVersion})
+		case len(v) != 1 || v[0] != formatVersion:
+			return fmt.Errorf("%s has format version %v, this build reads %d", path, v, formatVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	return &Store{db: db, retention: opts.Retention}, nil
+}
+
+// Close closes the file. Closing twice is harmless.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping reports whether the store is open.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.view(ctx, func(*buckets) error { return nil })
+}
+
+// buckets are the buckets of one transaction.
+type buckets struct {
+	users, notes, bySeq, unread, log, idem *bolt.Bucket
+}
+
+func open(tx *bolt.Tx) *buckets {
+	return &buckets{
+		users:  tx.Bucket(bucketUsers),
+		notes:  tx.Bucket(bucketNotes),
+		bySeq:  tx.Bucket(bucketBySeq),
+		unread: tx.Bucket(bucketUnread),
+		log:    tx.Bucket(bucketLog),
+		idem:   tx.Bucket(bucketIdem),
+	}
+}
+
+// storeErr turns a failure into the error a caller sees: an *herald.Error as it is, a
+// corrupt record as internal, anything else (bbolt, the disk, a closed store) as
+// unavailable.
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var he *herald.Error
+	switch {
+	case errors.As(err, &he):
+		return he
+	case errors.Is(err, errCorrupt):
+		return &herald.Error{Code: herald.CodeInternal, Message: "stored data is corrupt", Err: err}
+	}
+	return herald.Unavailable(err)
+}
+
+func (s *Store) view(ctx context.Context, fn func(*buckets) error) error {
+	if err := ctx.Err(); err != nil {
+		return herald.Unavailable(err)
+	}
+	return storeErr(s.db.View(func(tx *bolt.Tx) error { return fn(open(tx)) }))
+}
+
+// user returns the seq and unread total of user (zero when unknown).
+func (b *buckets) user(user string) (seq, unread int64, err error) {
+	v := b.users.Get(userPrefix(user))
+	if v == nil {
+		return 0, 0, nil
+	}
+	return decodeUser(v)
+}
+
+// note returns the notification with key id, or false when there is none.
+func (b *buckets) note(id []byte) (storedNote, bool, error) {
+	v := b.notes.Get(id)
+	if v == nil {
+		return storedNote{}, false, nil
+	}
+	n, err := decodeNote(id, v)
+	return n, err == nil, err
+}
+
+// mustNote returns the notification an index points at; its absence is corruption.
+func (b *buckets) mustNote(id []byte) (storedNote, error) {
+	n, ok, err := b.note(id)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: index points at a missing notification", errCorrupt)
+	}
+	return n, err
+}
+
+// ---- writes ----
+
+// Apply performs ops in one bbolt transaction: one fsync for the whole batch.
+func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) ([]persistence.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, herald.Unavailable(err)
+	}
+	var results []persistence.Result
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := open(tx)
+		prior, err := b.prior(persistence.KeysOf(ops))
+		if err != nil {
+			return err
+		}
+		plan, res := persistence.NewPlan(now, ops, prior)
+		if err := b.write(&plan); err != nil {
+			return err
+		}
+		results = res
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return results, nil
+}
+
+// prior loads what the planner needs.
+func (b *buckets) prior(keys persistence.Keys) (persistence.Prior, error) {
+	p := persistence.Prior{
+		Users:         make(map[string]persistence.UserState, len(keys.Users)),
+		Notifications: make(map[string]herald.Notification, len(keys.NotificationIDs)),
+		Idempotent:    make(map[persistence.IdemKey]persistence.Idempotent, len(keys.Idempotency)),
+	}
+	for _, u := range keys.Users {
+		v := b.users.Get(userPrefix(u))
+		if v == nil {
+			continue
+		}
+		seq, unread, err := decodeUser(v)
+		if err != nil {
+			return p, err
+		}
+		p.Users[u] = persistence.UserState{UserID: u, Seq: seq, Unread: unread}
+	}
+	for _, id := range keys.NotificationIDs {
+		k, ok := noteKey(id)
+		if !ok {
+			continue
+		}
+		n, ok, err := b.note(k)
+		if err != nil {
+			return p, err
+		}
+		if ok {
+			p.Notifications[id] = n.Notification
+		}
+	}
+	for _, ik := range keys.Idempotency {
+		v := b.idem.Get(idemKey(ik.SenderID, ik.Key))
+		if v == nil {
+			continue
+		}
+		id, fp, err := decodeIdem(v)
+		if err != nil {
+			return p, err
+		}
+		n, err := b.mustNote(id)
+		if err != nil {
+			return p, err
+		}
+		p.Idempotent[ik] = persistence.Idempotent{Notification: n.Notification, Fingerprint: fp}
+	}
+	return p, nil
+}
+
+// write stores plan. bbolt keeps the slices given to Put until commit, so every key and
+// value here is freshly allocated.
+func (b *buckets) write(plan *persistence.Plan) error {
+	for i := range plan.Created {
+		c := &plan.Created[i]
+		id, ok := noteKey(c.ID)
+		if !ok {
+			return herald.Errorf(herald.CodeInternal, "planned notification id %q is not a UUID", c.ID)
+		}
+		if err := b.notes.Put(id, encodeNote(&c.Notification, c.UnreadAfter, c.IdempotencyKey)); err != nil {
+			return err
+		}
+		k := seqKey(c.ReceiverID, c.Seq)
+		if err := b.bySeq.Put(k, id); err != nil {
+			return err
+		}
+		if c.ReadAt == nil {
+			if err := b.unread.Put(k, id); err != nil {
+				return err
+			}
+		}
+		if c.IdempotencyKey != "" {
+			if err := b.idem.Put(idemKey(c.SenderID, c.IdempotencyKey), encodeIdem(id, c.Fingerprint)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range plan.Read {
+		id, ok := noteKey(r.ID)
+		if !ok {
+			return herald.Errorf(herald.CodeInternal, "planned read of %q, not a UUID", r.ID)
+		}
+		n, err := b.mustNote(id)
+		if err != nil {
+			return err
+		}
+		if err := b.markRead(id, seqKey(n.ReceiverID, n.Seq), r.ReadAt); err != nil {
+			return err
+		}
+	}
+	for _, ra := range plan.ReadAll {
+		if err := b.readAll(ra); err != nil {
+			return err
+		}
+	}
+	for i := range plan.Log {
+		e := &plan.Log[i]
+		v, err := encodeLog(e)
+		if err != nil {
+			return err
+		}
+		if err := b.log.Put(seqKey(e.UserID, e.Seq), v); err != nil {
+			return err
+		}
+	}
+	for _, u := range plan.Users {
+		if err := b.users.Put(userPrefix(u.UserID), encodeUser(u.Seq, u.Unread)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markRead sets the readAt of notification id and drops it from the unread index.
+func (b *buckets) markRead(id, indexKey []byte, at time.Time) error {
+	v := b.notes.Get(id)
+	if v == nil {
+		return fmt.Errorf("%w: read of a missing notification", errCorrupt)
+	}
+	nv, err := markNoteRead(v, at)
+	if err != nil {
+		return err
+	}
+	if err := b.notes.Put(id, nv); err != nil {
+		return err
+	}
+	return b.unread.Delete(indexKey)
+}
+
+// readAll marks read every notification in the user's unread index before ra.BeforeSeq.
+func (b *buckets) readAll(ra persistence.ReadAllRow) error {
+	prefix := userPrefix(ra.UserID)
+	type hit struct{ key, id []byte }
+	var hits []hit
+	c := b.unread.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, v = c.Next() {
+		if keySeq(k) >= ra.BeforeSeq {
+			break
+		}
+		hits = append(hits, hit{bytes.Clone(k), bytes.Clone(v)})
+	}
+	for _, h := range hits {
+		if err := b.markRead(h.id, h.key, ra.ReadAt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Prune deletes read and read-all entries recorded before cutoff, a chunk of the log per
+// transaction. Creation entries stay with their notifications.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	var from []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, herald.Unavailable(err)
+		}
+		var next []byte
+		var n int64
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			bl := tx.Bucket(bucketLog)
+			c := bl.Cursor()
+			var old [][]byte
+			k, v := c.First()
+			if from != nil {
+				k, v = c.Seek(from)
+			}
+			for scanned := 0; k != nil; k, v = c.Next() {
+				if scanned == pruneChunk {
+					next = bytes.Clone(k)
+					break
+				}
+				scanned++
+				at, err := logAt(v)
+				if err != nil {
+					return err
+				}
+				if at.Before(cutoff) {
+					old = append(old, bytes.Clone(k))
+				}
+			}
+			for _, k := range old {
+				if err := bl.Delete(k); err != nil {
+					return err
+				}
+			}
+			n = int64(len(old))
+			return nil
+		})
+		if err != nil {
+			return total, storeErr(err)
+		}
+		total += n
+		if next == nil {
+			return total, nil
+		}
+		from = next
+	}
+}
+
+// ---- reads ----
+
+// Get returns notification id of user.
+func (s *Store) Get(ctx context.Context, userID, id string) (herald.Notification, error) {
+	var n storedNote
+	err := s.view(ctx, func(b *buckets) error {
+		k, ok := noteKey(id)
+		if ok {
+			var err error
+			if n, ok, err = b.note(k); err != nil {
+				return err
+			}
+		}
+		if !ok || n.ReceiverID != userID {
+			return &herald.Error{Code: herald.CodeNotFound, Message: "no notification " + id + " for this user", Field: "id"}
+		}
+		return nil
+	})
+	return n.Notification, err
+}
+
+// bound returns limit, or no bound for limit <= 0.
+func bound(limit int) int {
+	if limit <= 0 {
+		return math.MaxInt
+	}
+	return limit
+}
+
+// Unread returns up to limit unread notifications of user with seq < before (before <= 0:
+// no bound), newest first; limit <= 0 means no limit.
+func (s *Store) Unread(ctx context.Context, userID string, before int64, limit int) (persistence.UnreadPage, error) {
+	var p persistence.UnreadPage
+	limit = bound(limit)
+	err := s.view(ctx, func(b *buckets) error {
+		var err error
+		if p.Seq, p.Total, err = b.user(userID); err != nil {
+			return err
+		}
+		if p.Total == 0 {
+			return nil
+		}
+		if before <= 0 {
+			before = math.MaxInt64
+		}
+		prefix := userPrefix(userID)
+		c := b.unread.Cursor()
+		k, v := c.Seek(withSeq(prefix, before))
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(p.Items) < limit; k, v = c.Prev() {
+			n, err := b.mustNote(v)
+			if err != nil {
+				return err
+			}
+			p.Items = append(p.Items, n.Notification)
+		}
+		return nil
+	})
+	return p, err
+}
+
+// Created returns up to limit notifications of user created after log position since,
+// oldest first; limit <= 0 means no limit.
+func (s *Store) Created(ctx context.Context, userID string, since int64, limit int) ([]herald.Notification, error) {
+	var out []herald.Notification
+	limit = bound(limit)
+	since = max(since, 0)
+	err := s.view(ctx, func(b *buckets) error {
+		prefix := userPrefix(userID)
+		c := b.bySeq.Cursor()
+		for k, v := c.Seek(withSeq(prefix, since+1)); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Next() {
+			n, err := b.mustNote(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, n.Notification)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// UnreadCount returns the user's unread total.
+func (s *Store) UnreadCount(ctx context.Context, userID string) (int64, error) {
+	var n int64
+	err := s.view(ctx, func(b *buckets) error {
+		var err error
+		_, n, err = b.user(userID)
+		return err
+	})
+	return n, err
+}
+
+// Events returns up to limit entries of user's log after since, oldest first, merging the
+// creation entries (byseq) with the read and read-all entries (log); limit <= 0 means no
+// limit. A cursor beyond the latest seq, or whose next entry is gone or older than the
+// retention, gets Reset.
+func (s *Store) Events(ctx context.Context, userID string, since int64, limit int) (persistence.EventsPage, error) {
+	var p persistence.EventsPage
+	limit = bound(limit)
+	since = max(since, 0)
+	horizon := time.Now().Add(-s.retention)
+	err := s.view(ctx, func(b *buckets) error {
+		var err error
+		if p.Seq, _, err = b.user(userID); err != nil {
+			return err
+		}
+		switch {
+		case since > p.Seq:
+			p.Reset = true
+			return nil
+		case since == p.Seq:
+			return nil
+		}
+		prefix := userPrefix(userID)
+		created := newStream(b.bySeq.Cursor(), prefix, since+1)
+		logged := newStream(b.log.Cursor(), prefix, since+1)
+		for next := since + 1; next <= p.Seq && len(p.Entries) < limit; next++ {
+			var e herald.Entry
+			var err error
+			switch {
+			case created.seq == next:
+				e, err = b.createdEntry(userID, created.v)
+				created.next()
+			case logged.seq == next:
+				e, err = b.loggedEntry(userID, next, logged.v)
+				logged.next()
+			default: // pruned: the cursor is past the retention
+				p.Entries, p.Reset = nil, true
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if next == since+1 && e.At.Before(horizon) {
+				p.Reset = true
+				return nil
+			}
+			p.Entries = append(p.Entries, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return persistence.EventsPage{}, err
+	}
+	return p, nil
+}
+
+// stream walks one user's keys of a bucket in seq order; seq is 0 at the end.
+type stream struct {
+	c      *bolt.Cursor
+	prefix []byte
+	seq    int64
+	v      []byte
+}
+
+func newStream(c *bolt.Cursor, prefix []byte, from int64) *stream {
+	s := &stream{c: c, prefix: prefix}
+	s.at(c.Seek(withSeq(prefix, from)))
+	return s
+}
+
+func (s *stream) next() { s.at(s.c.Next()) }
+
+func (s *stream) at(k, v []byte) {
+	if k == nil || !bytes.HasPrefix(k, s.prefix) || len(k) != len(s.prefix)+8 {
+		s.seq, s.v = 0, nil
+		return
+	}
+	s.seq, s.v = keySeq(k), v
+}
+
+// createdEntry rebuilds the creation entry of notification id: as it was created, unread.
+func (b *buckets) createdEntry(userID string, id []byte) (herald.Entry, error) {
+	n, err := b.mustNote(id)
+	if err != nil {
+		return herald.Entry{}, err
+	}
+	note := n.Notification
+	note.ReadAt = nil
+	return herald.Entry{UserID: userID, Seq: note.Seq, Event: herald.EventCreated, Unread: n.UnreadAfter,
+		At: note.CreatedAt, Notification: &note}, nil
+}
+
+// loggedEntry rebuilds a read or read-all entry from its log record.
+func (b *buckets) loggedEntry(userID string, seq int64, v []byte) (herald.Entry, error) {
+	l, err := decodeLog(v)
+	if err != nil {
+		return herald.Entry{}, err
+	}
+	e := herald.Entry{UserID: userID, Seq: seq, Unread: l.Unread, At: l.At}
+	switch l.Kind {
+	case logRead:
+		n, err := b.mustNote(l.ID)
+		if err != nil {
+			return herald.Entry{}, err
+		}
+		note := n.Notification
+		at := l.At
+		note.ReadAt = &at
+		e.Event, e.Notification = herald.EventRead, &note
+	default:
+		e.Event, e.ReadAll = herald.EventReadAll, &herald.ReadAll{ReadAt: l.At, Updated: l.Updated}
+	}
+	return e, nil
+}
