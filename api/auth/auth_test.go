@@ -1,0 +1,712 @@
+package auth
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldhq/herald"
+)
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+// clock is a settable Config.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Keys are generated once: RSA key generation is slow under the race detector.
+var testKeys = sync.OnceValue(func() (k struct {
+	rsa1, rsa2, rsaOther *rsa.PrivateKey
+	ec1                  *ecdsa.PrivateKey
+}) {
+	var err error
+	for _, p := range []**rsa.PrivateKey{&k.rsa1, &k.rsa2, &k.rsaOther} {
+		if *p, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			panic(err)
+		}
+	}
+	if k.ec1, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		panic(err)
+	}
+	return k
+})
+
+func newAuth(t testing.TB, cfg Config) *Authenticator {
+	t.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// sign signs claims with method and key, with kid in the header when non-empty.
+func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, claims)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// userClaims are valid claims for user sub at now.
+func userClaims(now time.Time, sub string) jwt.MapClaims {
+	return jwt.MapClaims{"sub": sub, "exp": now.Add(time.Hour).Unix(), "iat": now.Unix()}
+}
+
+func bearer(cred string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/notifications/unread", nil)
+	r.Header.Set("Authorization", "Bearer "+cred)
+	return r
+}
+
+// wantUnauthorized fails unless err is a 401 *herald.Error whose message contains msg.
+func wantUnauthorized(t testing.TB, err error, msg string) {
+	t.Helper()
+	var he *herald.Error
+	if !errors.As(err, &he) {
+		t.Fatalf("error %v (%T), want a *herald.Error", err, err)
+	}
+	if he.Code != herald.CodeUnauthorized {
+		t.Fatalf("code %q, want %q (%v)", he.Code, herald.CodeUnauthorized, err)
+	}
+	if !strings.Contains(he.Message, msg) {
+		t.Fatalf("message %q, want it to contain %q", he.Message, msg)
+	}
+}
+
+func wantUser(t testing.TB, p Principal, err error, user, tenant string) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Kind != KindUser || p.UserID != user || p.TenantID != tenant || p.KeyID != "" {
+		t.Fatalf("principal %+v, want user %q tenant %q", p, user, tenant)
+	}
+}
+
+func TestNewNeedsAKey(t *testing.T) {
+	if _, err := New(Config{APIKeys: []string{"k"}}); err == nil {
+		t.Fatal("New without JWT secret or JWKS succeeded")
+	}
+}
+
+func TestHS256(t *testing.T) {
+	clk := newClock()
+	a := newAuth(t, Config{JWTSecret: secret, Now: clk.Now})
+	now := clk.Now()
+
+	c := userClaims(now, "u1")
+	c["tid"] = "t1"
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodHS256, secret, "", c)), false)
+	wantUser(t, p, err, "u1", "t1")
+	if !p.IsUser() || p.IsService() || p.WS {
+		t.Fatalf("principal %+v", p)
+	}
+
+	// Also on the WebSocket, and with a lower-case scheme.
+	r := bearer(sign(t, jwt.SigningMethodHS256, secret, "", userClaims(now, "u2")))
+	r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), "Bearer", "bearer", 1))
+	p, err = a.Authenticate(r, true)
+	wantUser(t, p, err, "u2", "")
+	if p.WS {
+		t.Fatal("a user JWT is not a ws-token")
+	}
+}
+
+func TestUserJWTRefused(t *testing.T) {
+	clk := newClock()
+	a := newAuth(t, Config{JWTSecret: secret, Now: clk.Now})
+	now := clk.Now()
+	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, secret, "", c) }
+	with := func(k string, v any) jwt.MapClaims {
+		c := userClaims(now, "u1")
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, userClaims(now, "u1")).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := hs(userClaims(now, "u1"))
+	parts := strings.Split(valid, ".")
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"admin","exp":9999999999}`)) + "." + parts[2]
+	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, userClaims(now, "u1"))
+	crit.Header["crit"] = []string{"exp"}
+	critTok, err := crit.SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name, token, msg string
+	}{
+		{"expired", hs(with("exp", now.Add(-time.Minute).Unix())), "token expired"},
+		{"no exp", hs(with("exp", nil)), "token has no exp"},
+		{"exp not a number", hs(with("exp", "tomorrow")), "malformed token"},
+		{"alg none", none, "unexpected signing algorithm"},
+		{"unknown alg", "eyJhbGciOiJYWDk5In0.e30.c2ln", "unexpected signing algorithm"},
+		{"wrong secret", sign(t, jwt.SigningMethodHS256, []byte("another secret, also 32 bytes!!"), "", userClaims(now, "u1")), "invalid token signature"},
+		{"tampered", tampered, "invalid token signature"},
+		{"HS384", sign(t, jwt.SigningMethodHS384, secret, "", userClaims(now, "u1")), "unexpected signing algorithm"},
+		{"RS256 without JWKS", sign(t, jwt.SigningMethodRS256, testKeys().rsa1, "k1", userClaims(now, "u1")), "unexpected signing algorithm"},
+		{"nbf in the future", hs(with("nbf", now.Add(time.Minute).Unix())), "token not valid yet"},
+		{"no sub", hs(with("sub", nil)), "token has no sub"},
+		{"empty sub", hs(with("sub", "")), "token has no sub"},
+		{"sub too long", hs(with("sub", strings.Repeat("x", 257))), "sub longer than 256 bytes"},
+		{"sub not a string", hs(with("sub", 42)), "malformed token"},
+		{"crit", critTok, "unsupported critical header"},
+		{"not a JWT", "not-a-known-api-key", "neither an API key nor a well-formed JWT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := a.Authenticate(bearer(tc.token), false)
+			wantUnauthorized(t, err, tc.msg)
+		})
+	}
+}
+
+func TestLeeway(t *testing.T) {
+	clk := newClock()
+	a := newAuth(t, Config{JWTSecret: secret, Now: clk.Now})
+	now := clk.Now()
+	c := userClaims(now, "u1")
+	c["exp"] = now.Add(-2 * time.Second).Unix()
+	c["nbf"] = now.Add(2 * time.Second).Unix()
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodHS256, secret, "", c)), false)
+	wantUser(t, p, err, "u1", "")
+}
+
+func TestAudience(t *testing.T) {
+	clk := newClock()
+	now := clk.Now()
+	a := newAuth(t, Config{JWTSecret: secret, Audience: "herald-api", Now: clk.Now})
+	tok := func(aud any) string {
+		c := userClaims(now, "u1")
+		if aud != nil {
+			c["aud"] = aud
+		}
+		return sign(t, jwt.SigningMethodHS256, secret, "", c)
+	}
+	for _, aud := range []any{"herald-api", []string{"other", "herald-api"}} {
+		p, err := a.Authenticate(bearer(tok(aud)), false)
+		wantUser(t, p, err, "u1", "")
+	}
+	for _, aud := range []any{"other", []string{"a", "b"}, nil} {
+		_, err := a.Authenticate(bearer(tok(aud)), false)
+		wantUnauthorized(t, err, "wrong audience")
+	}
+
+	// Without a configured audience, aud is not checked.
+	b := newAuth(t, Config{JWTSecret: secret, Now: clk.Now})
+	p, err := b.Authenticate(bearer(tok("anything")), false)
+	wantUser(t, p, err, "u1", "")
+}
+
+func TestAPIKeys(t *testing.T) {
+	a := newAuth(t, Config{JWTSecret: secret, APIKeys: []string{"first-key", "", "second-key-is-longer"}})
+
+	p, err := a.Authenticate(bearer("first-key"), false)
+	if err != nil || p.Kind != KindService || p.KeyID != "key-1" || p.UserID != "" || !p.IsService() {
+		t.Fatalf("Bearer: %+v, %v", p, err)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/notifications", nil)
+	r.Header.Set("X-Api-Key", "second-key-is-longer")
+	p, err = a.Authenticate(r, false)
+	if err != nil || p.Kind != KindService || p.KeyID != "key-2" {
+		t.Fatalf("X-Api-Key: %+v, %v", p, err)
+	}
+	// An API key is recognised on the WebSocket too; refusing it (403) is the caller's job.
+	p, err = a.Authenticate(bearer("first-key"), true)
+	if err != nil || p.Kind != KindService {
+		t.Fatalf("ws: %+v, %v", p, err)
+	}
+
+	for _, cred := range []string{"first-ke", "first-key2", "unknown"} {
+		_, err := a.Authenticate(bearer(cred), false)
+		wantUnauthorized(t, err, "neither an API key nor a well-formed JWT")
+	}
+}
+
+func TestCredentialSources(t *testing.T) {
+	a := newAuth(t, Config{JWTSecret: secret, APIKeys: []string{"key"}})
+
+	r := httptest.NewRequest(http.MethodGet, "/notifications/unread", nil)
+	_, err := a.Authenticate(r, false)
+	wantUnauthorized(t, err, "missing credential")
+
+	r.Header.Set("Authorization", "Bearer ")
+	_, err = a.Authenticate(r, false)
+	wantUnauthorized(t, err, "missing credential")
+
+	r.Header.Set("Authorization", "Basic a2V5Og==")
+	_, err = a.Authenticate(r, false)
+	wantUnauthorized(t, err, "unsupported authorization scheme")
+
+	// The query parameter counts on the WebSocket only.
+	r = httptest.NewRequest(http.MethodGet, "/notifications/unread?token=key", nil)
+	_, err = a.Authenticate(r, false)
+	wantUnauthorized(t, err, "missing credential")
+	if p, err := a.Authenticate(r, true); err != nil || p.Kind != KindService {
+		t.Fatalf("query token on ws: %+v, %v", p, err)
+	}
+
+	_, err = a.Authenticate(bearer(strings.Repeat("a", maxCredential+1)), false)
+	wantUnauthorized(t, err, "credential too long")
+}
+
+func TestWSToken(t *testing.T) {
+	clk := newClock()
+	a := newAuth(t, Config{JWTSecret: secret, Now: clk.Now})
+
+	tok, ttl, err := a.IssueWSToken(Principal{Kind: KindUser, UserID: "u1", TenantID: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl != DefaultWSTokenTTL {
+		t.Fatalf("ttl %v", ttl)
+	}
+	var claims map[string]any
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	if aud, _ := json.Marshal(claims["aud"]); string(aud) != `["ws"]` || claims["iss"] != "herald" || claims["sub"] != "u1" || claims["tid"] != "t1" {
+		t.Fatalf("claims %v", claims)
+	}
+
+	wsReq := func() *http.Request {
+		return httptest.NewRequest(http.MethodGet, "/notifications/ws?token="+tok, nil)
+	}
+	for i := range 2 { // usable more than once
+		p, err := a.Authenticate(wsReq(), true)
+		wantUser(t, p, err, "u1", "t1")
+		if !p.WS {
+			t.Fatalf("use %d: WS not set", i)
+		}
+	}
+	p, err := a.Authenticate(bearer(tok), true) // in the header too
+	wantUser(t, p, err, "u1", "t1")
+
+	_, err = a.Authenticate(bearer(tok), false)
+	wantUnauthorized(t, err, "ws-token is only valid for the WebSocket")
+
+	// Only users get one.
+	if _, _, err := a.IssueWSToken(Principal{Kind: KindService, KeyID: "key-1"}); herald.ErrorCode(err) != herald.CodeForbidden {
+		t.Fatalf("service ws-token: %v", err)
+	}
+
+	// Another secret does not verify it.
+	b := newAuth(t, Config{JWTSecret: secret, WSTokenSecret: []byte("a separate ws-token secret......"), Now: clk.Now})
+	_, err = b.Authenticate(wsReq(), true)
+	wantUnauthorized(t, err, "invalid token signature")
+
+	clk.Add(DefaultWSTokenTTL + leeway + time.Second)
+	_, err = a.Authenticate(wsReq(), true)
+	wantUnauthorized(t, err, "token expired")
+}
+
+func TestWSTokenSecrets(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	jwks := writeJWKS(t, dir, rsaJWK("k1", &testKeys().rsa1.PublicKey))
+
+	// JWKS only: a random ws-token secret, and a custom lifetime.
+	a := newAuth(t, Config{JWKS: jwks, WSTokenTTL: 10 * time.Second, Now: clk.Now})
+	tok, ttl, err := a.IssueWSToken(Principal{Kind: KindUser, UserID: "u1"})
+	if err != nil || ttl != 10*time.Second {
+		t.Fatal(ttl, err)
+	}
+	p, err := a.Authenticate(bearer(tok), true)
+	wantUser(t, p, err, "u1", "")
+	clk.Add(10*time.Second + leeway + time.Second)
+	_, err = a.Authenticate(bearer(tok), true)
+	wantUnauthorized(t, err, "token expired")
+
+	// A separate ws-token secret: a ws-token signed with the JWT secret is refused.
+	b := newAuth(t, Config{JWTSecret: secret, WSTokenSecret: []byte("ws secret"), Now: clk.Now})
+	forged := sign(t, jwt.SigningMethodHS256, secret, "", jwt.MapClaims{
+		"sub": "u1", "iss": "herald", "aud": []string{"ws"}, "exp": clk.Now().Add(time.Minute).Unix(),
+	})
+	_, err = b.Authenticate(bearer(forged), true)
+	wantUnauthorized(t, err, "invalid token signature")
+}
+
+func TestSignUserToken(t *testing.T) {
+	tok, err := SignUserToken(secret, "u1", "t1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAuth(t, Config{JWTSecret: secret})
+	p, err := a.Authenticate(bearer(tok), false)
+	wantUser(t, p, err, "u1", "t1")
+
+	for _, bad := range []func() (string, error){
+		func() (string, error) { return SignUserToken(nil, "u1", "", time.Minute) },
+		func() (string, error) { return SignUserToken(secret, "", "", time.Minute) },
+		func() (string, error) { return SignUserToken(secret, "u1", "", 0) },
+	} {
+		if _, err := bad(); err == nil {
+			t.Fatal("SignUserToken accepted bad arguments")
+		}
+	}
+}
+
+// JWKS helpers.
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func rsaJWK(kid string, pub *rsa.PublicKey) map[string]any {
+	return map[string]any{
+		"kty": "RSA", "kid": kid, "use": "sig",
+		"n": b64(pub.N.Bytes()), "e": b64(big.NewInt(int64(pub.E)).Bytes()),
+	}
+}
+
+func ecJWK(kid string, pub *ecdsa.PublicKey) map[string]any {
+	point, err := pub.Bytes()
+	if err != nil {
+		panic(err)
+	}
+	size := (len(point) - 1) / 2
+	return map[string]any{
+		"kty": "EC", "kid": kid, "crv": pub.Curve.Params().Name,
+		"x": b64(point[1 : 1+size]), "y": b64(point[1+size:]),
+	}
+}
+
+func jwksJSON(keys ...map[string]any) []byte {
+	b, err := json.Marshal(map[string]any{"keys": keys})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func writeJWKS(t testing.TB, dir string, keys ...map[string]any) string {
+	t.Helper()
+	path := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(path, jwksJSON(keys...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// jwksServer serves a replaceable JWKS and counts the fetches.
+type jwksServer struct {
+	*httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	doc  []byte
+	fail bool
+}
+
+func newJWKSServer(t *testing.T, keys ...map[string]any) *jwksServer {
+	s := &jwksServer{doc: jwksJSON(keys...)}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		doc, fail := s.doc, s.fail
+		s.mu.Unlock()
+		if fail {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(doc)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jwksServer) set(fail bool, keys ...map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = fail
+	if keys != nil {
+		s.doc = jwksJSON(keys...)
+	}
+}
+
+func TestJWKSFile(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	now := clk.Now()
+	ec384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeJWKS(t, t.TempDir(),
+		rsaJWK("r1", &k.rsa1.PublicKey),
+		ecJWK("e1", &k.ec1.PublicKey),
+		ecJWK("e384", &ec384.PublicKey),
+		map[string]any{"kty": "oct", "kid": "sym", "k": "c2VjcmV0"},                  // skipped
+		map[string]any{"kty": "RSA", "kid": "enc", "use": "enc", "n": "x", "e": "y"}, // skipped
+	)
+	a := newAuth(t, Config{JWKS: path, Now: clk.Now})
+
+	for _, tc := range []struct {
+		name   string
+		method jwt.SigningMethod
+		key    any
+		kid    string
+	}{
+		{"RS256", jwt.SigningMethodRS256, k.rsa1, "r1"},
+		{"RS512", jwt.SigningMethodRS512, k.rsa1, "r1"},
+		{"PS256", jwt.SigningMethodPS256, k.rsa1, "r1"},
+		{"ES256", jwt.SigningMethodES256, k.ec1, "e1"},
+		{"ES384", jwt.SigningMethodES384, ec384, "e384"},
+		{"RS256 without kid: the only RSA key", jwt.SigningMethodRS256, k.rsa1, ""},
+		{"ES256 without kid: the only P-256 key", jwt.SigningMethodES256, k.ec1, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := a.Authenticate(bearer(sign(t, tc.method, tc.key, tc.kid, userClaims(now, "u1"))), false)
+			wantUser(t, p, err, "u1", "")
+		})
+	}
+
+	for _, tc := range []struct {
+		name, token, msg string
+	}{
+		{"HS256 without secret", sign(t, jwt.SigningMethodHS256, secret, "", userClaims(now, "u1")), "unexpected signing algorithm"},
+		{"key not in JWKS, known kid", sign(t, jwt.SigningMethodRS256, k.rsaOther, "r1", userClaims(now, "u1")), "invalid token signature"},
+		{"key not in JWKS, unknown kid", sign(t, jwt.SigningMethodRS256, k.rsaOther, "other", userClaims(now, "u1")), "unknown signing key"},
+		{"key not in JWKS, no kid", sign(t, jwt.SigningMethodRS256, k.rsaOther, "", userClaims(now, "u1")), "invalid token signature"},
+		{"kid of another key type", sign(t, jwt.SigningMethodES256, k.ec1, "r1", userClaims(now, "u1")), "unknown signing key"},
+		{"expired", sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", jwt.MapClaims{"sub": "u1", "exp": now.Add(-time.Hour).Unix()}), "token expired"},
+		{"no exp", sign(t, jwt.SigningMethodES256, k.ec1, "e1", jwt.MapClaims{"sub": "u1"}), "token has no exp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := a.Authenticate(bearer(tc.token), false)
+			wantUnauthorized(t, err, tc.msg)
+		})
+	}
+}
+
+func TestJWKSNoKidAmbiguous(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	path := writeJWKS(t, t.TempDir(), rsaJWK("r1", &k.rsa1.PublicKey), rsaJWK("r2", &k.rsa2.PublicKey))
+	a := newAuth(t, Config{JWKS: path})
+	_, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "", userClaims(now, "u1"))), false)
+	wantUnauthorized(t, err, "token has no kid")
+}
+
+func TestJWKSKeyAlg(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	key := rsaJWK("r1", &k.rsa1.PublicKey)
+	key["alg"] = "RS256"
+	a := newAuth(t, Config{JWKS: writeJWKS(t, t.TempDir(), key)})
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(now, "u1"))), false)
+	wantUser(t, p, err, "u1", "")
+	_, err = a.Authenticate(bearer(sign(t, jwt.SigningMethodPS256, k.rsa1, "r1", userClaims(now, "u1"))), false)
+	wantUnauthorized(t, err, "unknown signing key")
+}
+
+func TestJWKSFileReread(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	dir := t.TempDir()
+	path := writeJWKS(t, dir, rsaJWK("r1", &k.rsa1.PublicKey))
+	a := newAuth(t, Config{JWKS: path, Now: clk.Now})
+	writeJWKS(t, dir, rsaJWK("r2", &k.rsa2.PublicKey))
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa2, "r2", userClaims(clk.Now(), "u1"))), false)
+	wantUser(t, p, err, "u1", "")
+}
+
+func TestNewJWKSErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := newJWKSServer(t)
+	bad.set(true)
+	for name, source := range map[string]string{
+		"missing file":  filepath.Join(dir, "nope.json"),
+		"not JSON":      write("a.json", "not json"),
+		"no keys":       write("b.json", `{"keys":[]}`),
+		"only weak key": write("c.json", string(jwksJSON(rsaJWK("s", &small.PublicKey)))),
+		"bad EC point":  write("d.json", `{"keys":[{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}]}`),
+		"bad RSA e":     write("e.json", `{"keys":[{"kty":"RSA","n":"AQAB","e":"AA"}]}`),
+		"alg mismatch":  write("f.json", string(jwksJSON(map[string]any{"kty": "EC", "alg": "RS256", "crv": "P-256", "x": ecJWK("", &testKeys().ec1.PublicKey)["x"], "y": ecJWK("", &testKeys().ec1.PublicKey)["y"]}))),
+		"HTTP 500":      bad.URL,
+	} {
+		if _, err := New(Config{JWKS: source}); err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}
+
+func TestJWKSURLRotation(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa1.PublicKey))
+	a := newAuth(t, Config{JWKS: srv.URL, HTTPClient: srv.Client(), Now: clk.Now})
+	if n := srv.hits.Load(); n != 1 {
+		t.Fatalf("%d fetches at New, want 1", n)
+	}
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))), false)
+	wantUser(t, p, err, "u1", "")
+	if n := srv.hits.Load(); n != 1 {
+		t.Fatalf("%d fetches after a known kid, want 1", n)
+	}
+
+	// The host rotates to r2 (and EC e1): the first token with r2 refetches once.
+	srv.set(false, rsaJWK("r2", &k.rsa2.PublicKey), ecJWK("e1", &k.ec1.PublicKey))
+	for range 3 {
+		p, err = a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa2, "r2", userClaims(clk.Now(), "u2"))), false)
+		wantUser(t, p, err, "u2", "")
+	}
+	p, err = a.Authenticate(bearer(sign(t, jwt.SigningMethodES256, k.ec1, "e1", userClaims(clk.Now(), "u3"))), false)
+	wantUser(t, p, err, "u3", "")
+	if n := srv.hits.Load(); n != 2 {
+		t.Fatalf("%d fetches after rotation, want 2", n)
+	}
+	// r1 was removed from the JWKS and the refresh dropped it.
+	_, err = a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))), false)
+	wantUnauthorized(t, err, "unknown signing key")
+}
+
+func TestJWKSRefreshRateLimit(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa1.PublicKey))
+	a := newAuth(t, Config{JWKS: srv.URL, HTTPClient: srv.Client(), Now: clk.Now})
+
+	flood := func(n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				jt := jwt.NewWithClaims(jwt.SigningMethodRS256, userClaims(clk.Now(), "u1"))
+				jt.Header["kid"] = fmt.Sprintf("garbage-%d", i)
+				tok, err := jt.SignedString(k.rsaOther)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, err = a.Authenticate(bearer(tok), false)
+				if he, ok := errors.AsType[*herald.Error](err); !ok || he.Code != herald.CodeUnauthorized || he.Message != "unknown signing key" {
+					t.Errorf("garbage kid: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	flood(50)
+	if n := srv.hits.Load(); n != 2 {
+		t.Fatalf("%d fetches after the first flood, want 2 (New and one refresh)", n)
+	}
+	clk.Add(29 * time.Second)
+	flood(20)
+	if n := srv.hits.Load(); n != 2 {
+		t.Fatalf("%d fetches 29 s later, want 2", n)
+	}
+	// Known kids keep working meanwhile, without fetching.
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))), false)
+	wantUser(t, p, err, "u1", "")
+
+	clk.Add(time.Second)
+	flood(20)
+	if n := srv.hits.Load(); n != 3 {
+		t.Fatalf("%d fetches 30 s later, want 3", n)
+	}
+
+	// A failed refresh keeps the old keys.
+	srv.set(true)
+	clk.Add(time.Minute)
+	flood(5)
+	if n := srv.hits.Load(); n != 4 {
+		t.Fatalf("%d fetches after the failing refresh, want 4", n)
+	}
+	p, err = a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))), false)
+	wantUser(t, p, err, "u1", "")
+}
+
+func FuzzAuthenticate(f *testing.F) {
+	k := testKeys()
+	now := time.Now()
+	path := writeJWKS(f, f.TempDir(), rsaJWK("r1", &k.rsa1.PublicKey), ecJWK("e1", &k.ec1.PublicKey))
+	a := newAuth(f, Config{JWTSecret: secret, JWKS: path, Audience: "herald-api", APIKeys: []string{"api-key"}})
+	ws, _, err := a.IssueWSToken(Principal{Kind: KindUser, UserID: "u1"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{
+		"", "Bearer", "Bearer ", "Bearer api-key", "Basic x", "bearer a.b.c", "Bearer ...",
+		"Bearer " + ws,
+		"Bearer " + sign(f, jwt.SigningMethodHS256, secret, "", userClaims(now, "u1")),
+		"Bearer " + sign(f, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(now, "u1")),
+		"Bearer " + sign(f, jwt.SigningMethodES256, k.ec1, "", userClaims(now, "u1")),
+		"Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9.",
+		"Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6MX0.e30.AA",
+	} {
+		f.Add(seed, false)
+		f.Add(seed, true)
+	}
+	f.Fuzz(func(t *testing.T, header string, ws bool) {
+		r := httptest.NewRequest(http.MethodGet, "/notifications/ws", nil)
+		r.Header.Set("Authorization", header)
+		p, err := a.Authenticate(r, ws)
+		if err == nil {
+			if p.Kind != KindUser && p.Kind != KindService {
+				t.Fatalf("no error and principal %+v", p)
+			}
+			return
+		}
+		var he *herald.Error
+		if !errors.As(err, &he) || he.Code != herald.CodeUnauthorized {
+			t.Fatalf("error %v (%T), want a 401 *herald.Error", err, err)
+		}
+	})
+}

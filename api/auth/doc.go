@@ -1,0 +1,63 @@
+// Package auth authenticates the callers of Herald's HTTP API and mints the short-lived
+// tokens that open a WebSocket.
+//
+// # Credentials
+//
+// Authenticate takes the credential from "Authorization: Bearer <x>" or, failing that,
+// "X-Api-Key: <x>"; for the WebSocket handshake (ws=true) also from the query parameter
+// "token" when neither header is present. The credential is then, in this order:
+//
+//   - a configured API key: the caller is a service (KindService). The credential is
+//     compared with every configured key, always all of them, as SHA-256 digests with
+//     crypto/subtle, so neither which key matched nor the key lengths leak through
+//     timing. Principal.KeyID names the key by its position ("key-1", "key-2", ...),
+//     never by its value.
+//   - a ws-token (issuer "herald", audience "ws", HS256 with the ws-token secret, see
+//     IssueWSToken): a user, with Principal.WS set. Valid on the WebSocket only; any
+//     other endpoint gets 401. It may be used any number of times until it expires.
+//     Any token with iss "herald" and aud "ws" is held to these rules, so a user JWT
+//     must not use that combination.
+//   - a user JWT issued by the host application: HS256 with Config.JWTSecret, or
+//     RS256/RS384/RS512, PS256/PS384/PS512, ES256/ES384/ES512 verified against the
+//     JWKS. A user JWT is accepted on the WebSocket too.
+//
+// Every JWT must carry exp; nbf, when present, must have passed; the clock skew allowed
+// for both is 5 seconds. Refused are: "alg: none" and any algorithm for which no key is
+// configured, a "crit" header, a wrong signature, a wrong audience (checked only when
+// Config.Audience is set; a token without aud then fails too), and a sub that is
+// missing, empty or longer than 256 bytes. The optional "tid" claim (at most 256 bytes)
+// becomes Principal.TenantID. Credentials longer than 16 KiB are refused unparsed.
+// Every refusal is a *herald.Error with herald.CodeUnauthorized whose message says what
+// was wrong; the underlying cause, if any, is in its Err field for the log.
+//
+// # JWKS
+//
+// Config.JWKS is a file path or an http(s) URL. It is loaded once by New, which fails
+// if it cannot be read, is not a JWKS, or holds no usable key. RSA keys (n, e; at
+// least 2048 bits) and EC keys (crv P-256, P-384 or P-521; x, y) whose "use" is empty
+// or "sig" are used; other keys (encryption keys, symmetric or OKP keys, weak RSA
+// keys) are skipped. A key with an "alg" only verifies tokens of that algorithm.
+//
+// Keys are cached by kid in an immutable snapshot. A token is verified with the key
+// of its kid; a token without kid is verified with the only key of the right type,
+// and refused if there are several. When no key fits a token (typically a kid that
+// is not in the cache: the host rotated its keys), the JWKS is fetched again (URL) or
+// re-read (file), at most once per 30 seconds whatever the tokens say, so a flood of
+// made-up kids cannot make Herald hammer the JWKS endpoint. The first such refresh
+// after New is not delayed. A refresh that fails (unreachable, not a JWKS, no usable
+// key) keeps the previous keys. A key removed from the JWKS stays trusted until the
+// next refresh or restart. Fetches time out after 5 seconds and read at most 1 MiB.
+//
+// # ws-tokens
+//
+// ws-tokens are signed with Config.WSTokenSecret, or Config.JWTSecret when that is
+// empty. When both are empty (JWKS only), New generates a random secret: ws-tokens
+// then verify only on the node that issued them and not after a restart, which suits
+// a single node only; a cluster must configure a shared secret.
+//
+// # Concurrency
+//
+// An Authenticator is safe for concurrent use. Its only mutable state is the JWKS
+// cache: an atomic pointer to an immutable key snapshot, swapped by a refresh, and a
+// mutex that serializes refreshes and guards the time of the last one.
+package auth

@@ -1,0 +1,359 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald"
+)
+
+const (
+	// refreshInterval is the least time between two JWKS refreshes.
+	refreshInterval = 30 * time.Second
+	// fetchTimeout bounds one JWKS fetch.
+	fetchTimeout = 5 * time.Second
+	// maxJWKS bounds the size of a JWKS document.
+	maxJWKS = 1 << 20
+	// minRSABits is the smallest RSA modulus used; smaller keys are skipped.
+	minRSABits = 2048
+)
+
+// jwksAlgs are the algorithms verified with JWKS keys.
+var jwksAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+
+// keySet is the cached JWKS of one source.
+type keySet struct {
+	source string // file path or http(s) URL
+	client *http.Client
+	now    func() time.Time
+
+	// keys is the current snapshot. A snapshot is never modified; a refresh swaps in a
+	// new one, so readers need no lock.
+	keys atomic.Pointer[keys]
+
+	// refreshMu serializes refreshes and guards lastRefresh. A request that finds no
+	// key waits here while another refresh is running, then looks again.
+	refreshMu   sync.Mutex
+	lastRefresh time.Time // start of the last refresh attempt; zero before the first
+}
+
+// keys is an immutable snapshot of a JWKS.
+type keys struct {
+	byKid map[string][]jwk // keys with a kid; a kid may name several keys of different types
+	all   []jwk            // every key, with or without kid
+}
+
+// jwk is one usable verification key.
+type jwk struct {
+	kid string
+	alg string // the key's "alg", empty when it does not restrict the algorithm
+	key any    // *rsa.PublicKey or *ecdsa.PublicKey
+}
+
+// fits reports whether k can verify a token signed with alg.
+func (k *jwk) fits(alg string) bool {
+	if k.alg != "" && k.alg != alg {
+		return false
+	}
+	switch key := k.key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return key.Curve == elliptic.P256()
+		case "ES384":
+			return key.Curve == elliptic.P384()
+		case "ES512":
+			return key.Curve == elliptic.P521()
+		}
+	}
+	return false
+}
+
+// newKeySet loads the JWKS of source.
+func newKeySet(source string, client *http.Client, now func() time.Time) (*keySet, error) {
+	s := &keySet{source: source, client: client, now: now}
+	ks, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.keys.Store(ks)
+	return s, nil
+}
+
+// key returns the key verifying a token with kid and alg. If the cached keys have none,
+// it refreshes them (at most once per refreshInterval) and looks again.
+func (s *keySet) key(kid, alg string) (any, error) {
+	if k, err := s.keys.Load().find(kid, alg); err == nil {
+		return k, nil
+	}
+	refreshErr := s.refresh()
+	k, err := s.keys.Load().find(kid, alg)
+	if err == nil {
+		return k, nil
+	}
+	err.Err = refreshErr // why the refresh did not help, for the log
+	return nil, err
+}
+
+// find returns the key for kid and alg from the snapshot.
+func (ks *keys) find(kid, alg string) (any, *herald.Error) {
+	if kid != "" {
+		for i := range ks.byKid[kid] {
+			if k := &ks.byKid[kid][i]; k.fits(alg) {
+				return k.key, nil
+			}
+		}
+		return nil, unauthorized("unknown signing key", nil)
+	}
+	var found any
+	n := 0
+	for i := range ks.all {
+		if k := &ks.all[i]; k.fits(alg) {
+			found = k.key
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return nil, unauthorized("unknown signing key", nil)
+	case 1:
+		return found, nil
+	default:
+		return nil, unauthorized("token has no kid and several keys could have signed it", nil)
+	}
+}
+
+// refresh reloads the keys unless the last refresh started less than refreshInterval
+// ago. It returns the error of a failed reload; the previous keys then stay.
+func (s *keySet) refresh() error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	now := s.now()
+	if !s.lastRefresh.IsZero() && now.Sub(s.lastRefresh) < refreshInterval {
+		return nil
+	}
+	s.lastRefresh = now
+	ks, err := s.load()
+	if err != nil {
+		return err
+	}
+	s.keys.Store(ks)
+	return nil
+}
+
+// load reads and parses the JWKS.
+func (s *keySet) load() (*keys, error) {
+	data, err := s.read()
+	if err != nil {
+		return nil, fmt.Errorf("auth: JWKS %s: %w", s.source, err)
+	}
+	ks, err := parseJWKS(data)
+	if err != nil {
+		return nil, fmt.Errorf("auth: JWKS %s: %w", s.source, err)
+	}
+	return ks, nil
+}
+
+// isURL reports whether source is fetched over HTTP rather than read from a file.
+func isURL(source string) bool {
+	return strings.HasPrefix(source, "https://") || strings.HasPrefix(source, "http://")
+}
+
+// read returns the JWKS document, at most maxJWKS bytes.
+func (s *keySet) read() ([]byte, error) {
+	var body io.Reader
+	if isURL(s.source) {
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.source, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", "application/json")
+		resp, err := s.client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("HTTP status %s", resp.Status)
+		}
+		body = resp.Body
+	} else {
+		f, err := os.Open(s.source)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		body = f
+	}
+	data, err := io.ReadAll(io.LimitReader(body, maxJWKS+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxJWKS {
+		return nil, errors.New("larger than 1 MiB")
+	}
+	return data, nil
+}
+
+// jwkJSON is one key of a JWKS document (RFC 7517, RFC 7518 section 6).
+type jwkJSON struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+}
+
+// parseJWKS parses a JWKS document. Keys Herald cannot use are skipped; a malformed
+// key of a supported type, or no usable key at all, is an error.
+func parseJWKS(data []byte) (*keys, error) {
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("not a JWKS: %w", err)
+	}
+	ks := &keys{byKid: make(map[string][]jwk)}
+	for i, raw := range doc.Keys {
+		var j jwkJSON
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		k, err := parseJWK(&j)
+		if err != nil {
+			return nil, fmt.Errorf("key %d (kid %q): %w", i, j.Kid, err)
+		}
+		if k == nil {
+			continue
+		}
+		ks.all = append(ks.all, *k)
+		if k.kid != "" {
+			ks.byKid[k.kid] = append(ks.byKid[k.kid], *k)
+		}
+	}
+	if len(ks.all) == 0 {
+		return nil, errors.New("no usable signing key (RSA of at least 2048 bits, or EC P-256/P-384/P-521)")
+	}
+	return ks, nil
+}
+
+// parseJWK returns the key of j, nil for a key Herald does not use.
+func parseJWK(j *jwkJSON) (*jwk, error) {
+	if j.Use != "" && j.Use != "sig" {
+		return nil, nil
+	}
+	if j.Alg != "" && !slices.Contains(jwksAlgs, j.Alg) {
+		return nil, nil
+	}
+	k := &jwk{kid: j.Kid, alg: j.Alg}
+	switch j.Kty {
+	case "RSA":
+		key, err := parseRSA(j)
+		if err != nil {
+			return nil, err
+		}
+		if key == nil { // too short
+			return nil, nil
+		}
+		k.key = key
+	case "EC":
+		curve := curves[j.Crv]
+		if curve == nil {
+			return nil, nil
+		}
+		key, err := parseEC(curve, j)
+		if err != nil {
+			return nil, err
+		}
+		k.key = key
+	default:
+		return nil, nil
+	}
+	if k.alg != "" && !k.fits(k.alg) {
+		return nil, fmt.Errorf("alg %s does not match a %s key", k.alg, j.Kty)
+	}
+	return k, nil
+}
+
+// curves are the EC curves Herald verifies with, by JWK crv.
+var curves = map[string]elliptic.Curve{
+	"P-256": elliptic.P256(),
+	"P-384": elliptic.P384(),
+	"P-521": elliptic.P521(),
+}
+
+// parseRSA returns the RSA key of j, nil for one shorter than minRSABits.
+func parseRSA(j *jwkJSON) (*rsa.PublicKey, error) {
+	n, err := decodeB64(j.N)
+	if err != nil || len(n) == 0 {
+		return nil, errors.New("bad n")
+	}
+	e, err := decodeB64(j.E)
+	if err != nil || len(e) == 0 || len(e) > 4 {
+		return nil, errors.New("bad e")
+	}
+	var exp uint64
+	for _, b := range e {
+		exp = exp<<8 | uint64(b)
+	}
+	if exp < 3 || exp%2 == 0 || exp > math.MaxInt32 {
+		return nil, fmt.Errorf("bad e: %d", exp)
+	}
+	key := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(exp)}
+	if key.N.BitLen() < minRSABits {
+		return nil, nil
+	}
+	return key, nil
+}
+
+// parseEC returns the EC key of j on curve.
+func parseEC(curve elliptic.Curve, j *jwkJSON) (*ecdsa.PublicKey, error) {
+	size := (curve.Params().BitSize + 7) / 8
+	x, err := decodeB64(j.X)
+	if err != nil || len(x) != size {
+		return nil, fmt.Errorf("bad x for %s", j.Crv)
+	}
+	y, err := decodeB64(j.Y)
+	if err != nil || len(y) != size {
+		return nil, fmt.Errorf("bad y for %s", j.Crv)
+	}
+	point := make([]byte, 0, 1+2*size)
+	point = append(point, 4) // uncompressed
+	point = append(point, x...)
+	point = append(point, y...)
+	key, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+	if err != nil {
+		return nil, fmt.Errorf("bad %s point: %w", j.Crv, err)
+	}
+	return key, nil
+}
+
+// decodeB64 decodes base64url, with or without padding (RFC 7515 says without; some
+// publishers pad).
+func decodeB64(s string) ([]byte, error) {
+	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+}
