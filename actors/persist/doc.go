@@ -1,0 +1,21 @@
+// Package persist is the persistence actor: the only writer to Herald's store.
+//
+// Callers (the API, later inbox actors and event routing) send it a Write holding one
+// persistence.Op and a reply channel. The actor groups what arrives into batches and hands
+// each batch to one commit goroutine, which runs Store.Apply (one transaction), then
+// delivers the committed entries (Options.OnCommit) and replies to every caller of the
+// batch. A caller is answered only after its change is durable; if the transaction fails,
+// every caller in the batch gets the same `unavailable` error and nothing of the batch was
+// written.
+//
+// Batching is group commit: while a commit is in flight the actor keeps accepting writes,
+// and the next batch leaves the moment the store is free again, so batches grow with load
+// and an idle system commits a lone write at once. A batch also leaves when it reaches
+// Options.MaxBatch notifications, or after Options.FlushDelay (default 0: no waiting).
+// One commit at a time keeps the commit order equal to the seq order per user.
+//
+// Ownership and shutdown: the actor owns the pending batch and the single commit goroutine
+// it starts per batch. Drain flushes what is pending and answers once nothing is in
+// flight; Poison after Drain then loses nothing (hollywood drops queued messages on
+// Poison, so Drain must come first).
+package persist

@@ -1,0 +1,58 @@
+package persist
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldhq/herald/persistence"
+)
+
+// Metrics of the persistence actor. A nil *Metrics records nothing.
+type Metrics struct {
+	stored      prometheus.Counter
+	batchSize   prometheus.Histogram
+	storeErrors prometheus.Counter
+}
+
+// NewMetrics registers the actor's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		stored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_notifications_stored_total",
+			Help: "Notifications stored (idempotent replays not counted).",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_store_batch_size",
+			Help:    "Operations per committed store transaction.",
+			Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000},
+		}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_store_errors_total",
+			Help: "Store transactions that failed (every caller in the batch got 503).",
+		}),
+	}
+	reg.MustRegister(m.stored, m.batchSize, m.storeErrors)
+	return m
+}
+
+func (m *Metrics) batch(ops []persistence.Op, results []persistence.Result) {
+	if m == nil {
+		return
+	}
+	m.batchSize.Observe(float64(len(ops)))
+	stored := 0
+	for i := range results {
+		for _, replayed := range results[i].Replayed {
+			if !replayed && results[i].Err == nil {
+				stored++
+			}
+		}
+	}
+	m.stored.Add(float64(stored))
+}
+
+func (m *Metrics) storeError() {
+	if m == nil {
+		return
+	}
+	m.storeErrors.Inc()
+}

@@ -1,0 +1,213 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// Write asks the actor to apply Op. Reply must have room for one value (buffered): the
+// actor never blocks on it. Ctx, when not nil, lets a caller that gave up before its batch
+// left be dropped with the context's error instead of written.
+type Write struct {
+	Ctx   context.Context
+	Op    persistence.Op
+	Reply chan<- Reply
+}
+
+// Reply answers a Write. Err is set when the whole batch failed (code unavailable);
+// otherwise Result holds the op's own outcome, including a per-op error in Result.Err.
+type Reply struct {
+	Result persistence.Result
+	Err    error
+}
+
+// Drain asks the actor to flush what is pending; Done is closed once nothing is pending
+// or in flight.
+type Drain struct {
+	Done chan<- struct{}
+}
+
+// Options tune the actor. The zero value means the defaults.
+type Options struct {
+	// MaxBatch caps the notifications (and other ops) in one transaction. Default 1,000.
+	MaxBatch int
+	// FlushDelay is how long a first write waits for company when the store is idle.
+	// Default 0: commit at once; batches still form while a commit is in flight.
+	FlushDelay time.Duration
+	// CommitTimeout bounds one Store.Apply. Default 10 s.
+	CommitTimeout time.Duration
+	// OnCommit receives the entries of each committed batch, in commit (and so per-user
+	// seq) order, before the callers are answered. It runs on the commit goroutine and
+	// must not block: it hands the entries on (to the router) and returns.
+	OnCommit func([]herald.Entry)
+	// Metrics, when not nil, records batches, stored notifications and store errors.
+	Metrics *Metrics
+	// Log receives commit failures. Default slog.Default().
+	Log *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1000
+	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// New returns the producer of a persistence actor writing to store.
+func New(store persistence.Store, opts Options) actor.Producer {
+	opts.defaults()
+	return func() actor.Receiver {
+		return &writer{store: store, opts: opts}
+	}
+}
+
+type flushTick struct{}
+
+type committed struct{}
+
+type writer struct {
+	store   persistence.Store
+	opts    Options
+	engine  *actor.Engine
+	self    *actor.PID
+	pending []Write
+	size    int // notifications and ops in pending
+	busy    bool
+	armed   bool // a flushTick is scheduled
+	drains  []chan<- struct{}
+}
+
+func opSize(op *persistence.Op) int {
+	if n := len(op.Creates); n > 0 {
+		return n
+	}
+	return 1
+}
+
+func (w *writer) Receive(c *actor.Context) {
+	switch m := c.Message().(type) {
+	case actor.Started:
+		w.engine, w.self = c.Engine(), c.PID()
+	case Write:
+		w.pending = append(w.pending, m)
+		w.size += opSize(&m.Op)
+		switch {
+		case w.busy:
+			// The batch leaves when the commit in flight ends.
+		case w.size >= w.opts.MaxBatch || w.opts.FlushDelay <= 0:
+			w.flush()
+		case !w.armed:
+			w.armed = true
+			time.AfterFunc(w.opts.FlushDelay, func() { w.engine.Send(w.self, flushTick{}) })
+		}
+	case flushTick:
+		w.armed = false
+		if !w.busy {
+			w.flush()
+		}
+	case committed:
+		w.busy = false
+		w.flush()
+	case Drain:
+		w.drains = append(w.drains, m.Done)
+		if !w.busy {
+			w.flush()
+		}
+	}
+}
+
+// flush starts a commit of up to MaxBatch pending writes, or, with nothing pending,
+// answers the drains waiting for quiet.
+func (w *writer) flush() {
+	if len(w.pending) == 0 {
+		for _, d := range w.drains {
+			close(d)
+		}
+		w.drains = nil
+		return
+	}
+	n, size := 0, 0
+	for n < len(w.pending) && (n == 0 || size+opSize(&w.pending[n].Op) <= w.opts.MaxBatch) {
+		size += opSize(&w.pending[n].Op)
+		n++
+	}
+	batch := make([]Write, n)
+	copy(batch, w.pending[:n])
+	rest := copy(w.pending, w.pending[n:])
+	clear(w.pending[rest:])
+	w.pending = w.pending[:rest]
+	w.size -= size
+	w.busy = true
+	go w.commit(batch)
+}
+
+// commit runs on its own goroutine, one at a time; it tells the actor when it is done.
+func (w *writer) commit(batch []Write) {
+	defer w.engine.Send(w.self, committed{})
+	live := batch[:0:0]
+	ops := make([]persistence.Op, 0, len(batch))
+	for _, b := range batch {
+		if b.Ctx != nil && b.Ctx.Err() != nil {
+			b.Reply <- Reply{Err: herald.Errorf(herald.CodeUnavailable, "request gave up before it was written")}
+			continue
+		}
+		live = append(live, b)
+		ops = append(ops, b.Op)
+	}
+	if len(ops) == 0 {
+		return
+	}
+	results, err := w.apply(ops)
+	if err != nil {
+		w.opts.Log.Error("commit failed; batch not written", "ops", len(ops), "err", err)
+		e := herald.AsError(err)
+		if e.Code != herald.CodeUnavailable {
+			e = herald.Unavailable(err)
+		}
+		for _, b := range live {
+			b.Reply <- Reply{Err: e}
+		}
+		w.opts.Metrics.storeError()
+		return
+	}
+	w.opts.Metrics.batch(ops, results)
+	if w.opts.OnCommit != nil {
+		var entries []herald.Entry
+		for i := range results {
+			entries = append(entries, results[i].Entries...)
+		}
+		if len(entries) > 0 {
+			w.opts.OnCommit(entries)
+		}
+	}
+	for i, b := range live {
+		b.Reply <- Reply{Result: results[i]}
+	}
+}
+
+func (w *writer) apply(ops []persistence.Op) (results []persistence.Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("store panicked: %v", v)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), w.opts.CommitTimeout)
+	defer cancel()
+	results, err = w.store.Apply(ctx, persistence.Now(), ops)
+	if err == nil && len(results) != len(ops) {
+		err = fmt.Errorf("store returned %d results for %d ops", len(results), len(ops))
+	}
+	return results, err
+}

@@ -1,0 +1,261 @@
+package persist_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/persist"
+	"github.com/heraldhq/herald/internal/pgtest"
+	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/persistence/embedded"
+	"github.com/heraldhq/herald/persistence/postgres"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func openEmbedded(tb testing.TB) persistence.Store {
+	s, err := embedded.Open(tb.TempDir(), embedded.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func openPostgres(tb testing.TB, srv *pgtest.Server) persistence.Store {
+	url := srv.NewDatabase(tb)
+	ctx := context.Background()
+	if err := postgres.Migrate(ctx, url); err != nil {
+		tb.Fatal(err)
+	}
+	s, err := postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func spawn(tb testing.TB, store persistence.Store, o persist.Options) persist.Client {
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pid := engine.Spawn(persist.New(store, o), "persist")
+	c := persist.Client{Engine: engine, PID: pid}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Drain(ctx)
+		<-engine.Poison(pid).Done()
+	})
+	return c
+}
+
+func createOp(receiver string) persistence.Op {
+	n := herald.NewNotification{ReceiverID: receiver, Type: "t"}
+	if err := n.Validate(herald.Caller{Service: true}, herald.ValidateOptions{}); err != nil {
+		panic(err)
+	}
+	return persistence.Op{Kind: persistence.OpCreate, Creates: []herald.NewNotification{n}}
+}
+
+// TestGroupCommit: concurrent writers are grouped into fewer transactions than writes,
+// every caller is answered with its own durable result, entries reach OnCommit in seq
+// order, and the metrics count what was stored.
+func TestGroupCommit(t *testing.T) {
+	store := openEmbedded(t)
+	reg := prometheus.NewRegistry()
+	var mu sync.Mutex // guards delivered: OnCommit runs on the commit goroutine
+	delivered := map[string][]int64{}
+	c := spawn(t, store, persist.Options{Metrics: persist.NewMetrics(reg), OnCommit: func(es []herald.Entry) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range es {
+			delivered[e.UserID] = append(delivered[e.UserID], e.Seq)
+		}
+	}})
+
+	const writers, each = 64, 20
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				res, err := c.Write(context.Background(), createOp(fmt.Sprint("u", (w+i)%8)))
+				if err != nil || len(res.Notifications) != 1 || res.Notifications[0].Seq == 0 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d writes failed", failed.Load())
+	}
+	var total int64
+	for u := 0; u < 8; u++ {
+		n, err := store.UnreadCount(context.Background(), fmt.Sprint("u", u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	if total != writers*each {
+		t.Fatalf("stored %d, want %d", total, writers*each)
+	}
+	mu.Lock()
+	for u, seqs := range delivered {
+		for i, s := range seqs {
+			if s != int64(i+1) {
+				t.Fatalf("user %s delivered out of order or with a gap: %v", u, seqs)
+			}
+		}
+	}
+	mu.Unlock()
+	if got := counterValue(t, reg, "herald_notifications_stored_total"); got != writers*each {
+		t.Fatalf("stored metric %v", got)
+	}
+	batches := histogramCount(t, reg, "herald_store_batch_size")
+	if batches >= writers*each {
+		t.Fatalf("%d transactions for %d concurrent writes: no grouping", batches, writers*each)
+	}
+	t.Logf("%d writes in %d transactions", writers*each, batches)
+}
+
+// TestFailedCommitFailsTheBatch: when the transaction fails, every caller in the batch
+// gets unavailable, and nothing of the batch is visible afterwards.
+func TestFailedCommitFailsTheBatch(t *testing.T) {
+	store := openEmbedded(t)
+	c := spawn(t, store, persist.Options{})
+	if _, err := c.Write(context.Background(), createOp("before")); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Write(context.Background(), createOp("after"))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if herald.ErrorCode(err) != herald.CodeUnavailable {
+			t.Fatalf("write on a failed store: %v, want unavailable", err)
+		}
+	}
+}
+
+// TestCallerGaveUp: a write whose context ended before its batch left is not written.
+func TestCallerGaveUp(t *testing.T) {
+	store := openEmbedded(t)
+	c := spawn(t, store, persist.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Write(ctx, createOp("quitter")); herald.ErrorCode(err) != herald.CodeUnavailable {
+		t.Fatalf("cancelled write: %v", err)
+	}
+	if err := c.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.UnreadCount(context.Background(), "quitter"); n != 0 {
+		t.Fatalf("a write whose caller gave up was stored (%d)", n)
+	}
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// BenchmarkPersist measures stored notifications/s through the persistence actor:
+// many concurrent callers each creating one notification and waiting for its commit,
+// over 1, 100 and 10,000 distinct receivers.
+func BenchmarkPersist(b *testing.B) {
+	// PostgreSQL with fsync on, so the figures are those of a durable setup.
+	pg := pgtest.OwnWith(b, pgtest.Options{Fsync: true})
+	kinds := []struct {
+		name string
+		open func(b *testing.B) persistence.Store
+	}{
+		{"postgres", func(b *testing.B) persistence.Store { return openPostgres(b, pg) }},
+		{"embedded", func(b *testing.B) persistence.Store { return openEmbedded(b) }},
+	}
+	for _, k := range kinds {
+		for _, receivers := range []int{1, 100, 10000} {
+			b.Run(fmt.Sprintf("%s/receivers=%d", k.name, receivers), func(b *testing.B) {
+				c := spawn(b, k.open(b), persist.Options{})
+				const perOp = 2000 // notifications per benchmark iteration
+				const callers = 512
+				ops := make([]persistence.Op, receivers)
+				for i := range ops {
+					ops[i] = createOp(fmt.Sprint("bench-user-", i))
+				}
+				b.ResetTimer()
+				start := time.Now()
+				for it := 0; it < b.N; it++ {
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					for w := 0; w < callers; w++ {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for {
+								i := next.Add(1) - 1
+								if i >= perOp {
+									return
+								}
+								if _, err := c.Write(context.Background(), ops[int(i)%receivers]); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						}()
+					}
+					wg.Wait()
+				}
+				b.ReportMetric(float64(b.N*perOp)/time.Since(start).Seconds(), "notifications/s")
+			})
+		}
+	}
+}
