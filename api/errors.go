@@ -1,0 +1,84 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/heraldhq/herald"
+)
+
+// status maps each error code of the contract to its HTTP status. It is the only place
+// that does.
+func status(code herald.Code) int {
+	switch code {
+	case herald.CodeBadRequest:
+		return http.StatusBadRequest
+	case herald.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case herald.CodeForbidden:
+		return http.StatusForbidden
+	case herald.CodeNotFound:
+		return http.StatusNotFound
+	case herald.CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case herald.CodeIdempotencyConflict:
+		return http.StatusConflict
+	case herald.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case herald.CodeValidation:
+		return http.StatusUnprocessableEntity
+	case herald.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case herald.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error errorJSON `json:"error"`
+}
+
+type errorJSON struct {
+	Code    herald.Code `json:"code"`
+	Message string      `json:"message"`
+	Field   string      `json:"field,omitempty"`
+}
+
+// writeError sends err as the contract's error JSON. Causes (Error.Err) and internal
+// errors are logged, never sent.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := herald.AsError(err)
+	code := status(e.Code)
+	if code >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", err)
+	}
+	msg := e.Message
+	if e.Code == herald.CodeInternal {
+		msg = "internal error"
+	}
+	if e.Code == herald.CodeUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+	}
+	writeJSON(w, code, errorBody{Error: errorJSON{Code: e.Code, Message: msg, Field: e.Field}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// isMaxBytes reports whether err came from a body over its limit.
+func isMaxBytes(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}

@@ -1,0 +1,300 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// Paging limits of the list routes.
+const (
+	defaultUnreadLimit = 50
+	defaultFeedLimit   = 100
+	maxListLimit       = 500
+	// bodyOverhead is what a create body may hold beyond its payload.
+	bodyOverhead = 8 << 10
+)
+
+// caller authenticates r and checks the kind the route accepts.
+func (s *Server) caller(r *http.Request, userOK, serviceOK bool) (auth.Principal, error) {
+	p, err := s.auth.Authenticate(r, false)
+	if err != nil {
+		return p, err
+	}
+	switch {
+	case p.Kind == auth.KindUser && !userOK:
+		return p, herald.Errorf(herald.CodeForbidden, "this route is for services (API key), not users")
+	case p.Kind == auth.KindService && !serviceOK:
+		return p, herald.Errorf(herald.CodeForbidden, "this route is for users (JWT), not API keys")
+	}
+	return p, nil
+}
+
+func herCaller(p auth.Principal) herald.Caller {
+	return herald.Caller{UserID: p.UserID, Service: p.Kind == auth.KindService}
+}
+
+func (s *Server) write(r *http.Request, op persistence.Op) (persistence.Result, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.writeTimeout)
+	defer cancel()
+	return s.writer.Write(ctx, op)
+}
+
+func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, true, true)
+	if err != nil {
+		return err
+	}
+	var n herald.NewNotification
+	if err := decodeBody(r, w, int64(s.maxPayload+bodyOverhead), &n); err != nil {
+		return err
+	}
+	if err := n.Validate(herCaller(p), herald.ValidateOptions{MaxPayload: s.maxPayload}); err != nil {
+		return err
+	}
+	res, err := s.write(r, persistence.Op{Kind: persistence.OpCreate, Creates: []herald.NewNotification{n}})
+	if err != nil {
+		return err
+	}
+	code := http.StatusCreated
+	if res.Replayed[0] {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, &res.Notifications[0])
+	return nil
+}
+
+// batchBody is either receiverIds plus one notification, or items.
+type batchBody struct {
+	herald.NewNotification
+	ReceiverIDs []string                 `json:"receiverIds"`
+	Items       []herald.NewNotification `json:"items"`
+}
+
+func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, false, true)
+	if err != nil {
+		return err
+	}
+	var b batchBody
+	limit := int64(herald.MaxBatch*(s.maxPayload+bodyOverhead/4)) + bodyOverhead
+	if err := decodeBody(r, w, limit, &b); err != nil {
+		return err
+	}
+	items, err := batchItems(&b)
+	if err != nil {
+		return err
+	}
+	c := herCaller(p)
+	for i := range items {
+		prefix := "items[" + strconv.Itoa(i) + "]."
+		if b.Items == nil {
+			prefix = ""
+		}
+		if err := items[i].Validate(c, herald.ValidateOptions{MaxPayload: s.maxPayload, FieldPrefix: prefix}); err != nil {
+			return err
+		}
+	}
+	res, err := s.write(r, persistence.Op{Kind: persistence.OpCreate, Creates: items})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"data": res.Notifications})
+	return nil
+}
+
+// batchItems expands a batch body into one NewNotification per receiver.
+func batchItems(b *batchBody) ([]herald.NewNotification, error) {
+	switch {
+	case b.ReceiverIDs != nil && b.Items != nil:
+		return nil, herald.FieldError("items", "send either receiverIds or items, not both")
+	case b.Items != nil:
+		if len(b.Items) == 0 {
+			return nil, herald.FieldError("items", "items must not be empty")
+		}
+		if len(b.Items) > herald.MaxBatch {
+			return nil, herald.FieldError("items", "at most %d items per batch", herald.MaxBatch)
+		}
+		return b.Items, nil
+	case b.ReceiverIDs != nil:
+		if len(b.ReceiverIDs) == 0 {
+			return nil, herald.FieldError("receiverIds", "receiverIds must not be empty")
+		}
+		if len(b.ReceiverIDs) > herald.MaxBatch {
+			return nil, herald.FieldError("receiverIds", "at most %d receiverIds per batch", herald.MaxBatch)
+		}
+		if b.ReceiverID != "" {
+			return nil, herald.FieldError("receiverId", "a batch with receiverIds takes no receiverId")
+		}
+		items := make([]herald.NewNotification, len(b.ReceiverIDs))
+		for i, id := range b.ReceiverIDs {
+			it := b.NewNotification
+			it.ReceiverID = id
+			if it.IdempotencyKey != "" {
+				// One key for the batch: each receiver's notification is keyed apart.
+				it.IdempotencyKey = b.IdempotencyKey + "/" + id
+			}
+			it.Channels = append([]herald.Channel(nil), b.Channels...)
+			items[i] = it
+		}
+		return items, nil
+	}
+	return nil, herald.FieldError("receiverIds", "receiverIds or items is required")
+}
+
+func (s *Server) listUnread(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, true, false)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(r, "limit", defaultUnreadLimit, 1, maxListLimit)
+	if err != nil {
+		return err
+	}
+	before, err := queryInt(r, "before", 0, 1, 1<<62)
+	if err != nil {
+		return err
+	}
+	page, err := s.store.Unread(r.Context(), p.UserID, before, int(limit)+1)
+	if err != nil {
+		return err
+	}
+	items := page.Items
+	var next *int64
+	if len(items) > int(limit) {
+		items = items[:limit]
+		next = &items[len(items)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"data": nonNil(items), "count": len(items), "total": page.Total, "seq": page.Seq, "next": next,
+	})
+	return nil
+}
+
+func (s *Server) listCreated(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, true, false)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(r, "limit", defaultFeedLimit, 1, maxListLimit)
+	if err != nil {
+		return err
+	}
+	since, err := queryInt(r, "since", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	items, err := s.store.Created(r.Context(), p.UserID, since, int(limit)+1)
+	if err != nil {
+		return err
+	}
+	var next *int64
+	if len(items) > int(limit) {
+		items = items[:limit]
+		next = &items[len(items)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": nonNil(items), "next": next})
+	return nil
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, true, false)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(r, "limit", defaultFeedLimit, 1, maxListLimit)
+	if err != nil {
+		return err
+	}
+	since, err := queryInt(r, "since", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	page, err := s.store.Events(r.Context(), p.UserID, since, int(limit)+1)
+	if err != nil {
+		return err
+	}
+	entries := page.Entries
+	var next *int64
+	if len(entries) > int(limit) {
+		entries = entries[:limit]
+		next = &entries[len(entries)-1].Seq
+	}
+	body := map[string]any{"data": nonNil(entries), "next": next, "seq": page.Seq}
+	if page.Reset {
+		body["reset"] = true
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func (s *Server) unreadCount(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, true, false)
+	if err != nil {
+		return err
+	}
+	n, err := s.store.UnreadCount(r.Context(), p.UserID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"count": n})
+	return nil
+}
+
+func (s *Server) markRead(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, true, false)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	res, err := s.write(r, persistence.Op{Kind: persistence.OpMarkRead, UserID: p.UserID, ID: id})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, &res.Notifications[0])
+	return nil
+}
+
+func (s *Server) markAllRead(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, true, false)
+	if err != nil {
+		return err
+	}
+	res, err := s.write(r, persistence.Op{Kind: persistence.OpReadAll, UserID: p.UserID})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res.ReadAll)
+	return nil
+}
+
+type wsTokenBody struct {
+	WSToken   string `json:"wsToken"`
+	ExpiresIn int64  `json:"expiresIn"`
+	TokenType string `json:"tokenType"`
+}
+
+func (s *Server) wsToken(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.caller(r, true, false)
+	if err != nil {
+		return err
+	}
+	tok, ttl, err := s.auth.IssueWSToken(p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wsTokenBody{WSToken: tok, ExpiresIn: int64(ttl / time.Second), TokenType: "Bearer"})
+	return nil
+}

@@ -1,0 +1,160 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// Writer applies a write through the persistence actor and waits for its commit.
+type Writer interface {
+	Write(ctx context.Context, op persistence.Op) (persistence.Result, error)
+}
+
+// Options configure a Server. Nil or zero fields mean the documented defaults.
+type Options struct {
+	Store  persistence.Store   // reads; required
+	Writer Writer              // writes; required
+	Auth   *auth.Authenticator // required
+	// MaxPayload is the payload limit in bytes. Default herald.DefaultMaxPayload (16 KiB).
+	MaxPayload int
+	// WriteTimeout bounds how long a request waits for its commit. Default 10 s.
+	WriteTimeout time.Duration
+	// Registry receives the HTTP metrics and serves /metrics. Default: a new registry.
+	Registry *prometheus.Registry
+	// Log receives server-side failures. Default slog.Default().
+	Log *slog.Logger
+}
+
+// Server serves the REST API. Create it with New; it is an http.Handler.
+type Server struct {
+	store        persistence.Store
+	writer       Writer
+	auth         *auth.Authenticator
+	maxPayload   int
+	writeTimeout time.Duration
+	log          *slog.Logger
+	mux          *http.ServeMux
+	metrics      *httpMetrics
+	handler      http.Handler
+}
+
+// New returns a Server with every route of the contract registered.
+func New(o Options) *Server {
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = herald.DefaultMaxPayload
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	s := &Server{
+		store:        o.Store,
+		writer:       o.Writer,
+		auth:         o.Auth,
+		maxPayload:   o.MaxPayload,
+		writeTimeout: o.WriteTimeout,
+		log:          o.Log,
+		mux:          http.NewServeMux(),
+		metrics:      newHTTPMetrics(o.Registry),
+	}
+	s.route("POST /notifications", s.createNotification)
+	s.route("POST /notifications/batch", s.createBatch)
+	s.route("GET /notifications", s.listCreated)
+	s.route("GET /notifications/unread", s.listUnread)
+	s.route("GET /notifications/unread/count", s.unreadCount)
+	s.route("GET /notifications/events", s.listEvents)
+	s.route("PATCH /notifications/{id}/read", s.markRead)
+	s.route("PATCH /notifications/read-all", s.markAllRead)
+	s.route("GET /notifications/ws-token", s.wsToken)
+	s.route("GET /healthz", s.healthz)
+	s.route("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", s.metrics.instrument("GET /metrics",
+		promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry})))
+	s.handler = http.HandlerFunc(s.serve)
+	return s
+}
+
+// Handle registers another handler on the server's mux (the WebSocket endpoint, say),
+// instrumented like the built-in routes.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.metrics.instrument(pattern, h))
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// handlerFunc is a route handler: it returns an error instead of writing one.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) route(pattern string, h handlerFunc) {
+	s.mux.Handle(pattern, s.metrics.instrument(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})))
+}
+
+// serve dispatches to the mux, answering unknown paths and methods with the contract's
+// JSON errors instead of the mux's plain text.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r) // sets the path values that Handler does not
+		return
+	}
+	probe := &statusProbe{header: w.Header()}
+	h.ServeHTTP(probe, r) // the mux's 404 or 405 (which sets Allow)
+	s.metrics.observe("unmatched", probe.code, 0)
+	if probe.code == http.StatusMethodNotAllowed {
+		s.writeError(w, r, herald.Errorf(herald.CodeMethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
+		return
+	}
+	s.writeError(w, r, herald.Errorf(herald.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+}
+
+// statusProbe records the status a handler chose and discards its body.
+type statusProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+func (p *statusProbe) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+func (p *statusProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("not ready: store unreachable", "err", err)
+		return herald.Errorf(herald.CodeUnavailable, "storage unreachable")
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// config is Herald's configuration, read from the environment. The README's
+// configuration table lists the same variables with the same defaults.
+type config struct {
+	Addr            string        `env:"HERALD_ADDR" envDefault:"127.0.0.1:8080"`
+	DatabaseURL     string        `env:"HERALD_DATABASE_URL"`
+	DataDir         string        `env:"HERALD_DATA_DIR" envDefault:"./data"`
+	JWTSecret       string        `env:"HERALD_JWT_SECRET"`
+	JWKS            string        `env:"HERALD_JWKS"`
+	JWTAudience     string        `env:"HERALD_JWT_AUDIENCE"`
+	APIKeys         []string      `env:"HERALD_API_KEYS" envSeparator:","`
+	WSTokenSecret   string        `env:"HERALD_WS_TOKEN_SECRET"`
+	WSTokenTTL      time.Duration `env:"HERALD_WS_TOKEN_TTL" envDefault:"60s"`
+	LogRetention    time.Duration `env:"HERALD_LOG_RETENTION" envDefault:"720h"`
+	MaxPayload      int           `env:"HERALD_MAX_PAYLOAD" envDefault:"16384"`
+	BatchMax        int           `env:"HERALD_BATCH_MAX" envDefault:"1000"`
+	BatchDelay      time.Duration `env:"HERALD_BATCH_DELAY" envDefault:"0s"`
+	DBMaxConns      int32         `env:"HERALD_DB_MAX_CONNS" envDefault:"16"`
+	ShutdownTimeout time.Duration `env:"HERALD_SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	LogLevel        string        `env:"HERALD_LOG_LEVEL" envDefault:"info"`
+}
+
+func loadConfig(environ []string) (config, error) {
+	var c config
+	vars := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	if err := env.ParseWithOptions(&c, env.Options{Environment: vars}); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
+	keys := c.APIKeys[:0]
+	for _, k := range c.APIKeys {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	c.APIKeys = keys
+	switch {
+	case c.LogRetention <= 0:
+		return c, fmt.Errorf("configuration: HERALD_LOG_RETENTION must be positive")
+	case c.MaxPayload <= 0:
+		return c, fmt.Errorf("configuration: HERALD_MAX_PAYLOAD must be positive")
+	case c.BatchMax <= 0:
+		return c, fmt.Errorf("configuration: HERALD_BATCH_MAX must be positive")
+	case c.WSTokenTTL <= 0:
+		return c, fmt.Errorf("configuration: HERALD_WS_TOKEN_TTL must be positive")
+	}
+	return c, nil
+}
+
+func (c *config) logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

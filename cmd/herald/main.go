@@ -1,0 +1,61 @@
+// Command herald runs the Herald notification server and its tools.
+//
+//	herald serve [--dev]              run the server (configured by HERALD_* variables)
+//	herald token --user ID [--ttl D]  print a user JWT signed with HERALD_JWT_SECRET
+//	herald migrate                    apply the PostgreSQL schema (HERALD_DATABASE_URL)
+//
+// Wiring lives here and nowhere else: main builds the store, the actors and the API
+// from the configuration and owns their shutdown.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage:
+  herald serve [--dev]                          run the server
+  herald token --user ID [--ttl 1h] [--tenant T] print a user JWT
+  herald migrate                                apply the PostgreSQL schema
+
+Configuration is read from HERALD_* environment variables; see the README.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// run is main without the process: tests call it with their own context, environment
+// and output.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], environ, stdout, stderr)
+	case "token":
+		err = token(args[1:], environ, stdout, stderr)
+	case "migrate":
+		err = migrate(ctx, environ, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "herald: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "herald %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}

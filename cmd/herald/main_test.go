@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var readyLine = regexp.MustCompile(`herald ready: listening on (http://\S+)`)
+
+// lines collects a process's output and signals the ready line.
+type lines struct {
+	ready chan string
+	all   chan string
+}
+
+func watch(r io.Reader) *lines {
+	l := &lines{ready: make(chan string, 1), all: make(chan string, 1000)}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			line := sc.Text()
+			if m := readyLine.FindStringSubmatch(line); m != nil {
+				l.ready <- m[1]
+			}
+			select {
+			case l.all <- line:
+			default:
+			}
+		}
+		close(l.all)
+	}()
+	return l
+}
+
+func (l *lines) waitReady(t *testing.T) string {
+	t.Helper()
+	select {
+	case base := <-l.ready:
+		return base
+	case <-time.After(60 * time.Second):
+		t.Fatal("herald did not print its ready line within 60s")
+		return ""
+	}
+}
+
+func request(t *testing.T, method, url, cred, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestServeDev runs the real main in process on a free port, as `make run` does, and
+// follows the curl lines it prints.
+func TestServeDev(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--dev"}, []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_DATA_DIR=" + dir}, pw, io.Discard)
+		pw.Close()
+	}()
+	out := watch(pr)
+	base := out.waitReady(t)
+
+	var printed []string
+	deadline := time.After(10 * time.Second)
+	for len(printed) == 0 || !strings.Contains(strings.Join(printed, "\n"), "/notifications/unread") {
+		select {
+		case l := <-out.all:
+			printed = append(printed, l)
+		case <-deadline:
+			t.Fatalf("dev output incomplete: %q", printed)
+		}
+	}
+	text := strings.Join(printed, "\n")
+	key := regexp.MustCompile(`API key:\s+(\S+)`).FindStringSubmatch(text)
+	tok := regexp.MustCompile(`token for "alice":\s+(\S+)`).FindStringSubmatch(text)
+	body := regexp.MustCompile(`-d '(\{.*\})'`).FindStringSubmatch(text)
+	if key == nil || tok == nil || body == nil {
+		t.Fatalf("dev output lacks the key, the token or the curl body:\n%s", text)
+	}
+	if code, b := request(t, "POST", base+"/notifications", key[1], body[1]); code != 201 {
+		t.Fatalf("printed create: %d %s", code, b)
+	}
+	code, b := request(t, "GET", base+"/notifications/unread", tok[1], "")
+	var page struct {
+		Data  []map[string]any `json:"data"`
+		Total int              `json:"total"`
+	}
+	if code != 200 || json.Unmarshal(b, &page) != nil || page.Total != 1 || page.Data[0]["receiverId"] != "alice" {
+		t.Fatalf("printed list: %d %s", code, b)
+	}
+
+	// `herald token` falls back to the dev credentials of the data directory.
+	var tokOut strings.Builder
+	if rc := run(ctx, []string{"token", "--user", "alice"}, []string{"HERALD_DATA_DIR=" + dir}, &tokOut, io.Discard); rc != 0 {
+		t.Fatalf("token exit %d", rc)
+	}
+	if code, _ := request(t, "GET", base+"/notifications/unread/count", strings.TrimSpace(tokOut.String()), ""); code != 200 {
+		t.Fatalf("token from `herald token` refused: %d", code)
+	}
+
+	cancel()
+	select {
+	case rc := <-done:
+		if rc != 0 {
+			t.Fatalf("serve exited %d after cancel", rc)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop within 15s")
+	}
+}
+
+func TestServeRefusesWithoutSecret(t *testing.T) {
+	var errOut strings.Builder
+	rc := run(context.Background(), []string{"serve"}, []string{"HERALD_DATA_DIR=" + t.TempDir()}, io.Discard, &errOut)
+	if rc == 0 || !strings.Contains(errOut.String(), "HERALD_JWT_SECRET") {
+		t.Fatalf("serve without a secret: exit %d, %q", rc, errOut.String())
+	}
+}
+
+// buildHerald builds the real binary once per test.
+func buildHerald(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "herald")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	return bin
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+func startHerald(t *testing.T, bin string, env []string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), env...)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return &proc{cmd: cmd, base: watch(stdout).waitReady(t)}
+}
+
+const secret = "kill-test-secret-0123456789abcdef"
+
+// TestKillLosesNothing kills Herald with SIGKILL right after a 201 and right after a
+// mark-read 200, on both stores, and finds both changes after a restart.
+func TestKillLosesNothing(t *testing.T) {
+	bin := buildHerald(t)
+	stores := map[string]func(t *testing.T) []string{
+		"embedded": func(t *testing.T) []string { return []string{"HERALD_DATA_DIR=" + t.TempDir()} },
+		"postgres": func(t *testing.T) []string {
+			return []string{"HERALD_DATABASE_URL=" + pgtest.Shared(t).NewDatabase(t)}
+		},
+	}
+	for _, name := range []string{"embedded", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			env := append(stores[name](t), "HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET="+secret, "HERALD_API_KEYS=k1")
+			user, _ := auth.SignUserToken([]byte(secret), "victim", "", time.Hour)
+
+			p := startHerald(t, bin, env)
+			code, b := request(t, "POST", p.base+"/notifications", "k1", `{"receiverId":"victim","type":"t"}`)
+			if code != 201 {
+				t.Fatalf("create: %d %s", code, b)
+			}
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			_ = p.cmd.Wait()
+			var n struct {
+				ID     string  `json:"id"`
+				ReadAt *string `json:"readAt"`
+			}
+			_ = json.Unmarshal(b, &n)
+
+			p = startHerald(t, bin, env)
+			code, b = request(t, "GET", p.base+"/notifications/unread", user, "")
+			if code != 200 || !strings.Contains(string(b), n.ID) {
+				t.Fatalf("after SIGKILL the created notification is gone: %d %s", code, b)
+			}
+			if code, b := request(t, "PATCH", p.base+"/notifications/"+n.ID+"/read", user, ""); code != 200 {
+				t.Fatalf("mark read: %d %s", code, b)
+			}
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			_ = p.cmd.Wait()
+
+			p = startHerald(t, bin, env)
+			code, b = request(t, "GET", p.base+"/notifications?since=0", user, "")
+			if code != 200 || !strings.Contains(string(b), n.ID) || strings.Contains(string(b), `"readAt":null`) {
+				t.Fatalf("after SIGKILL the mark-read is gone: %d %s", code, b)
+			}
+
+			// SIGTERM drains and exits 0.
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			if err := p.cmd.Wait(); err != nil {
+				t.Fatalf("exit after SIGTERM: %v", err)
+			}
+		})
+	}
+}
+
+// TestPostgresOutage stops PostgreSQL under a running Herald: creates get 503, /readyz
+// 503, /healthz 200; once PostgreSQL is back, Herald recovers without a restart.
+func TestPostgresOutage(t *testing.T) {
+	pg := pgtest.Own(t)
+	url := pg.NewDatabase(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_DATABASE_URL=" + url,
+			"HERALD_JWT_SECRET=" + secret, "HERALD_API_KEYS=k1", "HERALD_LOG_LEVEL=error"}, pw, io.Discard)
+		pw.Close()
+	}()
+	base := watch(pr).waitReady(t)
+	create := func() int {
+		code, _ := request(t, "POST", base+"/notifications", "k1", `{"receiverId":"u","type":"t"}`)
+		return code
+	}
+	if c := create(); c != 201 {
+		t.Fatalf("create before the outage: %d", c)
+	}
+	pg.Stop()
+	if c := create(); c != 503 {
+		t.Fatalf("create during the outage: %d, want 503", c)
+	}
+	if c, _ := request(t, "GET", base+"/readyz", "", ""); c != 503 {
+		t.Fatalf("readyz during the outage: %d", c)
+	}
+	if c, _ := request(t, "GET", base+"/healthz", "", ""); c != 200 {
+		t.Fatalf("healthz during the outage: %d", c)
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for create() != 201 {
+		if time.Now().After(deadline) {
+			t.Fatal("Herald did not recover within 30s after PostgreSQL came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c, _ := request(t, "GET", base+"/readyz", "", ""); c != 200 {
+		t.Fatalf("readyz after the outage: %d", c)
+	}
+	user, _ := auth.SignUserToken([]byte(secret), "u", "", time.Hour)
+	_, b := request(t, "GET", base+"/notifications/unread", user, "")
+	var page struct{ Total int }
+	if json.Unmarshal(b, &page); page.Total != 2 {
+		t.Fatalf("after recovery: %s, want exactly the 2 acknowledged notifications", b)
+	}
+	cancel()
+	if rc := <-done; rc != 0 {
+		t.Fatalf("exit %d", rc)
+	}
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/heraldhq/herald/actors/persist"
+	"github.com/heraldhq/herald/actors/supervise"
+	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/persistence/embedded"
+	"github.com/heraldhq/herald/persistence/postgres"
+)
+
+func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dev := fs.Bool("dev", false, "development mode: create a secret and an API key if none are configured, print a sample token and curl lines")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(environ)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel()}))
+	// hollywood logs through the global logger; route it to ours, at our level.
+	slog.SetDefault(log)
+
+	var creds *devCredentials
+	if *dev {
+		if creds, err = devSetup(&cfg); err != nil {
+			return err
+		}
+	}
+	if cfg.JWTSecret == "" && cfg.JWKS == "" {
+		return errors.New("HERALD_JWT_SECRET or HERALD_JWKS is required (or run with --dev)")
+	}
+
+	store, storeName, err := openStore(ctx, &cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	authn, err := auth.New(auth.Config{
+		JWTSecret:     []byte(cfg.JWTSecret),
+		JWKS:          cfg.JWKS,
+		Audience:      cfg.JWTAudience,
+		APIKeys:       cfg.APIKeys,
+		WSTokenSecret: []byte(cfg.WSTokenSecret),
+		WSTokenTTL:    cfg.WSTokenTTL,
+	})
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		return err
+	}
+	writerPID := engine.Spawn(persist.New(store, persist.Options{
+		MaxBatch:   cfg.BatchMax,
+		FlushDelay: cfg.BatchDelay,
+		Metrics:    persist.NewMetrics(reg),
+		Log:        log,
+	}), "persist", actor.WithID("writer"), actor.WithMiddleware(supervise.Recover(log, nil)))
+	writer := persist.Client{Engine: engine, PID: writerPID}
+
+	srv := api.New(api.Options{
+		Store:      store,
+		Writer:     writer,
+		Auth:       authn,
+		MaxPayload: cfg.MaxPayload,
+		Registry:   reg,
+		Log:        log,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+
+	pruneDone := make(chan struct{})
+	pruneCtx, stopPrune := context.WithCancel(context.Background())
+	go func() {
+		defer close(pruneDone)
+		pruneLoop(pruneCtx, store, cfg.LogRetention, log)
+	}()
+
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, "herald ready: listening on %s (store: %s)\n", base, storeName)
+	if creds != nil {
+		printDev(stdout, base, creds)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		stopPrune()
+		<-pruneDone
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("shutting down: draining requests and pending writes")
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		log.Warn("http shutdown incomplete", "err", err)
+		_ = httpSrv.Close()
+	}
+	stopPrune()
+	<-pruneDone
+	if err := writer.Drain(shutCtx); err != nil {
+		log.Error("pending writes not flushed before the shutdown timeout", "err", err)
+	}
+	<-engine.Poison(writerPID).Done()
+	log.Info("stopped")
+	return nil
+}
+
+func openStore(ctx context.Context, cfg *config) (persistence.Store, string, error) {
+	if cfg.DatabaseURL == "" {
+		s, err := embedded.Open(cfg.DataDir, embedded.Options{Retention: cfg.LogRetention})
+		if err != nil {
+			return nil, "", fmt.Errorf("embedded store in %s: %w", cfg.DataDir, err)
+		}
+		return s, "embedded " + cfg.DataDir, nil
+	}
+	if err := postgres.Migrate(ctx, cfg.DatabaseURL); err != nil {
+		return nil, "", fmt.Errorf("postgres migrate: %w", err)
+	}
+	s, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{Retention: cfg.LogRetention, MaxConns: cfg.DBMaxConns})
+	if err != nil {
+		return nil, "", fmt.Errorf("postgres: %w", err)
+	}
+	return s, "postgres", nil
+}
+
+// pruneLoop deletes log entries past the retention, at start and then hourly.
+func pruneLoop(ctx context.Context, store persistence.Store, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := store.Prune(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("log pruning failed; will retry", "err", err)
+		case n > 0:
+			log.Info("pruned event log", "entries", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
