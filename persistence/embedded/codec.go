@@ -154,14 +154,6 @@ func markNoteRead(v []byte, at time.Time) ([]byte, error) {
 	return b, nil
 }
 
-// noteSeq returns the seq in the header of record v.
-func noteSeq(v []byte) (int64, error) {
-	if len(v) < noteHeader || v[0] != noteVersion {
-		return 0, fmt.Errorf("%w: notification record", errCorrupt)
-	}
-	return int64(binary.BigEndian.Uint64(v[2:])), nil
-}
-
 type reader struct {
 	b   []byte
 	err error

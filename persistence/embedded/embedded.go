@@ -47,6 +47,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/persistence"
@@ -108,7 +109,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		Timeout:      lockTimeout,
 		FreelistType: bolt.FreelistMapType,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("embedded store: %s: %w (another herald process has %s open)", dir, ErrInUse, FileName)
 	}
 	if err != nil {
@@ -486,8 +487,8 @@ func (s *Store) Unread(ctx context.Context, userID string, before int64, limit i
 		}
 		prefix := userPrefix(userID)
 		c := b.unread.Cursor()
-		k, v := c.Seek(withSeq(prefix, before))
-		if k == nil {
+		var k, v []byte
+		if k, _ = c.Seek(withSeq(prefix, before)); k == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()
