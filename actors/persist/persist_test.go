@@ -259,3 +259,50 @@ func BenchmarkPersist(b *testing.B) {
 		}
 	}
 }
+
+// TestBatchLimits: no transaction holds more than MaxBatch notifications, a batch create
+// larger than the rest of a batch waits for the next one, and with a FlushDelay lone
+// writes still complete.
+func TestBatchLimits(t *testing.T) {
+	store := openEmbedded(t)
+	reg := prometheus.NewRegistry()
+	c := spawn(t, store, persist.Options{MaxBatch: 10, FlushDelay: 2 * time.Millisecond, Metrics: persist.NewMetrics(reg)})
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			op := createOp(fmt.Sprint("lim", i%5))
+			if i%10 == 0 { // a batch create of 7 among single creates
+				for j := 0; j < 6; j++ {
+					op.Creates = append(op.Creates, createOp(fmt.Sprint("lim", j)).Creates[0])
+				}
+			}
+			_, err := c.Write(context.Background(), op)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "herald_store_batch_size" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		for _, b := range h.GetBucket() {
+			if b.GetUpperBound() == 10 && b.GetCumulativeCount() != h.GetSampleCount() {
+				t.Fatalf("%d of %d transactions held more than 10 ops", h.GetSampleCount()-b.GetCumulativeCount(), h.GetSampleCount())
+			}
+		}
+	}
+	if got := counterValue(t, reg, "herald_notifications_stored_total"); got != 90+10*7 {
+		t.Fatalf("stored %v, want 160", got)
+	}
+}
