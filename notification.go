@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Channel is a way a notification reaches its receiver beyond storage.
@@ -107,8 +108,8 @@ func (n *NewNotification) Validate(c Caller, o ValidateOptions) error {
 		}
 		n.SenderID = c.UserID
 	}
-	if len(n.IdempotencyKey) > MaxIDBytes {
-		return FieldError(p+"idempotencyKey", "idempotencyKey is longer than %d bytes", MaxIDBytes)
+	if err := checkID(p+"idempotencyKey", n.IdempotencyKey, false); err != nil {
+		return err
 	}
 	switch {
 	case n.Payload == nil:
@@ -119,6 +120,9 @@ func (n *NewNotification) Validate(c Caller, o ValidateOptions) error {
 		t := bytes.TrimLeft(n.Payload, " \t\r\n")
 		if len(t) == 0 || t[0] != '{' || !json.Valid(n.Payload) {
 			return FieldError(p+"payload", "payload must be a JSON object")
+		}
+		if !utf8.Valid(n.Payload) {
+			return FieldError(p+"payload", "payload must be valid UTF-8")
 		}
 	}
 	if len(n.Channels) == 0 {
@@ -151,6 +155,8 @@ func checkID(field, v string, required bool) error {
 		return FieldError(field, "%s is longer than %d bytes", lastPart(field), MaxIDBytes)
 	case v != "" && strings.TrimSpace(v) == "":
 		return FieldError(field, "%s must not be blank", lastPart(field))
+	case !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0:
+		return FieldError(field, "%s must be valid UTF-8 without NUL characters", lastPart(field))
 	}
 	return nil
 }

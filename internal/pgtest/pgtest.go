@@ -18,7 +18,9 @@
 // on PATH, then under /usr/lib/postgresql/*/bin.
 //
 // When HERALD_TEST_DATABASE_URL is set, Shared uses that server instead of starting one:
-// databases are created through that URL, and Stop and Start are not available.
+// databases are created through that URL, and Stop and Start return an error. A test that
+// stops PostgreSQL therefore takes its own cluster with Own, which skips the test when it
+// cannot start one while HERALD_TEST_DATABASE_URL is set.
 //
 // When PostgreSQL cannot be started, Shared and Own skip the test, or fail it when the
 // environment variable CI is "true".

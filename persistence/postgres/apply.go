@@ -1,0 +1,544 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// The statements of a batch. Every list is passed as arrays, one per column, and
+// unnested: one statement per kind of row whatever the batch size.
+const (
+	// Lock the users' rows in the order given (sorted), creating missing ones, and
+	// return their state. The no-op update is what takes the lock on an existing row.
+	sqlLockUsers = `INSERT INTO user_state AS s (user_id, seq, unread)
+SELECT user_id, 0, 0 FROM unnest($1::text[]) AS user_id
+ON CONFLICT (user_id) DO UPDATE SET seq = s.seq
+RETURNING user_id, seq, unread`
+
+	sqlLoadNotes = `SELECT ` + noteCols + ` FROM notifications AS n WHERE n.id = ANY($1::uuid[])`
+
+	sqlLoadIdem = `SELECT ` + noteCols + `, n.idem_key, n.idem_hash
+FROM unnest($1::text[], $2::text[]) AS k(sender_id, idem_key)
+JOIN notifications AS n ON n.sender_id = k.sender_id AND n.idem_key = k.idem_key
+WHERE n.idem_key IS NOT NULL`
+
+	sqlInsertNotes = `INSERT INTO notifications (id, receiver_id, seq, unread_after, created_at, read_at,
+  sender_id, type, object, payload, channels, idem_key, idem_hash)
+SELECT id, receiver_id, seq, unread_after, created_at, read_at,
+  sender_id, type, object, payload::json, string_to_array(channels, ','), nullif(idem_key, ''), idem_hash
+FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[], $5::timestamptz[], $6::timestamptz[],
+  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[])
+  AS r(id, receiver_id, seq, unread_after, created_at, read_at,
+  sender_id, type, object, payload, channels, idem_key, idem_hash)`
+
+	sqlMarkRead = `UPDATE notifications AS n SET read_at = r.read_at
+FROM unnest($1::uuid[], $2::timestamptz[]) AS r(id, read_at)
+WHERE n.id = r.id`
+
+	sqlReadAll = `UPDATE notifications AS n SET read_at = r.read_at
+FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS r(user_id, read_at, before_seq)
+WHERE n.receiver_id = r.user_id AND n.read_at IS NULL AND n.seq < r.before_seq`
+
+	sqlInsertLog = `INSERT INTO notification_log (user_id, seq, event, at, unread, notification_id, updated)
+SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::timestamptz[], $5::int8[], $6::uuid[], $7::int8[])`
+
+	sqlUpdateUsers = `UPDATE user_state AS s SET seq = u.seq, unread = u.unread
+FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(user_id, seq, unread)
+WHERE s.user_id = u.user_id`
+)
+
+// Apply performs ops in order in one transaction stamped now; see the package doc.
+func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) ([]persistence.Result, error) {
+	now = now.UTC().Truncate(time.Microsecond)
+	kept, results, pos := screen(now, ops)
+	var (
+		res   []persistence.Result
+		err   error
+		retry bool
+	)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		res, retry, err = s.apply(ctx, now, kept)
+		if err == nil || !retry || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, herald.Unavailable(err)
+	}
+	if pos == nil {
+		return res, nil
+	}
+	for i, r := range res {
+		results[pos[i]] = r
+	}
+	return results, nil
+}
+
+// screen sets aside the ops carrying text PostgreSQL cannot store (a NUL byte or invalid
+// UTF-8), which would otherwise fail the whole batch: each fails alone with a validation
+// error. It returns ops itself and nil when every op is storable; otherwise the
+// storable ops, a result for each of ops (the rejected ones filled in) and, for each
+// storable op, its index in ops.
+func screen(now time.Time, ops []persistence.Op) (kept []persistence.Op, results []persistence.Result, pos []int) {
+	bad := -1
+	for i := range ops {
+		if unstorable(now, &ops[i]) != nil {
+			bad = i
+			break
+		}
+	}
+	if bad < 0 {
+		return ops, nil, nil
+	}
+	results = make([]persistence.Result, len(ops))
+	for i := range ops {
+		if i >= bad {
+			if r := unstorable(now, &ops[i]); r != nil {
+				results[i] = *r
+				continue
+			}
+		}
+		kept = append(kept, ops[i])
+		pos = append(pos, i)
+	}
+	return kept, results, pos
+}
+
+// unstorable returns the result of an op that holds text PostgreSQL cannot store, and
+// nil for any other op. A create fails validation. A user id with such text names a user
+// who has no notification: mark-read finds nothing and read-all has nothing to read.
+func unstorable(now time.Time, op *persistence.Op) *persistence.Result {
+	switch op.Kind {
+	case persistence.OpCreate:
+		for i := range op.Creates {
+			if field := unstorableField(&op.Creates[i]); field != "" {
+				if len(op.Creates) > 1 {
+					field = fmt.Sprintf("items[%d].%s", i, field)
+				}
+				return &persistence.Result{Err: badText(field)}
+			}
+		}
+	case persistence.OpMarkRead:
+		if !storable(op.UserID) {
+			return &persistence.Result{Err: notFound(op.ID)}
+		}
+	case persistence.OpReadAll:
+		if !storable(op.UserID) {
+			return &persistence.Result{ReadAll: &herald.ReadAll{ReadAt: now}}
+		}
+	}
+	return nil
+}
+
+// unstorableField names the first field of n that PostgreSQL cannot store, or is "".
+func unstorableField(n *herald.NewNotification) string {
+	switch {
+	case !storable(n.ReceiverID):
+		return "receiverId"
+	case !storable(n.SenderID):
+		return "senderId"
+	case !storable(n.Type):
+		return "type"
+	case !storable(n.Object):
+		return "object"
+	case !storable(n.IdempotencyKey):
+		return "idempotencyKey"
+	case !utf8.Valid(n.Payload) || slices.Contains(n.Payload, 0):
+		return "payload"
+	}
+	for _, ch := range n.Channels {
+		// string_to_array splits the channels of an INSERT on commas.
+		if !storable(string(ch)) || strings.IndexByte(string(ch), ',') >= 0 {
+			return "channels"
+		}
+	}
+	return ""
+}
+
+func storable(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
+func badText(field string) *herald.Error {
+	return herald.FieldError(field, "%s must be valid UTF-8 without NUL characters", field)
+}
+
+// maxAttempts bounds how many transactions one Apply tries; see apply.
+const maxAttempts = 5
+
+const uniqueViolation = "23505" // SQLSTATE
+
+// apply runs ops in one transaction on one connection. retry reports that the
+// transaction failed without committing anything, in a way that trying again can cure:
+//   - the connection broke during the first pipeline, before any write (a pool keeps
+//     broken connections until they are used, e.g. after PostgreSQL restarted);
+//   - another transaction committed an idempotency key this one also stored: the next
+//     attempt finds that original and replays it or reports a conflict.
+func (s *Store) apply(ctx context.Context, now time.Time, ops []persistence.Op) (_ []persistence.Result, retry bool, err error) {
+	if len(ops) == 0 {
+		return []persistence.Result{}, false, nil
+	}
+	keys := persistence.KeysOf(ops)
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer c.Release()
+	conn := c.Conn()
+	prior, err := load(ctx, conn, keys)
+	if err != nil {
+		rollback(conn)
+		return nil, conn.IsClosed(), err
+	}
+	plan, results := persistence.NewPlan(now, ops, prior)
+	if err := write(ctx, conn, &plan, s.copyMin); err != nil {
+		rollback(conn)
+		var pgErr *pgconn.PgError
+		retry := errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == "notifications_idem"
+		return nil, retry, err
+	}
+	return results, false, nil
+}
+
+// rollback ends a failed transaction so that the connection can be reused. When that
+// fails too, the pool discards the connection on release (it is not idle).
+func rollback(conn *pgx.Conn) {
+	if conn.IsClosed() || conn.PgConn().TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn.Exec(ctx, "ROLLBACK")
+}
+
+// load begins the transaction, takes the batch's locks and reads what the planner needs,
+// in one round trip.
+func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys) (persistence.Prior, error) {
+	prior := persistence.Prior{Users: make(map[string]persistence.UserState, len(keys.Users))}
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue(sqlLockUsers, keys.Users)
+	ids := canonicalIDs(keys.NotificationIDs)
+	if len(ids) > 0 {
+		b.Queue(sqlLoadNotes, ids)
+	}
+	if len(keys.Idempotency) > 0 {
+		senders := make([]string, len(keys.Idempotency))
+		idemKeys := make([]string, len(keys.Idempotency))
+		for i, k := range keys.Idempotency {
+			senders[i], idemKeys[i] = k.SenderID, k.Key
+		}
+		b.Queue(sqlLoadIdem, senders, idemKeys)
+	}
+	br := conn.SendBatch(ctx, &b)
+	err := func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var u persistence.UserState
+			if err := rows.Scan(&u.UserID, &u.Seq, &u.Unread); err != nil {
+				rows.Close()
+				return err
+			}
+			prior.Users[u.UserID] = u
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ids) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			prior.Notifications = make(map[string]herald.Notification, len(ids))
+			var sc noteScanner
+			for rows.Next() {
+				var n herald.Notification
+				if err := sc.scan(rows, &n); err != nil {
+					rows.Close()
+					return err
+				}
+				prior.Notifications[n.ID] = n
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		if len(keys.Idempotency) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			prior.Idempotent = make(map[persistence.IdemKey]persistence.Idempotent)
+			var sc noteScanner
+			for rows.Next() {
+				var (
+					n   herald.Notification
+					key string
+					fp  []byte
+				)
+				if err := sc.scan(rows, &n, &key, &fp); err != nil {
+					rows.Close()
+					return err
+				}
+				prior.Idempotent[persistence.IdemKey{SenderID: n.SenderID, Key: key}] = persistence.Idempotent{Notification: n, Fingerprint: fp}
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return prior, err
+}
+
+// canonicalIDs keeps the ids that are UUIDs in canonical form: Herald only issues those,
+// so any other id names no notification.
+func canonicalIDs(ids []string) [][16]byte {
+	var out [][16]byte
+	for _, id := range ids {
+		if u, ok := parseID(id); ok {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// parseID parses a UUID in canonical form: lowercase hex digits grouped 8-4-4-4-12.
+func parseID(id string) ([16]byte, bool) {
+	if len(id) != 36 {
+		return [16]byte{}, false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return [16]byte{}, false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return [16]byte{}, false
+			}
+		}
+	}
+	u, err := uuid.Parse(id)
+	return u, err == nil
+}
+
+// write writes the plan and commits. Many new notifications go first, by COPY; the
+// rest of the plan follows in one pipeline with the commit. A plan that appends no entry
+// changes nothing, and its transaction is rolled back instead (no commit to flush).
+func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin int) error {
+	changed := len(plan.Created) > 0 || len(plan.Read) > 0 || len(plan.ReadAll) > 0 || len(plan.Log) > 0
+	sortByIdempotencyKey(plan.Created)
+	var b pgx.Batch
+	switch n := len(plan.Created); {
+	case n >= copyMin:
+		if err := copyCreated(ctx, conn, plan.Created); err != nil {
+			return err
+		}
+	case n > 0:
+		if err := queueCreated(&b, plan.Created); err != nil {
+			return err
+		}
+	}
+	if len(plan.Read) > 0 {
+		ids := make([][16]byte, len(plan.Read))
+		at := make([]time.Time, len(plan.Read))
+		for i, r := range plan.Read {
+			u, ok := parseID(r.ID)
+			if !ok {
+				return fmt.Errorf("planned read of non-canonical id %q", r.ID)
+			}
+			ids[i], at[i] = u, r.ReadAt
+		}
+		b.Queue(sqlMarkRead, ids, at)
+	}
+	if len(plan.ReadAll) > 0 {
+		users := make([]string, len(plan.ReadAll))
+		at := make([]time.Time, len(plan.ReadAll))
+		before := make([]int64, len(plan.ReadAll))
+		for i, r := range plan.ReadAll {
+			users[i], at[i], before[i] = r.UserID, r.ReadAt, r.BeforeSeq
+		}
+		b.Queue(sqlReadAll, users, at, before)
+	}
+	if len(plan.Log) > 0 {
+		if err := queueLog(&b, plan.Log); err != nil {
+			return err
+		}
+	}
+	if changed && len(plan.Users) > 0 {
+		users := make([]string, len(plan.Users))
+		seqs := make([]int64, len(plan.Users))
+		unread := make([]int64, len(plan.Users))
+		for i, u := range plan.Users {
+			users[i], seqs[i], unread[i] = u.UserID, u.Seq, u.Unread
+		}
+		b.Queue(sqlUpdateUsers, users, seqs, unread)
+	}
+	writes := b.Len()
+	if changed {
+		b.Queue("COMMIT")
+	} else {
+		b.Queue("ROLLBACK")
+	}
+	br := conn.SendBatch(ctx, &b)
+	err := func() error {
+		for range writes {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		tag, err := br.Exec()
+		if err != nil {
+			return err
+		}
+		if changed && tag.String() != "COMMIT" {
+			return errors.New("transaction was not committed: " + tag.String())
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// sortByIdempotencyKey puts the rows with an idempotency key last, in key order (the
+// order of the rows does not matter otherwise). Two transactions storing some of the
+// same keys then wait for each other's keys in one order, and cannot deadlock: the
+// second fails on the first key the first one committed, and is tried again.
+func sortByIdempotencyKey(rows []persistence.StoredNotification) {
+	keyed := false
+	for i := range rows {
+		keyed = keyed || rows[i].IdempotencyKey != ""
+	}
+	if !keyed {
+		return
+	}
+	slices.SortStableFunc(rows, func(a, b persistence.StoredNotification) int {
+		switch {
+		case a.IdempotencyKey == "" || b.IdempotencyKey == "":
+			return strings.Compare(a.IdempotencyKey, b.IdempotencyKey) // "" first
+		case a.SenderID != b.SenderID:
+			return strings.Compare(a.SenderID, b.SenderID)
+		}
+		return strings.Compare(a.IdempotencyKey, b.IdempotencyKey)
+	})
+}
+
+func queueCreated(b *pgx.Batch, rows []persistence.StoredNotification) error {
+	n := len(rows)
+	var (
+		ids         = make([][16]byte, n)
+		receivers   = make([]string, n)
+		seqs        = make([]int64, n)
+		unreadAfter = make([]int64, n)
+		createdAt   = make([]time.Time, n)
+		readAt      = make(pgtype.FlatArray[pgtype.Timestamptz], n)
+		senders     = make([]string, n)
+		types       = make([]string, n)
+		objects     = make([]string, n)
+		payloads    = make(pgtype.FlatArray[[]byte], n)
+		channels    = make([]string, n)
+		idemKeys    = make([]string, n)
+		idemHashes  = make(pgtype.FlatArray[[]byte], n)
+	)
+	for i := range rows {
+		r := &rows[i]
+		u, ok := parseID(r.ID)
+		if !ok {
+			return fmt.Errorf("planned notification with non-canonical id %q", r.ID)
+		}
+		ids[i] = u
+		receivers[i] = r.ReceiverID
+		seqs[i] = r.Seq
+		unreadAfter[i] = r.UnreadAfter
+		createdAt[i] = r.CreatedAt
+		if r.ReadAt != nil {
+			readAt[i] = pgtype.Timestamptz{Time: *r.ReadAt, Valid: true}
+		}
+		senders[i] = r.SenderID
+		types[i] = r.Type
+		objects[i] = r.Object
+		payloads[i] = r.Payload // nil (no payload) is stored as NULL
+		channels[i] = joinChannels(r.Channels)
+		idemKeys[i] = r.IdempotencyKey
+		if r.IdempotencyKey != "" {
+			idemHashes[i] = r.Fingerprint
+		}
+	}
+	b.Queue(sqlInsertNotes, ids, receivers, seqs, unreadAfter, createdAt, readAt,
+		senders, types, objects, payloads, channels, idemKeys, idemHashes)
+	return nil
+}
+
+// joinChannels encodes channels as the text string_to_array(…, ',') splits back.
+func joinChannels(chs []herald.Channel) string {
+	switch len(chs) {
+	case 0:
+		return ""
+	case 1:
+		return string(chs[0])
+	}
+	var sb strings.Builder
+	for i, ch := range chs {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(string(ch))
+	}
+	return sb.String()
+}
+
+func queueLog(b *pgx.Batch, log []herald.Entry) error {
+	n := len(log)
+	var (
+		users   = make([]string, n)
+		seqs    = make([]int64, n)
+		events  = make([]string, n)
+		at      = make([]time.Time, n)
+		unread  = make([]int64, n)
+		notes   = make(pgtype.FlatArray[pgtype.UUID], n)
+		updated = make(pgtype.FlatArray[pgtype.Int8], n)
+	)
+	for i := range log {
+		e := &log[i]
+		users[i], seqs[i], events[i], at[i], unread[i] = e.UserID, e.Seq, string(e.Event), e.At, e.Unread
+		switch e.Event {
+		case herald.EventRead:
+			u, ok := parseID(e.Notification.ID)
+			if !ok {
+				return fmt.Errorf("planned read entry of non-canonical id %q", e.Notification.ID)
+			}
+			notes[i] = pgtype.UUID{Bytes: u, Valid: true}
+		case herald.EventReadAll:
+			updated[i] = pgtype.Int8{Int64: e.ReadAll.Updated, Valid: true}
+		default:
+			return fmt.Errorf("planned log entry of event %q", e.Event)
+		}
+	}
+	b.Queue(sqlInsertLog, users, seqs, events, at, unread, notes, updated)
+	return nil
+}

@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/pgtest"
+	"github.com/heraldhq/herald/persistence"
+)
+
+const benchBatch = 1000
+
+// BenchmarkApply stores batches of 1,000 notifications, one Apply at a time as the
+// persistence actor does, on a PostgreSQL with fsync on, the receivers spread over 1,
+// 100 or 10,000 users. It reports notifications stored per second.
+func BenchmarkApply(b *testing.B) {
+	srv := pgtest.OwnWith(b, pgtest.Options{Fsync: true})
+	for _, users := range []int{1, 100, 10_000} {
+		b.Run(fmt.Sprintf("users=%d", users), func(b *testing.B) {
+			url := srv.NewDatabase(b)
+			if err := Migrate(context.Background(), url); err != nil {
+				b.Fatal(err)
+			}
+			s, err := Open(context.Background(), url, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			batches := benchBatches(b, users)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			n := 0
+			for ; b.Loop(); n++ {
+				res, err := s.Apply(ctx, persistence.Now(), batches[n%len(batches)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res[0].Err != nil {
+					b.Fatal(res[0].Err)
+				}
+			}
+			b.ReportMetric(float64(n*benchBatch)/time.Since(start).Seconds(), "notifications/s")
+		})
+	}
+}
+
+// BenchmarkCreatePath compares the two ways a batch writes new notifications, an INSERT
+// in the batch's pipeline and a COPY before it, by batch size; defaultCopyMin comes from
+// it.
+func BenchmarkCreatePath(b *testing.B) {
+	srv := pgtest.OwnWith(b, pgtest.Options{Fsync: true})
+	batches := benchBatches(b, 100)
+	for _, size := range []int{10, 50, 100, 1000} {
+		for _, path := range []string{"insert", "copy"} {
+			b.Run(fmt.Sprintf("size=%d/%s", size, path), func(b *testing.B) {
+				url := srv.NewDatabase(b)
+				if err := Migrate(context.Background(), url); err != nil {
+					b.Fatal(err)
+				}
+				s, err := Open(context.Background(), url, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				s.copyMin = size + 1
+				if path == "copy" {
+					s.copyMin = 1
+				}
+				ctx := context.Background()
+				start := time.Now()
+				n := 0
+				for ; b.Loop(); n++ {
+					ops := []persistence.Op{{Kind: persistence.OpCreate, Creates: batches[n%len(batches)][0].Creates[:size]}}
+					if _, err := s.Apply(ctx, persistence.Now(), ops); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(n*size)/time.Since(start).Seconds(), "notifications/s")
+			})
+		}
+	}
+}
+
+// benchBatches returns batches of one create op of benchBatch notifications, their
+// receivers taken in turn from users distinct ids: enough batches that every user
+// appears in several.
+func benchBatches(tb testing.TB, users int) [][]persistence.Op {
+	batches := make([][]persistence.Op, max(1, users/benchBatch)*2)
+	for i := range batches {
+		items := make([]herald.NewNotification, benchBatch)
+		for j := range items {
+			items[j] = herald.NewNotification{
+				ReceiverID: fmt.Sprintf("user-%d", (i*benchBatch+j)%users),
+				SenderID:   "user-9",
+				Type:       "project.role.application.created",
+				Payload:    json.RawMessage(fmt.Sprintf(`{"message":"Ada applied for Backend in Atlas","project":"atlas","n":%d}`, j)),
+			}
+			if err := items[j].Validate(herald.Caller{Service: true}, herald.ValidateOptions{}); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		batches[i] = []persistence.Op{{Kind: persistence.OpCreate, Creates: items}}
+	}
+	return batches
+}

@@ -1,0 +1,98 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// DefaultMaxConns is the pool size when Options.MaxConns is 0.
+const DefaultMaxConns = 16
+
+// Options tunes a Store. The zero value means the defaults.
+type Options struct {
+	// Retention is how long the event log is kept for catching up; 0 means
+	// persistence.DefaultRetention. Events resets a cursor whose next entry is older.
+	Retention time.Duration
+	// MaxConns caps the connection pool; 0 means DefaultMaxConns.
+	MaxConns int32
+}
+
+// Store is a persistence.Store on PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool      *pgxpool.Pool
+	retention time.Duration
+	// copyMin is the number of new notifications from which a batch inserts them by
+	// COPY rather than by an INSERT in its pipeline: COPY writes rows faster but costs
+	// extra round trips.
+	copyMin int
+}
+
+// defaultCopyMin is Store.copyMin. Measured with BenchmarkCreatePath on loopback, COPY
+// is slower below about 50 rows and some 20% faster at 1,000; over a network its extra
+// round trip weighs more.
+const defaultCopyMin = 100
+
+var _ persistence.Store = (*Store)(nil)
+
+// Open returns a store on the database at url (a PostgreSQL URL or key=value string).
+// It neither connects nor migrates: connections are made on use, and Migrate (or
+// OpenAndMigrate) brings the schema up to date.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err) // pgx masks the password
+	}
+	cfg.MaxConns = opts.MaxConns
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "herald"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, retention: opts.Retention, copyMin: defaultCopyMin}
+	if s.retention <= 0 {
+		s.retention = persistence.DefaultRetention
+	}
+	return s, nil
+}
+
+// OpenAndMigrate migrates the database at url and opens a store on it.
+func OpenAndMigrate(ctx context.Context, url string, opts Options) (*Store, error) {
+	if err := Migrate(ctx, url); err != nil {
+		return nil, err
+	}
+	return Open(ctx, url, opts)
+}
+
+// Ping reports whether the database can be reached.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return herald.Unavailable(err)
+	}
+	return nil
+}
+
+// Close closes every connection; it waits for connections in use to be released.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Prune deletes the read and read-all log entries recorded before cutoff.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM notification_log WHERE at < $1`, cutoff)
+	if err != nil {
+		return 0, herald.Unavailable(err)
+	}
+	return tag.RowsAffected(), nil
+}
