@@ -3,6 +3,7 @@ GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
+BENCHSTAT_VERSION   ?= v0.0.0-20260908200009-22c9c6c9d4da
 
 .PHONY: run build test fuzz lint bench clean
 
@@ -31,9 +32,13 @@ lint:
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 
-## bench: stored notifications/s through the persistence actor, on PostgreSQL and the embedded store
+## bench: stored notifications/s through the persistence actor, on PostgreSQL (fsync on)
+## and the embedded store; five runs each, summarised by benchstat (medians)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./actors/persist/ ./persistence/...
+	@mkdir -p .bench
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x -count 5 ./actors/persist/ ./persistence/... | tee .bench/latest.txt
+	@command -v benchstat >/dev/null 2>&1 || $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" benchstat .bench/latest.txt
 
 clean:
 	rm -rf $(BIN)

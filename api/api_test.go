@@ -276,6 +276,13 @@ func TestNotificationLifecycle(t *testing.T) {
 			t.Fatalf("created entry replays readAt %v, want null as sent live", d["readAt"])
 		}
 
+		// A cursor beyond the latest seq gets a reset with a fresh snapshot.
+		ev = e.do("GET", "/notifications/events?since=99", alice, nil).json(t)
+		snap, _ := ev["snapshot"].(map[string]any)
+		if ev["reset"] != true || len(ev["data"].([]any)) != 0 || snap == nil || snap["total"].(float64) != 0 || snap["seq"].(float64) != 4 {
+			t.Fatalf("events past the latest seq: %v", ev)
+		}
+
 		// The since feed lists both, oldest first, with their current readAt.
 		feed := e.do("GET", "/notifications?since=1", alice, nil).json(t)
 		fd := feed["data"].([]any)
@@ -367,6 +374,24 @@ func TestBatch(t *testing.T) {
 		if c := e.do("GET", "/notifications/unread/count", userToken(t, "u1"), nil).json(t); c["count"].(float64) != 2 {
 			t.Fatalf("u1 count %v", c)
 		}
+		// One key for a receiverIds batch: a replay returns the same notifications, and a
+		// long key with long receiver ids stays within the limits.
+		key := strings.Repeat("k", 250)
+		long := []string{strings.Repeat("r", 200), strings.Repeat("s", 200)}
+		body := map[string]any{"receiverIds": long, "type": "t", "idempotencyKey": key}
+		r1, r2 := e.do("POST", "/notifications/batch", testKey, body), e.do("POST", "/notifications/batch", testKey, body)
+		if r1.code != 201 || r2.code != 201 || string(r1.body) != string(r2.body) {
+			t.Fatalf("keyed batch and its replay: %d %s / %d %s", r1.code, r1.body, r2.code, r2.body)
+		}
+		// A single create with another key and a receiver id that "joins" differently is
+		// a new notification, not a replay of the batch's.
+		single := e.do("POST", "/notifications", testKey, map[string]any{"receiverId": long[0][1:], "type": "t", "idempotencyKey": key + "r"})
+		if single.code != 201 {
+			t.Fatalf("single create after a keyed batch: %d %s", single.code, single.body)
+		}
+		wantError(t, e.do("POST", "/notifications/batch", testKey, map[string]any{"receiverIds": []string{"u1", " "}, "type": "t"}),
+			422, herald.CodeValidation, "receiverIds[1]")
+
 		// An invalid item fails the whole batch, naming the item's field; nothing is stored.
 		r = e.do("POST", "/notifications/batch", testKey, map[string]any{"items": []map[string]any{
 			{"receiverId": "u5", "type": "a"}, {"receiverId": "u5"},

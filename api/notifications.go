@@ -2,8 +2,12 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heraldhq/herald"
@@ -16,6 +20,7 @@ const (
 	defaultUnreadLimit = 50
 	defaultFeedLimit   = 100
 	maxListLimit       = 500
+	snapshotSize       = 100 // unread notifications in a snapshot, as the WebSocket's
 	// bodyOverhead is what a create body may hold beyond its payload.
 	bodyOverhead = 8 << 10
 )
@@ -92,11 +97,15 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	c := herCaller(p)
 	for i := range items {
-		prefix := "items[" + strconv.Itoa(i) + "]."
-		if b.Items == nil {
-			prefix = ""
+		prefix := ""
+		if b.Items != nil {
+			prefix = "items[" + strconv.Itoa(i) + "]."
 		}
 		if err := items[i].Validate(c, herald.ValidateOptions{MaxPayload: s.maxPayload, FieldPrefix: prefix}); err != nil {
+			if e := herald.AsError(err); b.Items == nil && e.Field == "receiverId" {
+				e.Field = "receiverIds[" + strconv.Itoa(i) + "]"
+				e.Message = strings.Replace(e.Message, "receiverId", e.Field, 1)
+			}
 			return err
 		}
 	}
@@ -131,13 +140,19 @@ func batchItems(b *batchBody) ([]herald.NewNotification, error) {
 		if b.ReceiverID != "" {
 			return nil, herald.FieldError("receiverId", "a batch with receiverIds takes no receiverId")
 		}
+		if b.IdempotencyKey != "" {
+			// Check the caller's key as sent, before it is derived per receiver.
+			probe := herald.NewNotification{ReceiverID: "-", Type: "-", IdempotencyKey: b.IdempotencyKey}
+			if err := probe.Validate(herald.Caller{Service: true}, herald.ValidateOptions{}); err != nil {
+				return nil, err
+			}
+		}
 		items := make([]herald.NewNotification, len(b.ReceiverIDs))
 		for i, id := range b.ReceiverIDs {
 			it := b.NewNotification
 			it.ReceiverID = id
 			if it.IdempotencyKey != "" {
-				// One key for the batch: each receiver's notification is keyed apart.
-				it.IdempotencyKey = b.IdempotencyKey + "/" + id
+				it.IdempotencyKey = receiverKey(b.IdempotencyKey, id)
 			}
 			it.Channels = append([]herald.Channel(nil), b.Channels...)
 			items[i] = it
@@ -227,10 +242,30 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	body := map[string]any{"data": nonNil(entries), "next": next, "seq": page.Seq}
 	if page.Reset {
+		// The cursor is past retention or beyond the latest seq: instead of entries, a
+		// fresh snapshot, as the WebSocket sends unread-notifications.
+		snap, err := s.store.Unread(r.Context(), p.UserID, 0, snapshotSize)
+		if err != nil {
+			return err
+		}
 		body["reset"] = true
+		body["snapshot"] = map[string]any{"data": nonNil(snap.Items), "total": snap.Total, "seq": snap.Seq}
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil
+}
+
+// receiverKey derives the idempotency key of one receiver's notification in a batch
+// sent with receiverIds and one key: a fixed-length digest of the caller's key and the
+// receiver id, so no other (key, receiver) pair and no plausible caller key can meet it.
+func receiverKey(key, receiverID string) string {
+	h := sha256.New()
+	var l [8]byte
+	binary.BigEndian.PutUint64(l[:], uint64(len(key)))
+	h.Write(l[:])
+	h.Write([]byte(key))
+	h.Write([]byte(receiverID))
+	return "batch:" + hex.EncodeToString(h.Sum(nil))
 }
 
 func nonNil[T any](s []T) []T {

@@ -204,12 +204,12 @@ func (p *planner) create(items []herald.NewNotification) Result {
 		k := IdemKey{it.SenderID, it.IdempotencyKey}
 		if j, ok := local[k]; ok {
 			if !bytes.Equal(fps[j], fps[i]) {
-				return Result{Err: conflict(it.IdempotencyKey)}
+				return Result{Err: conflict()}
 			}
 			continue
 		}
 		if prev, ok := p.lookupIdem(k); ok && !bytes.Equal(prev.Fingerprint, fps[i]) {
-			return Result{Err: conflict(it.IdempotencyKey)}
+			return Result{Err: conflict()}
 		}
 		local[k] = i
 	}
@@ -256,9 +256,9 @@ func (p *planner) create(items []herald.NewNotification) Result {
 	return res
 }
 
-func conflict(key string) *herald.Error {
+func conflict() *herald.Error {
 	return &herald.Error{Code: herald.CodeIdempotencyConflict, Field: "idempotencyKey",
-		Message: "idempotencyKey " + key + " was already used with a different body"}
+		Message: "this idempotencyKey was already used with a different body"}
 }
 
 func (p *planner) note(id string) *herald.Notification {
@@ -290,7 +290,10 @@ func (p *planner) current(n herald.Notification) herald.Notification {
 }
 
 func (p *planner) markRead(userID, id string) Result {
-	n := p.note(id)
+	var n *herald.Notification
+	if _, ok := ParseID(id); ok {
+		n = p.note(id)
+	}
 	if n == nil || n.ReceiverID != userID {
 		return Result{Err: &herald.Error{Code: herald.CodeNotFound, Message: "no notification " + id + " for this user", Field: "id"}}
 	}

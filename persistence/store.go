@@ -75,7 +75,8 @@ type EventsPage struct {
 	Reset bool
 }
 
-// Store is durable storage for notifications and per-user event logs.
+// Store is durable storage for notifications and per-user event logs. Every limit
+// passed to a read must be positive.
 type Store interface {
 	// Apply performs ops in order in one transaction stamped now. It returns one Result
 	// per op, or an error (and nothing written) when the transaction failed.

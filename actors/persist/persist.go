@@ -101,6 +101,11 @@ func (w *writer) Receive(c *actor.Context) {
 	case actor.Started:
 		w.engine, w.self = c.Engine(), c.PID()
 	case Write:
+		if cap(m.Reply) == 0 {
+			// An unbuffered reply would stall the commit goroutine; refuse it loudly.
+			w.opts.Log.Error("persist: Write with an unbuffered Reply channel dropped", "op", m.Op.Kind)
+			return
+		}
 		w.pending = append(w.pending, m)
 		w.size += opSize(&m.Op)
 		switch {
@@ -160,7 +165,7 @@ func (w *writer) commit(batch []Write) {
 	ops := make([]persistence.Op, 0, len(batch))
 	for _, b := range batch {
 		if b.Ctx != nil && b.Ctx.Err() != nil {
-			b.Reply <- Reply{Err: herald.Errorf(herald.CodeUnavailable, "request gave up before it was written")}
+			w.reply(b, Reply{Err: herald.Errorf(herald.CodeUnavailable, "request gave up before it was written")})
 			continue
 		}
 		live = append(live, b)
@@ -177,23 +182,45 @@ func (w *writer) commit(batch []Write) {
 			e = herald.Unavailable(err)
 		}
 		for _, b := range live {
-			b.Reply <- Reply{Err: e}
+			w.reply(b, Reply{Err: e})
 		}
 		w.opts.Metrics.storeError()
 		return
 	}
 	w.opts.Metrics.batch(ops, results)
-	if w.opts.OnCommit != nil {
-		var entries []herald.Entry
-		for i := range results {
-			entries = append(entries, results[i].Entries...)
-		}
-		if len(entries) > 0 {
-			w.opts.OnCommit(entries)
-		}
-	}
+	w.deliver(results)
 	for i, b := range live {
-		b.Reply <- Reply{Result: results[i]}
+		w.reply(b, Reply{Result: results[i]})
+	}
+}
+
+// deliver hands the committed entries to OnCommit. A panic there is logged: the batch
+// is durable and its callers are still answered.
+func (w *writer) deliver(results []persistence.Result) {
+	if w.opts.OnCommit == nil {
+		return
+	}
+	var entries []herald.Entry
+	for i := range results {
+		entries = append(entries, results[i].Entries...)
+	}
+	if len(entries) == 0 {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			w.opts.Log.Error("persist: OnCommit panicked; entries not delivered", "entries", len(entries), "panic", fmt.Sprint(v))
+		}
+	}()
+	w.opts.OnCommit(entries)
+}
+
+// reply answers one caller without ever blocking the commit goroutine.
+func (w *writer) reply(b Write, r Reply) {
+	select {
+	case b.Reply <- r:
+	default:
+		w.opts.Log.Error("persist: reply channel full; answer dropped", "op", b.Op.Kind)
 	}
 }
 

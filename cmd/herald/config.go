@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
 	"log/slog"
 	"strings"
 	"time"
@@ -39,7 +41,7 @@ func loadConfig(environ []string) (config, error) {
 		}
 	}
 	if err := env.ParseWithOptions(&c, env.Options{Environment: vars}); err != nil {
-		return c, fmt.Errorf("configuration: %w", err)
+		return c, configError(err)
 	}
 	keys := c.APIKeys[:0]
 	for _, k := range c.APIKeys {
@@ -57,14 +59,48 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_BATCH_MAX must be positive")
 	case c.WSTokenTTL <= 0:
 		return c, fmt.Errorf("configuration: HERALD_WS_TOKEN_TTL must be positive")
+	case c.BatchDelay < 0:
+		return c, fmt.Errorf("configuration: HERALD_BATCH_DELAY must not be negative")
+	case c.ShutdownTimeout <= 0:
+		return c, fmt.Errorf("configuration: HERALD_SHUTDOWN_TIMEOUT must be positive")
+	case c.DBMaxConns <= 0:
+		return c, fmt.Errorf("configuration: HERALD_DB_MAX_CONNS must be positive")
+	case c.JWTSecret != "" && len(c.JWTSecret) < minSecret:
+		return c, fmt.Errorf("configuration: HERALD_JWT_SECRET must be at least %d bytes (HS256 is only as strong as its secret)", minSecret)
+	case c.WSTokenSecret != "" && len(c.WSTokenSecret) < minSecret:
+		return c, fmt.Errorf("configuration: HERALD_WS_TOKEN_SECRET must be at least %d bytes", minSecret)
+	}
+	if _, err := c.logLevel(); err != nil {
+		return c, fmt.Errorf("configuration: HERALD_LOG_LEVEL: %w", err)
 	}
 	return c, nil
 }
 
-func (c *config) logLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return slog.LevelInfo
+// configError names the variable of each value that failed to parse.
+func configError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("configuration: %w", err)
 	}
-	return l
+	msgs := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := reflect.TypeOf(config{}).FieldByName(pe.Name); ok {
+				msgs = append(msgs, fmt.Sprintf("%s: not a valid %s: %v", f.Tag.Get("env"), pe.Type, errors.Unwrap(pe.Err)))
+				continue
+			}
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return fmt.Errorf("configuration: %s", strings.Join(msgs, "; "))
+}
+
+// minSecret is the shortest HMAC secret accepted: 256 bits for HS256.
+const minSecret = 32
+
+func (c *config) logLevel() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
 }

@@ -27,7 +27,10 @@ Configuration is read from HERALD_* environment variables; see the README.
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // the first signal starts a drain; a second one ends the process at once
+	}()
 	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 

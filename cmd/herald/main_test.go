@@ -287,3 +287,24 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatalf("exit %d", rc)
 	}
 }
+
+func TestConfigRefusesBadValues(t *testing.T) {
+	for _, kv := range []string{
+		"HERALD_JWT_SECRET=short",
+		"HERALD_LOG_RETENTION=-1h",
+		"HERALD_BATCH_DELAY=-1ms",
+		"HERALD_SHUTDOWN_TIMEOUT=0s",
+		"HERALD_LOG_LEVEL=loud",
+		"HERALD_MAX_PAYLOAD=zero",
+	} {
+		if _, err := loadConfig([]string{kv}); err == nil {
+			t.Errorf("%s accepted", kv)
+		} else if name, _, _ := strings.Cut(kv, "="); !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: error %q does not name the variable", kv, err)
+		}
+	}
+	c, err := loadConfig([]string{"HERALD_API_KEYS= a, ,b ", "HERALD_JWT_SECRET=" + secret})
+	if err != nil || len(c.APIKeys) != 2 || c.APIKeys[0] != "a" || c.APIKeys[1] != "b" || c.Addr != "127.0.0.1:8080" {
+		t.Fatalf("config %+v, %v", c, err)
+	}
+}

@@ -35,7 +35,8 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel()}))
+	level, _ := cfg.logLevel() // checked by loadConfig
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// hollywood logs through the global logger; route it to ours, at our level.
 	slog.SetDefault(log)
 
@@ -125,18 +126,23 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		return fmt.Errorf("http server: %w", err)
 	}
 	log.Info("shutting down: draining requests and pending writes")
-	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := httpSrv.Shutdown(shutCtx); err != nil {
-		log.Warn("http shutdown incomplete", "err", err)
+	// Requests get the shutdown timeout to finish; pending writes get their own, so a
+	// slow request cannot leave the drain no time at all.
+	httpCtx, cancelHTTP := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancelHTTP()
+	if err := httpSrv.Shutdown(httpCtx); err != nil {
+		log.Warn("http shutdown incomplete; closing the remaining connections", "err", err)
 		_ = httpSrv.Close()
 	}
 	stopPrune()
 	<-pruneDone
-	if err := writer.Drain(shutCtx); err != nil {
-		log.Error("pending writes not flushed before the shutdown timeout", "err", err)
-	}
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancelDrain()
+	drainErr := writer.Drain(drainCtx)
 	<-engine.Poison(writerPID).Done()
+	if drainErr != nil {
+		return fmt.Errorf("pending writes not flushed within %s: %w", cfg.ShutdownTimeout, drainErr)
+	}
 	log.Info("stopped")
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/persistence"
 )
 
 // errCorrupt reports a record that does not decode: the file was damaged or written by
@@ -52,8 +53,8 @@ func idemKey(sender, key string) []byte {
 // noteKey returns the 16 bytes of a UUID, or false when id is not a UUID (and so
 // cannot name a stored notification).
 func noteKey(id string) ([]byte, bool) {
-	u, err := uuid.Parse(id)
-	if err != nil {
+	u, ok := persistence.ParseID(id)
+	if !ok {
 		return nil, false
 	}
 	return u[:], true

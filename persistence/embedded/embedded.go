@@ -228,17 +228,21 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 			return err
 		}
 		plan, res := persistence.NewPlan(now, ops, prior)
-		if err := b.write(&plan); err != nil {
-			return err
-		}
 		results = res
-		return nil
+		if len(plan.Entries) == 0 {
+			return errNothingChanged // roll back: no write, no fsync
+		}
+		return b.write(&plan)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errNothingChanged) {
 		return nil, storeErr(err)
 	}
 	return results, nil
 }
+
+// errNothingChanged rolls back a batch whose operations all changed nothing (replays,
+// repeated mark-reads, read-all with nothing unread, failed ops).
+var errNothingChanged = errors.New("nothing changed")
 
 // prior loads what the planner needs.
 func (b *buckets) prior(keys persistence.Keys) (persistence.Prior, error) {

@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -316,33 +315,11 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys) (persisten
 func canonicalIDs(ids []string) [][16]byte {
 	var out [][16]byte
 	for _, id := range ids {
-		if u, ok := parseID(id); ok {
+		if u, ok := persistence.ParseID(id); ok {
 			out = append(out, u)
 		}
 	}
 	return out
-}
-
-// parseID parses a UUID in canonical form: lowercase hex digits grouped 8-4-4-4-12.
-func parseID(id string) ([16]byte, bool) {
-	if len(id) != 36 {
-		return [16]byte{}, false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return [16]byte{}, false
-			}
-		default:
-			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-				return [16]byte{}, false
-			}
-		}
-	}
-	u, err := uuid.Parse(id)
-	return u, err == nil
 }
 
 // write writes the plan and commits. Many new notifications go first, by COPY; the
@@ -366,7 +343,7 @@ func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin 
 		ids := make([][16]byte, len(plan.Read))
 		at := make([]time.Time, len(plan.Read))
 		for i, r := range plan.Read {
-			u, ok := parseID(r.ID)
+			u, ok := persistence.ParseID(r.ID)
 			if !ok {
 				return fmt.Errorf("planned read of non-canonical id %q", r.ID)
 			}
@@ -467,7 +444,7 @@ func queueCreated(b *pgx.Batch, rows []persistence.StoredNotification) error {
 	)
 	for i := range rows {
 		r := &rows[i]
-		u, ok := parseID(r.ID)
+		u, ok := persistence.ParseID(r.ID)
 		if !ok {
 			return fmt.Errorf("planned notification with non-canonical id %q", r.ID)
 		}
@@ -528,7 +505,7 @@ func queueLog(b *pgx.Batch, log []herald.Entry) error {
 		users[i], seqs[i], events[i], at[i], unread[i] = e.UserID, e.Seq, string(e.Event), e.At, e.Unread
 		switch e.Event {
 		case herald.EventRead:
-			u, ok := parseID(e.Notification.ID)
+			u, ok := persistence.ParseID(e.Notification.ID)
 			if !ok {
 				return fmt.Errorf("planned read entry of non-canonical id %q", e.Notification.ID)
 			}

@@ -46,7 +46,7 @@ func encodeCopy(buf []byte, rows []persistence.StoredNotification) ([]byte, erro
 	buf = be.AppendUint32(buf, 0) // header extension length
 	for i := range rows {
 		r := &rows[i]
-		id, ok := parseID(r.ID)
+		id, ok := persistence.ParseID(r.ID)
 		if !ok {
 			return nil, fmt.Errorf("planned notification with non-canonical id %q", r.ID)
 		}

@@ -53,7 +53,7 @@ func notFound(id string) *herald.Error {
 
 // Get returns notification id of userID, or a not_found error.
 func (s *Store) Get(ctx context.Context, userID, id string) (herald.Notification, error) {
-	u, ok := parseID(id)
+	u, ok := persistence.ParseID(id)
 	if !ok || !storable(userID) {
 		return herald.Notification{}, notFound(id)
 	}
@@ -190,8 +190,12 @@ func (s *Store) Events(ctx context.Context, userID string, since int64, limit in
 	case since > page.Seq:
 		page.Reset = true
 	case since < page.Seq:
-		// The log must continue right after since, with an entry still within retention.
-		page.Reset = len(page.Entries) == 0 || page.Entries[0].Seq != since+1 || page.Entries[0].At.Before(horizon)
+		// The log must continue right after since, with no gap, from an entry still
+		// within retention.
+		page.Reset = len(page.Entries) == 0 || page.Entries[0].At.Before(horizon)
+		for i := range page.Entries {
+			page.Reset = page.Reset || page.Entries[i].Seq != since+1+int64(i)
+		}
 	}
 	if page.Reset || limit <= 0 {
 		page.Entries = nil

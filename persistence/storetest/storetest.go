@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -627,15 +628,17 @@ func testMarkRead(t *testing.T, open Opener) {
 		markRead("alice", uuid.NewString()),
 		markRead("alice", "garbage"),
 		markRead("alice", ""),
+		markRead("alice", strings.ToUpper(ns[1].ID)), // one notification has one name
+		markRead("alice", "{"+ns[1].ID+"}"),
 		create(note(t, "alice", "x", 4)),
 	)
-	for i := range 4 {
+	for i := range 6 {
 		wantCode(t, fmt.Sprintf("mark-read %d", i), res[i].Err, herald.CodeNotFound)
 		if len(res[i].Entries) != 0 || len(res[i].Notifications) != 0 {
 			t.Errorf("failed mark-read %d returned %d notifications and %d entries", i, len(res[i].Notifications), len(res[i].Entries))
 		}
 	}
-	if n := ok(t, res[4]).Notifications[0]; n.Seq != 4 {
+	if n := ok(t, res[6]).Notifications[0]; n.Seq != 4 {
 		t.Errorf("create after failed mark-reads has seq %d, want 4", n.Seq)
 	}
 	sameNote(t, "bob's notification", get(t, s, "bob", bobs[0].ID), bobs[0])
