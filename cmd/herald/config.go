@@ -3,8 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"log/slog"
+	"reflect"
 	"strings"
 	"time"
 
