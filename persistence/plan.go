@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"bytes"
+	"crypto/rand"
 	"slices"
 	"time"
 
@@ -126,21 +127,71 @@ type planner struct {
 	// fresh lists, per user, the ids created in this batch (for read-all).
 	fresh   map[string][]string
 	readAll map[string]int // index in plan.ReadAll by user
+
+	// Backing arrays sized for the whole batch, so the hot path allocates per batch
+	// rather than per notification. Pointers into notes stay valid: it never grows
+	// past its capacity (alloc falls back to the heap instead).
+	arena    []herald.Notification
+	results  []herald.Notification
+	replayed []bool
+	random   []byte // unused random bytes for ids
+}
+
+// alloc returns a pointer to a copy of *n.
+func (p *planner) alloc(n *herald.Notification) *herald.Notification {
+	if len(p.arena) == cap(p.arena) {
+		c := *n
+		return &c
+	}
+	p.arena = append(p.arena, *n)
+	return &p.arena[len(p.arena)-1]
+}
+
+// newID returns a UUIDv7 (48-bit Unix milliseconds, then random bits) drawing its
+// randomness from one read per batch.
+func (p *planner) newID() string {
+	if len(p.random) < 10 {
+		p.random = make([]byte, 10*max(64, cap(p.results)))
+		if _, err := rand.Read(p.random); err != nil {
+			panic("crypto/rand failed: " + err.Error()) // never returns an error on Linux
+		}
+	}
+	var u uuid.UUID
+	ms := uint64(p.now.UnixMilli())
+	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	copy(u[6:], p.random[:10])
+	p.random = p.random[10:]
+	u[6] = 0x70 | u[6]&0x0f // version 7
+	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
+	return u.String()
 }
 
 // NewPlan applies ops, in order, to prior and returns what to write and one Result per op.
 func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 	now = now.UTC().Truncate(time.Microsecond)
-	p := &planner{
-		now:     now,
-		prior:   prior,
-		users:   map[string]*UserState{},
-		notes:   map[string]*herald.Notification{},
-		rows:    map[string]int{},
-		idem:    map[IdemKey]Idempotent{},
-		fresh:   map[string][]string{},
-		readAll: map[string]int{},
+	creates, others := 0, 0
+	for i := range ops {
+		if ops[i].Kind == OpCreate {
+			creates += len(ops[i].Creates)
+		} else {
+			others++
+		}
 	}
+	p := &planner{
+		now:      now,
+		prior:    prior,
+		users:    make(map[string]*UserState, len(prior.Users)),
+		notes:    make(map[string]*herald.Notification, creates+others),
+		rows:     make(map[string]int, creates),
+		idem:     map[IdemKey]Idempotent{},
+		fresh:    make(map[string][]string, len(prior.Users)),
+		readAll:  map[string]int{},
+		arena:    make([]herald.Notification, 0, 2*(creates+others)),
+		results:  make([]herald.Notification, 0, creates),
+		replayed: make([]bool, 0, creates),
+	}
+	p.plan.Created = make([]StoredNotification, 0, creates)
+	p.plan.Entries = make([]herald.Entry, 0, creates+others)
 	results := make([]Result, len(ops))
 	for i := range ops {
 		switch ops[i].Kind {
@@ -188,17 +239,16 @@ func (p *planner) lookupIdem(k IdemKey) (Idempotent, bool) {
 }
 
 func (p *planner) create(items []herald.NewNotification) Result {
-	res := Result{
-		Notifications: make([]herald.Notification, len(items)),
-		Replayed:      make([]bool, len(items)),
-	}
 	// First pass: decide replays and conflicts, so a failing op changes nothing.
-	fps := make([][]byte, len(items))
-	local := map[IdemKey]int{} // key -> item index within this op
+	var fps [][]byte
+	var local map[IdemKey]int // key -> item index within this op
 	for i := range items {
 		it := &items[i]
 		if it.IdempotencyKey == "" {
 			continue
+		}
+		if fps == nil {
+			fps, local = make([][]byte, len(items)), map[IdemKey]int{}
 		}
 		fps[i] = it.Fingerprint()
 		k := IdemKey{it.SenderID, it.IdempotencyKey}
@@ -214,6 +264,14 @@ func (p *planner) create(items []herald.NewNotification) Result {
 		local[k] = i
 	}
 	// Second pass: store or replay.
+	start := len(p.results)
+	p.results = p.results[:start+len(items)]
+	p.replayed = p.replayed[:start+len(items)]
+	res := Result{
+		Notifications: p.results[start : start+len(items) : start+len(items)],
+		Replayed:      p.replayed[start : start+len(items) : start+len(items)],
+	}
+	firstEntry := len(p.plan.Entries)
 	for i := range items {
 		it := &items[i]
 		if it.IdempotencyKey != "" {
@@ -228,7 +286,7 @@ func (p *planner) create(items []herald.NewNotification) Result {
 		u.Seq++
 		u.Unread++
 		n := herald.Notification{
-			ID:         uuid.Must(uuid.NewV7()).String(),
+			ID:         p.newID(),
 			Object:     it.Object,
 			ReceiverID: it.ReceiverID,
 			SenderID:   it.SenderID,
@@ -238,20 +296,22 @@ func (p *planner) create(items []herald.NewNotification) Result {
 			CreatedAt:  p.now,
 			Seq:        u.Seq,
 		}
-		row := StoredNotification{Notification: n, UnreadAfter: u.Unread, IdempotencyKey: it.IdempotencyKey, Fingerprint: fps[i]}
-		p.rows[n.ID] = len(p.plan.Created)
-		p.plan.Created = append(p.plan.Created, row)
-		live := n
-		p.notes[n.ID] = &live
-		p.fresh[n.ReceiverID] = append(p.fresh[n.ReceiverID], n.ID)
+		row := StoredNotification{Notification: n, UnreadAfter: u.Unread, IdempotencyKey: it.IdempotencyKey}
 		if it.IdempotencyKey != "" {
+			row.Fingerprint = fps[i]
 			p.idem[IdemKey{it.SenderID, it.IdempotencyKey}] = Idempotent{Notification: n, Fingerprint: fps[i]}
 		}
-		entryNote := n
-		e := herald.Entry{UserID: n.ReceiverID, Seq: u.Seq, Event: herald.EventCreated, Unread: u.Unread, At: p.now, Notification: &entryNote}
+		p.rows[n.ID] = len(p.plan.Created)
+		p.plan.Created = append(p.plan.Created, row)
+		p.notes[n.ID] = p.alloc(&n)
+		p.fresh[n.ReceiverID] = append(p.fresh[n.ReceiverID], n.ID)
+		e := herald.Entry{UserID: n.ReceiverID, Seq: u.Seq, Event: herald.EventCreated, Unread: u.Unread, At: p.now, Notification: p.alloc(&n)}
 		p.plan.Entries = append(p.plan.Entries, e)
-		res.Entries = append(res.Entries, e)
 		res.Notifications[i] = n
+	}
+	if n := len(p.plan.Entries); n > firstEntry {
+		// The plan's entries are only ever appended to, so this view stays as it is.
+		res.Entries = p.plan.Entries[firstEntry:n:n]
 	}
 	return res
 }

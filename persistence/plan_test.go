@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/heraldhq/herald"
 )
 
@@ -58,5 +60,54 @@ func TestReplayShowsReadInSameBatch(t *testing.T) {
 				t.Errorf("readAt = %v, want %s", got, c.want)
 			}
 		})
+	}
+}
+
+// BenchmarkNewPlan plans a batch of 1,000 single creates over 100 receivers, the shape
+// the persistence actor sends under load.
+func BenchmarkNewPlan(b *testing.B) {
+	ops := make([]Op, 1000)
+	for i := range ops {
+		n := herald.NewNotification{ReceiverID: "user-" + string(rune('a'+i%26)) + string(rune('a'+i/26%4)), Type: "t"}
+		if err := n.Validate(herald.Caller{Service: true}, herald.ValidateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		ops[i] = Op{Kind: OpCreate, Creates: []herald.NewNotification{n}}
+	}
+	now := Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		NewPlan(now, ops, Prior{})
+	}
+}
+
+// Ids are canonical UUIDv7s carrying the batch time, unique within and across batches.
+func TestIDs(t *testing.T) {
+	n := herald.NewNotification{ReceiverID: "u", Type: "t"}
+	if err := n.Validate(herald.Caller{Service: true}, herald.ValidateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ops := make([]Op, 300) // more than one read of randomness
+	for i := range ops {
+		ops[i] = Op{Kind: OpCreate, Creates: []herald.NewNotification{n}}
+	}
+	seen := map[string]bool{}
+	now := Now()
+	for range 3 {
+		plan, _ := NewPlan(now, ops, Prior{})
+		for _, c := range plan.Created {
+			u, err := uuid.Parse(c.ID)
+			if _, ok := ParseID(c.ID); err != nil || !ok || u.Version() != 7 || u.Variant() != uuid.RFC4122 {
+				t.Fatalf("id %s: not a canonical UUIDv7", c.ID)
+			}
+			sec, nsec := u.Time().UnixTime()
+			if ms := sec*1000 + nsec/1e6; ms != now.UnixMilli() {
+				t.Fatalf("id %s carries %d ms, want %d", c.ID, ms, now.UnixMilli())
+			}
+			if seen[c.ID] {
+				t.Fatalf("id %s given twice", c.ID)
+			}
+			seen[c.ID] = true
+		}
 	}
 }
