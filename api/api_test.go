@@ -29,6 +29,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 const (
 	testSecret = "test-secret-0123456789abcdef0123"
 	testKey    = "svc-key-1"
+	otherKey   = "svc-key-2"
 )
 
 // stores opens a fresh store of each kind.
@@ -71,17 +72,27 @@ type env struct {
 
 func newEnv(t *testing.T, store persistence.Store) *env {
 	t.Helper()
+	return newEnvWith(t, store, api.Options{})
+}
+
+// newEnvWith is newEnv with options; Store, Writer and Auth are filled in.
+func newEnvWith(t *testing.T, store persistence.Store, o api.Options) *env {
+	t.Helper()
 	engine, err := actor.NewEngine(actor.NewEngineConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	pid := engine.Spawn(persist.New(store, persist.Options{}), "persist")
 	writer := persist.Client{Engine: engine, PID: pid}
-	a, err := auth.New(auth.Config{JWTSecret: []byte(testSecret), APIKeys: []string{testKey}})
+	a, err := auth.New(auth.Config{JWTSecret: []byte(testSecret), APIKeys: []string{testKey, otherKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Options{Store: store, Writer: writer, Auth: a, MaxPayload: 1024})
+	o.Store, o.Writer, o.Auth = store, writer, a
+	if o.MaxPayload == 0 {
+		o.MaxPayload = 1024
+	}
+	srv := api.New(o)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ts.Close()
@@ -419,8 +430,48 @@ func TestIdempotency(t *testing.T) {
 	})
 }
 
-// TestErrorTable drives every row of the contract's error table (429 belongs to rate
-// limiting, which has its own tests) through the real HTTP server.
+// TestRateLimits: over its limit a user, or an API key, gets 429 with Retry-After and
+// nothing is stored; other users and keys are not affected.
+func TestRateLimits(t *testing.T) {
+	hour := api.Rate{Per: 1.0 / 3600, Burst: 2}
+	e := newEnvWith(t, stores["embedded"](t), api.Options{UserRate: hour, ServiceRate: hour})
+	alice, bob := userToken(t, "alice"), userToken(t, "bob")
+	body := `{"receiverId":"carol","type":"t"}`
+	for i := 0; i < 2; i++ {
+		if r := e.do("POST", "/notifications", alice, body); r.code != 201 {
+			t.Fatalf("create %d within the burst: %d %s", i, r.code, r.body)
+		}
+	}
+	r := e.do("POST", "/notifications", alice, body)
+	wantError(t, r, 429, herald.CodeRateLimited, "")
+	if ra := r.header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Fatalf("429 without a usable Retry-After: %q", ra)
+	}
+	if r := e.do("POST", "/notifications", bob, body); r.code != 201 {
+		t.Fatalf("another user limited too: %d", r.code)
+	}
+	if c := e.do("GET", "/notifications/unread/count", userToken(t, "carol"), nil).json(t); c["count"].(float64) != 3 {
+		t.Fatalf("carol has %v notifications, want 3: the refused one was stored", c["count"])
+	}
+	// Reads are not limited.
+	if r := e.do("GET", "/notifications/unread", alice, nil); r.code != 200 {
+		t.Fatalf("read after the limit: %d", r.code)
+	}
+	// Per API key, single and batch creates alike.
+	e.do("POST", "/notifications", testKey, body)
+	e.do("POST", "/notifications/batch", testKey, `{"receiverIds":["carol"],"type":"t"}`)
+	r = e.do("POST", "/notifications/batch", testKey, `{"receiverIds":["carol"],"type":"t"}`)
+	wantError(t, r, 429, herald.CodeRateLimited, "")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	if r := e.do("POST", "/notifications", otherKey, body); r.code != 201 {
+		t.Fatalf("another key limited too: %d", r.code)
+	}
+}
+
+// TestErrorTable drives the contract's error table through the real HTTP server (429:
+// TestRateLimits; 503: TestWSTokenAndHealth and cmd/herald's PostgreSQL outage test).
 func TestErrorTable(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		alice := userToken(t, "alice")

@@ -40,6 +40,20 @@ func (s *Server) caller(r *http.Request, userOK, serviceOK bool) (auth.Principal
 	return p, nil
 }
 
+// limitWrite applies the caller's write rate limit: per user for user callers, per API
+// key for services. Over the limit it sets Retry-After and returns rate_limited.
+func (s *Server) limitWrite(w http.ResponseWriter, p auth.Principal) error {
+	l, key := s.userLimit, p.UserID
+	if p.Kind == auth.KindService {
+		l, key = s.serviceLimit, p.KeyID
+	}
+	if ok, wait := l.allow(key); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		return herald.Errorf(herald.CodeRateLimited, "rate limit reached; retry after %s s", retryAfter(wait))
+	}
+	return nil
+}
+
 func herCaller(p auth.Principal) herald.Caller {
 	return herald.Caller{UserID: p.UserID, Service: p.Kind == auth.KindService}
 }
@@ -53,6 +67,9 @@ func (s *Server) write(r *http.Request, op persistence.Op) (persistence.Result, 
 func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.caller(r, true, true)
 	if err != nil {
+		return err
+	}
+	if err := s.limitWrite(w, p); err != nil {
 		return err
 	}
 	var n herald.NewNotification
@@ -84,6 +101,9 @@ type batchBody struct {
 func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.caller(r, false, true)
 	if err != nil {
+		return err
+	}
+	if err := s.limitWrite(w, p); err != nil {
 		return err
 	}
 	var b batchBody

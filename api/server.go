@@ -28,6 +28,12 @@ type Options struct {
 	MaxPayload int
 	// WriteTimeout bounds how long a request waits for its commit. Default 10 s.
 	WriteTimeout time.Duration
+	// UserRate limits the notifications each user creates (POST /notifications with a
+	// user token). Zero Per: no limit.
+	UserRate Rate
+	// ServiceRate limits the write requests of each API key (single and batch
+	// creates). Zero Per: no limit.
+	ServiceRate Rate
 	// Registry receives the HTTP metrics and serves /metrics. Default: a new registry.
 	Registry *prometheus.Registry
 	// Log receives server-side failures. Default slog.Default().
@@ -45,6 +51,8 @@ type Server struct {
 	mux          *http.ServeMux
 	metrics      *httpMetrics
 	handler      http.Handler
+	userLimit    *limiter
+	serviceLimit *limiter
 }
 
 // New returns a Server with every route of the contract registered.
@@ -70,6 +78,8 @@ func New(o Options) *Server {
 		log:          o.Log,
 		mux:          http.NewServeMux(),
 		metrics:      newHTTPMetrics(o.Registry),
+		userLimit:    newLimiter(o.UserRate, time.Now),
+		serviceLimit: newLimiter(o.ServiceRate, time.Now),
 	}
 	s.route("POST /notifications", s.createNotification)
 	s.route("POST /notifications/batch", s.createBatch)

@@ -28,6 +28,10 @@ type config struct {
 	BatchMax        int           `env:"HERALD_BATCH_MAX" envDefault:"1000"`
 	BatchDelay      time.Duration `env:"HERALD_BATCH_DELAY" envDefault:"0s"`
 	DBMaxConns      int32         `env:"HERALD_DB_MAX_CONNS" envDefault:"16"`
+	UserRate        float64       `env:"HERALD_USER_RATE" envDefault:"10"`
+	UserBurst       int           `env:"HERALD_USER_BURST" envDefault:"50"`
+	ServiceRate     float64       `env:"HERALD_SERVICE_RATE" envDefault:"10000"`
+	ServiceBurst    int           `env:"HERALD_SERVICE_BURST" envDefault:"20000"`
 	ShutdownTimeout time.Duration `env:"HERALD_SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	LogLevel        string        `env:"HERALD_LOG_LEVEL" envDefault:"info"`
 }
@@ -63,6 +67,10 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_BATCH_DELAY must not be negative")
 	case c.ShutdownTimeout <= 0:
 		return c, fmt.Errorf("configuration: HERALD_SHUTDOWN_TIMEOUT must be positive")
+	case c.UserRate < 0 || c.UserBurst < 1:
+		return c, fmt.Errorf("configuration: HERALD_USER_RATE must not be negative and HERALD_USER_BURST must be at least 1")
+	case c.ServiceRate < 0 || c.ServiceBurst < 1:
+		return c, fmt.Errorf("configuration: HERALD_SERVICE_RATE must not be negative and HERALD_SERVICE_BURST must be at least 1")
 	case c.DBMaxConns <= 0:
 		return c, fmt.Errorf("configuration: HERALD_DB_MAX_CONNS must be positive")
 	case c.JWTSecret != "" && len(c.JWTSecret) < minSecret:

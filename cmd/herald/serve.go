@@ -84,12 +84,14 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	writer := persist.Client{Engine: engine, PID: writerPID}
 
 	srv := api.New(api.Options{
-		Store:      store,
-		Writer:     writer,
-		Auth:       authn,
-		MaxPayload: cfg.MaxPayload,
-		Registry:   reg,
-		Log:        log,
+		Store:       store,
+		Writer:      writer,
+		Auth:        authn,
+		MaxPayload:  cfg.MaxPayload,
+		UserRate:    api.Rate{Per: cfg.UserRate, Burst: cfg.UserBurst},
+		ServiceRate: api.Rate{Per: cfg.ServiceRate, Burst: cfg.ServiceBurst},
+		Registry:    reg,
+		Log:         log,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
