@@ -19,6 +19,10 @@ import (
 // DefaultWSTokenTTL is the lifetime of a ws-token when Config.WSTokenTTL is zero.
 const DefaultWSTokenTTL = 60 * time.Second
 
+// DefaultJWKSMaxAge is how long JWKS keys are used without a refresh when
+// Config.JWKSMaxAge is zero.
+const DefaultJWKSMaxAge = 10 * time.Minute
+
 const (
 	// leeway is the clock skew allowed when checking exp and nbf.
 	leeway = 5 * time.Second
@@ -74,6 +78,11 @@ type Config struct {
 	// JWKS is a file path or an http(s) URL of a JSON Web Key Set verifying RS*, PS*
 	// and ES* user JWTs. Empty: those are refused.
 	JWKS string
+	// JWKSMaxAge is how old the cached JWKS keys may get before a verification
+	// refreshes them in the background, so that a key removed from the JWKS stops
+	// verifying (see the package doc). Zero or negative: DefaultJWKSMaxAge. Less than
+	// 30 s, the least time between two refreshes, counts as 30 s.
+	JWKSMaxAge time.Duration
 	// Audience is the expected aud of user JWTs. Empty: aud is not checked.
 	Audience string
 	// APIKeys are the service API keys. Empty strings are ignored.
@@ -145,7 +154,11 @@ func New(cfg Config) (*Authenticator, error) {
 		if client == nil {
 			client = &http.Client{Timeout: fetchTimeout}
 		}
-		ks, err := newKeySet(cfg.JWKS, client, a.now)
+		maxAge := cfg.JWKSMaxAge
+		if maxAge <= 0 {
+			maxAge = DefaultJWKSMaxAge
+		}
+		ks, err := newKeySet(cfg.JWKS, client, a.now, maxAge)
 		if err != nil {
 			return nil, err
 		}

@@ -440,12 +440,19 @@ type jwksServer struct {
 	mu   sync.Mutex
 	doc  []byte
 	fail bool
+	gate chan struct{} // when set, a fetch is counted, then answered once gate is closed
 }
 
 func newJWKSServer(t *testing.T, keys ...map[string]any) *jwksServer {
 	s := &jwksServer{doc: jwksJSON(keys...)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		s.mu.Lock()
+		gate := s.gate
+		s.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
 		s.mu.Lock()
 		doc, fail := s.doc, s.fail
 		s.mu.Unlock()
@@ -709,4 +716,214 @@ func FuzzAuthenticate(f *testing.F) {
 			t.Fatalf("error %v (%T), want a 401 *herald.Error", err, err)
 		}
 	})
+}
+
+// waitRefresh returns once no JWKS refresh of a is running. A background refresh takes
+// refreshMu before the request that starts it returns and keeps it until the new keys
+// are in place, so after a request waitRefresh sees the effect of any refresh it began.
+func waitRefresh(a *Authenticator) {
+	a.jwks.refreshMu.Lock()
+	defer a.jwks.refreshMu.Unlock()
+}
+
+// wantHits fails unless srv has served n fetches.
+func wantHits(t *testing.T, srv *jwksServer, n int64, when string) {
+	t.Helper()
+	if got := srv.hits.Load(); got != n {
+		t.Fatalf("%d fetches %s, want %d", got, when, n)
+	}
+}
+
+func TestJWKSMaxAgeRemovedKey(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa1.PublicKey), rsaJWK("r2", &k.rsa2.PublicKey))
+	a := newAuth(t, Config{JWKS: srv.URL, HTTPClient: srv.Client(), Now: clk.Now}) // default max age
+	r1 := func() (Principal, error) {
+		return a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))), false)
+	}
+	r2 := func() (Principal, error) {
+		return a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa2, "r2", userClaims(clk.Now(), "u2"))), false)
+	}
+
+	// The host removes r1, say after a compromise. Until the keys are
+	// DefaultJWKSMaxAge old, nothing is fetched and r1 still verifies.
+	srv.set(false, rsaJWK("r2", &k.rsa2.PublicKey))
+	clk.Add(DefaultJWKSMaxAge - time.Second)
+	p, err := r1()
+	wantUser(t, p, err, "u1", "")
+	waitRefresh(a)
+	wantHits(t, srv, 1, "before the max age")
+
+	// The first request after the max age starts a refresh and is verified with the
+	// keys it found; once the refresh is done, r1 is refused.
+	clk.Add(time.Second)
+	p, err = r1()
+	wantUser(t, p, err, "u1", "")
+	waitRefresh(a)
+	wantHits(t, srv, 2, "after the max age")
+	_, err = r1()
+	wantUnauthorized(t, err, "unknown signing key")
+	p, err = r2()
+	wantUser(t, p, err, "u2", "")
+	wantHits(t, srv, 2, "after r1 was dropped") // the unknown kid was rate limited
+
+	// The new keys are good for another max age.
+	clk.Add(DefaultJWKSMaxAge - time.Second)
+	p, err = r2()
+	wantUser(t, p, err, "u2", "")
+	waitRefresh(a)
+	wantHits(t, srv, 2, "within the max age of the refreshed keys")
+}
+
+func TestJWKSMaxAgeNoEarlyRefresh(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa1.PublicKey))
+	tok := func() string {
+		return sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))
+	}
+
+	// A max age of 2 minutes: none of many requests before it fetches.
+	a := newAuth(t, Config{JWKS: srv.URL, HTTPClient: srv.Client(), Now: clk.Now, JWKSMaxAge: 2 * time.Minute})
+	for i := range 12 {
+		p, err := a.Authenticate(bearer(tok()), false)
+		wantUser(t, p, err, "u1", "")
+		waitRefresh(a)
+		wantHits(t, srv, 1, fmt.Sprintf("%d s after New", 10*i))
+		clk.Add(10 * time.Second)
+	}
+	// Now exactly 2 minutes.
+	p, err := a.Authenticate(bearer(tok()), false)
+	wantUser(t, p, err, "u1", "")
+	waitRefresh(a)
+	wantHits(t, srv, 2, "at the max age")
+
+	// A max age below the 30 s rate limit counts as 30 s.
+	clk = newClock()
+	srv = newJWKSServer(t, rsaJWK("r1", &k.rsa1.PublicKey))
+	b := newAuth(t, Config{JWKS: srv.URL, HTTPClient: srv.Client(), Now: clk.Now, JWKSMaxAge: time.Second})
+	clk.Add(29 * time.Second)
+	p, err = b.Authenticate(bearer(tok()), false)
+	wantUser(t, p, err, "u1", "")
+	waitRefresh(b)
+	wantHits(t, srv, 1, "29 s after New with a 1 s max age")
+	clk.Add(time.Second)
+	p, err = b.Authenticate(bearer(tok()), false)
+	wantUser(t, p, err, "u1", "")
+	waitRefresh(b)
+	wantHits(t, srv, 2, "30 s after New with a 1 s max age")
+}
+
+func TestJWKSMaxAgeFailingServer(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa1.PublicKey))
+	maxAge := 5 * time.Minute
+	a := newAuth(t, Config{JWKS: srv.URL, HTTPClient: srv.Client(), Now: clk.Now, JWKSMaxAge: maxAge})
+	r1 := func() {
+		t.Helper()
+		p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))), false)
+		wantUser(t, p, err, "u1", "")
+		waitRefresh(a)
+	}
+
+	srv.set(true)
+	clk.Add(maxAge)
+	r1()
+	wantHits(t, srv, 2, "after the max age")
+	// The refresh failed: the old keys stay, and the next attempt waits 30 s.
+	r1()
+	clk.Add(29 * time.Second)
+	r1()
+	wantHits(t, srv, 2, "29 s after the failed refresh")
+	clk.Add(time.Second)
+	r1()
+	wantHits(t, srv, 3, "30 s after the failed refresh")
+
+	// The JWKS comes back without r1: the next attempt drops it.
+	srv.set(false, rsaJWK("r2", &k.rsa2.PublicKey))
+	clk.Add(30 * time.Second)
+	r1()
+	wantHits(t, srv, 4, "after the JWKS came back")
+	_, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))), false)
+	wantUnauthorized(t, err, "unknown signing key")
+}
+
+func TestJWKSMaxAgeConcurrent(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa1.PublicKey))
+	a := newAuth(t, Config{JWKS: srv.URL, HTTPClient: srv.Client(), Now: clk.Now})
+
+	// Hold the next fetch at the server until the known-kid requests are done.
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // before the server closes: Close waits for the held fetch
+	srv.mu.Lock()
+	srv.gate = gate
+	srv.mu.Unlock()
+	srv.set(false, rsaJWK("r1", &k.rsa1.PublicKey), rsaJWK("r2", &k.rsa2.PublicKey))
+	clk.Add(DefaultJWKSMaxAge)
+
+	// Signed beforehand, so that the requests below are quick.
+	knownTok := sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))
+	var garbage []string
+	for i := range 10 {
+		garbage = append(garbage, sign(t, jwt.SigningMethodRS256, k.rsaOther, fmt.Sprintf("garbage-%d", i), userClaims(clk.Now(), "u1")))
+	}
+
+	var known, unknown sync.WaitGroup
+	for range 50 {
+		known.Go(func() {
+			p, err := a.Authenticate(bearer(knownTok), false)
+			if err != nil || p.UserID != "u1" {
+				t.Errorf("known kid: %+v, %v", p, err)
+			}
+		})
+	}
+	// Unknown kids wait for the refresh in flight rather than starting another.
+	for _, tok := range garbage {
+		unknown.Go(func() {
+			_, err := a.Authenticate(bearer(tok), false)
+			if he, ok := errors.AsType[*herald.Error](err); !ok || he.Message != "unknown signing key" {
+				t.Errorf("garbage kid: %v", err)
+			}
+		})
+	}
+	// The known-kid requests finish while the fetch is held: none waits on the network.
+	// (Had one waited, the fetch would time out and r2 below would be unknown.)
+	done := make(chan struct{})
+	go func() { known.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(fetchTimeout):
+		t.Fatal("requests with a known kid waited for the background refresh")
+	}
+	release()
+	unknown.Wait()
+	waitRefresh(a)
+	wantHits(t, srv, 2, "after concurrent requests at the max age")
+
+	// The one refresh brought r2.
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa2, "r2", userClaims(clk.Now(), "u2"))), false)
+	wantUser(t, p, err, "u2", "")
+	wantHits(t, srv, 2, "after r2")
+}
+
+func TestJWKSMaxAgeFile(t *testing.T) {
+	k := testKeys()
+	clk := newClock()
+	dir := t.TempDir()
+	path := writeJWKS(t, dir, rsaJWK("r1", &k.rsa1.PublicKey), rsaJWK("r2", &k.rsa2.PublicKey))
+	a := newAuth(t, Config{JWKS: path, Now: clk.Now, JWKSMaxAge: time.Minute})
+	tok := func() string { return sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1")) }
+
+	writeJWKS(t, dir, rsaJWK("r2", &k.rsa2.PublicKey))
+	clk.Add(time.Minute)
+	p, err := a.Authenticate(bearer(tok()), false)
+	wantUser(t, p, err, "u1", "")
+	waitRefresh(a)
+	_, err = a.Authenticate(bearer(tok()), false)
+	wantUnauthorized(t, err, "unknown signing key")
 }

@@ -40,13 +40,26 @@
 //
 // Keys are cached by kid in an immutable snapshot. A token is verified with the key
 // of its kid; a token without kid is verified with the only key of the right type,
-// and refused if there are several. When no key fits a token (typically a kid that
-// is not in the cache: the host rotated its keys), the JWKS is fetched again (URL) or
-// re-read (file), at most once per 30 seconds whatever the tokens say, so a flood of
-// made-up kids cannot make Herald hammer the JWKS endpoint. The first such refresh
-// after New is not delayed. A refresh that fails (unreachable, not a JWKS, no usable
-// key) keeps the previous keys. A key removed from the JWKS stays trusted until the
-// next refresh or restart. Fetches time out after 5 seconds and read at most 1 MiB.
+// and refused if there are several. The JWKS is fetched again (URL) or re-read (file)
+// in two cases, together at most once per 30 seconds whatever the tokens say, so a
+// flood of made-up kids cannot make Herald hammer the JWKS endpoint:
+//
+//   - When no key fits a token (typically a kid that is not in the cache: the host
+//     rotated its keys). The request waits for the refresh, then looks again. The
+//     first such refresh after New is not delayed.
+//   - When a verification finds the cached keys older than Config.JWKSMaxAge
+//     (DefaultJWKSMaxAge, 10 minutes, when unset; at least 30 seconds). This refresh
+//     runs in the background: the request that noticed, and any that arrive while
+//     the fetch is in flight, are verified with the cached keys.
+//
+// Only one refresh runs at a time. A refresh that fails (unreachable, not a JWKS, no
+// usable key) keeps the previous keys, which stay in use, stale or not, until a later
+// refresh succeeds; the next attempt is at least 30 seconds later. A key removed from
+// the JWKS stops verifying as soon as a refresh succeeds: with a working JWKS, at the
+// latest with the first request after JWKSMaxAge has passed since the keys were
+// loaded, once that request's background fetch completes. There is no timer, so after
+// an idle period that request may be much later; it is still verified with the old
+// keys. Fetches time out after 5 seconds and read at most 1 MiB.
 //
 // # ws-tokens
 //
@@ -59,5 +72,8 @@
 //
 // An Authenticator is safe for concurrent use. Its only mutable state is the JWKS
 // cache: an atomic pointer to an immutable key snapshot, swapped by a refresh, and a
-// mutex that serializes refreshes and guards the time of the last one.
+// mutex that serializes refreshes and guards the time of the last one. A background
+// refresh is a goroutine started by the request that finds the keys stale; it holds
+// the mutex, does one fetch (at most 5 seconds) or file read, and ends. An
+// Authenticator therefore starts no long-lived goroutine and needs no Close.
 package auth

@@ -24,7 +24,8 @@ import (
 )
 
 const (
-	// refreshInterval is the least time between two JWKS refreshes.
+	// refreshInterval is the least time between two JWKS refreshes, and so also the
+	// least JWKS max age.
 	refreshInterval = 30 * time.Second
 	// fetchTimeout bounds one JWKS fetch.
 	fetchTimeout = 5 * time.Second
@@ -42,21 +43,25 @@ type keySet struct {
 	source string // file path or http(s) URL
 	client *http.Client
 	now    func() time.Time
+	maxAge time.Duration // a snapshot at least this old is refreshed; >= refreshInterval
 
 	// keys is the current snapshot. A snapshot is never modified; a refresh swaps in a
 	// new one, so readers need no lock.
 	keys atomic.Pointer[keys]
 
-	// refreshMu serializes refreshes and guards lastRefresh. A request that finds no
-	// key waits here while another refresh is running, then looks again.
+	// refreshMu serializes refreshes and guards lastRefresh. It is held for the whole
+	// of a refresh, including a background one (see refreshStale), so at most one
+	// fetch is in flight. A request that finds no key waits here while another
+	// refresh is running, then looks again.
 	refreshMu   sync.Mutex
 	lastRefresh time.Time // start of the last refresh attempt; zero before the first
 }
 
 // keys is an immutable snapshot of a JWKS.
 type keys struct {
-	byKid map[string][]jwk // keys with a kid; a kid may name several keys of different types
-	all   []jwk            // every key, with or without kid
+	byKid  map[string][]jwk // keys with a kid; a kid may name several keys of different types
+	all    []jwk            // every key, with or without kid
+	loaded time.Time        // start of the load that read these keys
 }
 
 // jwk is one usable verification key.
@@ -87,21 +92,25 @@ func (k *jwk) fits(alg string) bool {
 	return false
 }
 
-// newKeySet loads the JWKS of source.
-func newKeySet(source string, client *http.Client, now func() time.Time) (*keySet, error) {
-	s := &keySet{source: source, client: client, now: now}
-	ks, err := s.load()
-	if err != nil {
+// newKeySet loads the JWKS of source. maxAge is raised to refreshInterval if lower.
+func newKeySet(source string, client *http.Client, now func() time.Time, maxAge time.Duration) (*keySet, error) {
+	s := &keySet{source: source, client: client, now: now, maxAge: max(maxAge, refreshInterval)}
+	if err := s.reload(now()); err != nil {
 		return nil, err
 	}
-	s.keys.Store(ks)
 	return s, nil
 }
 
-// key returns the key verifying a token with kid and alg. If the cached keys have none,
-// it refreshes them (at most once per refreshInterval) and looks again.
+// key returns the key verifying a token with kid and alg. If the cached keys are older
+// than maxAge, it starts a refresh in the background and still uses them for this
+// token. If they have no key for the token, it refreshes them (at most once per
+// refreshInterval), waiting for the refresh, and looks again.
 func (s *keySet) key(kid, alg string) (any, error) {
-	if k, err := s.keys.Load().find(kid, alg); err == nil {
+	ks := s.keys.Load()
+	if s.now().Sub(ks.loaded) >= s.maxAge {
+		s.refreshStale()
+	}
+	if k, err := ks.find(kid, alg); err == nil {
 		return k, nil
 	}
 	refreshErr := s.refresh()
@@ -142,19 +151,61 @@ func (ks *keys) find(kid, alg string) (any, *herald.Error) {
 }
 
 // refresh reloads the keys unless the last refresh started less than refreshInterval
-// ago. It returns the error of a failed reload; the previous keys then stay.
+// ago. It returns the error of a failed reload; the previous keys then stay. A refresh
+// already running, in the foreground or the background, is waited for first.
 func (s *keySet) refresh() error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
 	now := s.now()
-	if !s.lastRefresh.IsZero() && now.Sub(s.lastRefresh) < refreshInterval {
+	if !s.refreshDue(now) {
 		return nil
 	}
 	s.lastRefresh = now
+	return s.reload(now)
+}
+
+// refreshStale starts a background refresh of keys older than maxAge and returns
+// without waiting for it. It does nothing while another refresh is running (that one
+// replaces the keys, or has just failed) or within refreshInterval of the last attempt,
+// so a failing JWKS is retried no more often than a missing kid would retry it, and at
+// most one fetch is ever in flight.
+//
+// The goroutine it starts, from the request that noticed the stale keys, does one
+// load and ends: a fetch is bounded by fetchTimeout whatever the HTTP client, a file
+// source is read once. It holds refreshMu throughout, taken here before it starts, so
+// nothing needs to own or stop it; it outlives the request by at most that one load.
+func (s *keySet) refreshStale() {
+	if !s.refreshMu.TryLock() {
+		return
+	}
+	now := s.now()
+	// Another refresh may have replaced the keys since the caller looked at them.
+	if !s.refreshDue(now) || now.Sub(s.keys.Load().loaded) < s.maxAge {
+		s.refreshMu.Unlock()
+		return
+	}
+	s.lastRefresh = now
+	go func() {
+		defer s.refreshMu.Unlock()
+		// A failure keeps the previous keys, and lastRefresh puts the next attempt
+		// refreshInterval away. No request waits for this one to report its error.
+		_ = s.reload(now)
+	}()
+}
+
+// refreshDue reports whether a refresh may start at now. The caller holds refreshMu.
+func (s *keySet) refreshDue(now time.Time) bool {
+	return s.lastRefresh.IsZero() || now.Sub(s.lastRefresh) >= refreshInterval
+}
+
+// reload loads the JWKS and, if that succeeds, swaps in its keys as loaded at start.
+// The caller holds refreshMu, or is newKeySet.
+func (s *keySet) reload(start time.Time) error {
 	ks, err := s.load()
 	if err != nil {
 		return err
 	}
+	ks.loaded = start
 	s.keys.Store(ks)
 	return nil
 }

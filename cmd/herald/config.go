@@ -19,6 +19,7 @@ type config struct {
 	DataDir         string        `env:"HERALD_DATA_DIR" envDefault:"./data"`
 	JWTSecret       string        `env:"HERALD_JWT_SECRET"`
 	JWKS            string        `env:"HERALD_JWKS"`
+	JWKSMaxAge      time.Duration `env:"HERALD_JWKS_MAX_AGE" envDefault:"10m"`
 	JWTAudience     string        `env:"HERALD_JWT_AUDIENCE"`
 	APIKeys         []string      `env:"HERALD_API_KEYS" envSeparator:","`
 	WSTokenSecret   string        `env:"HERALD_WS_TOKEN_SECRET"`
@@ -63,6 +64,8 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_BATCH_MAX must be positive")
 	case c.WSTokenTTL <= 0:
 		return c, fmt.Errorf("configuration: HERALD_WS_TOKEN_TTL must be positive")
+	case c.JWKSMaxAge <= 0:
+		return c, fmt.Errorf("configuration: HERALD_JWKS_MAX_AGE must be positive")
 	case c.BatchDelay < 0:
 		return c, fmt.Errorf("configuration: HERALD_BATCH_DELAY must not be negative")
 	case c.ShutdownTimeout <= 0:

@@ -59,6 +59,7 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	authn, err := auth.New(auth.Config{
 		JWTSecret:     []byte(cfg.JWTSecret),
 		JWKS:          cfg.JWKS,
+		JWKSMaxAge:    cfg.JWKSMaxAge,
 		Audience:      cfg.JWTAudience,
 		APIKeys:       cfg.APIKeys,
 		WSTokenSecret: []byte(cfg.WSTokenSecret),
