@@ -45,6 +45,32 @@ func keySeq(k []byte) int64 {
 	return int64(binary.BigEndian.Uint64(k[len(k)-8:]))
 }
 
+// timeKeyLen is the length of the time at the start of a logtime key.
+const timeKeyLen = 8
+
+// timeBits is Unix microseconds us as a uint64 that sorts like us: big-endian with the
+// sign bit flipped, times before 1970 sort before the ones after.
+func timeBits(us int64) uint64 { return uint64(us) ^ 1<<63 }
+
+// timeKey is the logtime key of the log row with key logKey recorded at at:
+// timeBits(at) | logKey.
+func timeKey(at time.Time, logKey []byte) []byte {
+	b := make([]byte, 0, timeKeyLen+len(logKey))
+	b = binary.BigEndian.AppendUint64(b, timeBits(at.UnixMicro()))
+	return append(b, logKey...)
+}
+
+// timeBound returns the time part of a logtime key such that an entry is recorded
+// before cutoff exactly when its key's time part sorts before it. Entries are kept in
+// whole microseconds, so a cutoff between two microseconds rounds up.
+func timeBound(cutoff time.Time) []byte {
+	us := cutoff.UnixMicro() // rounds down: the nanoseconds are never negative
+	if cutoff.Nanosecond()%1000 != 0 {
+		us++
+	}
+	return binary.BigEndian.AppendUint64(nil, timeBits(us))
+}
+
 // idemKey is uvarint(len(sender)) | sender | key.
 func idemKey(sender, key string) []byte {
 	return append(userPrefix(sender), key...)

@@ -18,7 +18,7 @@
 // range never runs into another's. seq is a big-endian uint64, so a user's keys sort by
 // seq. Buckets:
 //
-//	meta    "version" -> format version (1)
+//	meta    "version" -> format version (2)
 //	users   user                 -> seq (8) | unread total (8)
 //	notes   id (16-byte UUID)    -> notification record (see codec.go): seq, createdAt,
 //	                                readAt, unread_after, receiver, sender, type, object,
@@ -27,6 +27,7 @@
 //	unread  user | seq           -> id: the unread index, deleted on read
 //	log     user | seq           -> read or read-all entry: kind, at, unread after, and the
 //	                                notification id (read) or the updated count (read-all)
+//	logtime at | user | seq      -> empty: the log in time order, for Prune
 //	idem    sender | key         -> id (16) | fingerprint
 //
 // A creation entry is rebuilt from the notification record (its unread_after is the
@@ -34,6 +35,20 @@
 // notification. Prune deletes old rows of log only: byseq stays because Created pages by
 // it, and Events tells an expired cursor by the time of its next entry, whichever bucket
 // holds it.
+//
+// Every log row has exactly one logtime key, written and deleted in the same
+// transaction. Its at is the entry's time in Unix microseconds, big-endian with the sign
+// bit flipped so keys sort by time; the rest of the key is the log row's key. Prune walks
+// logtime from its start and stops at the first key not older than the cutoff, so its
+// cost follows what it deletes, not the size of the log.
+//
+// # Format versions
+//
+// Version 1 had no logtime bucket. Open upgrades a version 1 file in one transaction: it
+// builds logtime from every log row and then records version 2, so a crash during the
+// upgrade leaves the file at version 1 and the next Open starts over. A file with a newer
+// version, or any other version this build does not know, fails Open with an error
+// wrapping ErrFormat and is left as it was.
 package embedded
 
 import (
@@ -44,6 +59,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,22 +79,40 @@ var ErrInUse = errors.New("data dir is in use")
 // lockTimeout is how long Open waits for the file lock before reporting ErrInUse.
 const lockTimeout = time.Second
 
-// pruneChunk is how many log rows one Prune transaction looks at, so a large prune does
-// not hold the writer for long.
-const pruneChunk = 50_000
+// pruneChunk is how many log rows one Prune transaction deletes at most, so a large
+// prune does not hold the writer for long.
+const pruneChunk = 10_000
 
-const formatVersion = 1
+const (
+	// formatVersion is the format this build writes.
+	formatVersion = 2
+	// versionNoLogTime is the format before the logtime index; Open upgrades it.
+	versionNoLogTime = 1
+)
+
+// logTimeFill is the fill percent of logtime pages. Its keys arrive almost always in
+// increasing order (each batch at a later time), so a split page is not written again
+// and can be filled further than bbolt's default of half.
+const logTimeFill = 0.9
 
 var (
-	bucketMeta   = []byte("meta")
-	bucketUsers  = []byte("users")
-	bucketNotes  = []byte("notes")
-	bucketBySeq  = []byte("byseq")
-	bucketUnread = []byte("unread")
-	bucketLog    = []byte("log")
-	bucketIdem   = []byte("idem")
-	keyVersion   = []byte("version")
+	bucketMeta    = []byte("meta")
+	bucketUsers   = []byte("users")
+	bucketNotes   = []byte("notes")
+	bucketBySeq   = []byte("byseq")
+	bucketUnread  = []byte("unread")
+	bucketLog     = []byte("log")
+	bucketLogTime = []byte("logtime")
+	bucketIdem    = []byte("idem")
+	keyVersion    = []byte("version")
 )
+
+// allBuckets are the buckets of the current format.
+var allBuckets = [][]byte{bucketMeta, bucketUsers, bucketNotes, bucketBySeq, bucketUnread, bucketLog, bucketLogTime, bucketIdem}
+
+// ErrFormat is returned by Open when the file is not in a format this build reads: a
+// newer version, an unknown one, or not a Herald store at all.
+var ErrFormat = errors.New("unsupported file format")
 
 // Options configures the store.
 type Options struct {
@@ -89,8 +123,9 @@ type Options struct {
 
 // Store is a persistence.Store in one bbolt file.
 type Store struct {
-	db        *bolt.DB
-	retention time.Duration
+	db         *bolt.DB
+	retention  time.Duration
+	pruneChunk int // log rows per Prune transaction
 }
 
 var _ persistence.Store = (*Store)(nil)
@@ -115,26 +150,105 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketUsers, bucketNotes, bucketBySeq, bucketUnread, bucketLog, bucketIdem} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+	if err := db.Update(prepare); err != nil && !errors.Is(err, errNothingChanged) {
+		db.Close()
+		return nil, fmt.Errorf("embedded store: %s: %w", path, err)
+	}
+	return &Store{db: db, retention: opts.Retention, pruneChunk: pruneChunk}, nil
+}
+
+// prepare readies the file for this build: a new file gets every bucket and the current
+// version, a version 1 file is upgraded, and anything else it does not know is refused.
+// A file already at the current version needs nothing and gets errNothingChanged.
+func prepare(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if k, _ := tx.Cursor().First(); k != nil {
+			return fmt.Errorf("%w: the file has buckets but no %s bucket, so it is not a Herald store", ErrFormat, bucketMeta)
+		}
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keyVersion); {
-		case v == nil:
-			return meta.Put(keyVersion, []byte{formatVersion})
-		case len(v) != 1 || v[0] != formatVersion:
-			return fmt.Errorf("%s has format version %v, this build reads %d", path, v, formatVersion)
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte{formatVersion})
+	}
+	v := meta.Get(keyVersion)
+	switch {
+	case v == nil:
+		return fmt.Errorf("%w: the file has no format version", ErrFormat)
+	case len(v) != 1:
+		return fmt.Errorf("%w: format version %x is not one byte", ErrFormat, v)
+	case v[0] == formatVersion:
+		if err := requireBuckets(tx, allBuckets); err != nil {
+			return err
 		}
+		return errNothingChanged
+	case v[0] == versionNoLogTime:
+		return upgradeNoLogTime(tx)
+	case v[0] > formatVersion:
+		return fmt.Errorf("%w: format version %d is newer than this build reads (%d); it was written by a newer herald",
+			ErrFormat, v[0], formatVersion)
+	default:
+		return fmt.Errorf("%w: unknown format version %d, this build reads %d", ErrFormat, v[0], formatVersion)
+	}
+}
+
+// requireBuckets reports a missing bucket as corruption.
+func requireBuckets(tx *bolt.Tx, names [][]byte) error {
+	for _, name := range names {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %s is missing", errCorrupt, name)
+		}
+	}
+	return nil
+}
+
+// upgradeNoLogTime moves a version 1 file to the current version: it builds logtime from
+// every log row, then records the version. It runs inside Open's one transaction, so
+// the upgrade is all or nothing.
+func upgradeNoLogTime(tx *bolt.Tx) error {
+	var v1 [][]byte
+	for _, name := range allBuckets {
+		if !bytes.Equal(name, bucketLogTime) {
+			v1 = append(v1, name)
+		}
+	}
+	if err := requireBuckets(tx, v1); err != nil {
+		return err
+	}
+	// Version 1 never had logtime; should one be there, it is rebuilt all the same.
+	if tx.Bucket(bucketLogTime) != nil {
+		if err := tx.DeleteBucket(bucketLogTime); err != nil {
+			return err
+		}
+	}
+	idx, err := tx.CreateBucket(bucketLogTime)
+	if err != nil {
+		return err
+	}
+	var keys [][]byte
+	err = tx.Bucket(bucketLog).ForEach(func(k, v []byte) error {
+		at, err := logAt(v)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, timeKey(at, k))
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("embedded store: %w", err)
+		return err
 	}
-	return &Store{db: db, retention: opts.Retention}, nil
+	// bbolt splits pages only on commit, so keys put in one transaction out of order
+	// would each be inserted into the middle of one ever larger node: put them sorted.
+	slices.SortFunc(keys, bytes.Compare)
+	idx.FillPercent = logTimeFill
+	for _, k := range keys {
+		if err := idx.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyVersion, []byte{formatVersion})
 }
 
 // Close closes the file. Closing twice is harmless.
@@ -147,17 +261,18 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // buckets are the buckets of one transaction.
 type buckets struct {
-	users, notes, bySeq, unread, log, idem *bolt.Bucket
+	users, notes, bySeq, unread, log, logTime, idem *bolt.Bucket
 }
 
 func open(tx *bolt.Tx) *buckets {
 	return &buckets{
-		users:  tx.Bucket(bucketUsers),
-		notes:  tx.Bucket(bucketNotes),
-		bySeq:  tx.Bucket(bucketBySeq),
-		unread: tx.Bucket(bucketUnread),
-		log:    tx.Bucket(bucketLog),
-		idem:   tx.Bucket(bucketIdem),
+		users:   tx.Bucket(bucketUsers),
+		notes:   tx.Bucket(bucketNotes),
+		bySeq:   tx.Bucket(bucketBySeq),
+		unread:  tx.Bucket(bucketUnread),
+		log:     tx.Bucket(bucketLog),
+		logTime: tx.Bucket(bucketLogTime),
+		idem:    tx.Bucket(bucketIdem),
 	}
 }
 
@@ -240,8 +355,10 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 	return results, nil
 }
 
-// errNothingChanged rolls back a batch whose operations all changed nothing (replays,
-// repeated mark-reads, read-all with nothing unread, failed ops).
+// errNothingChanged rolls back a transaction that changed nothing: a batch whose
+// operations all changed nothing (replays, repeated mark-reads, read-all with nothing
+// unread, failed ops), a Prune transaction with nothing to delete, or Open of a file
+// that needs no upgrade.
 var errNothingChanged = errors.New("nothing changed")
 
 // prior loads what the planner needs.
@@ -338,13 +455,18 @@ func (b *buckets) write(plan *persistence.Plan) error {
 			return err
 		}
 	}
+	b.logTime.FillPercent = logTimeFill
 	for i := range plan.Log {
 		e := &plan.Log[i]
 		v, err := encodeLog(e)
 		if err != nil {
 			return err
 		}
-		if err := b.log.Put(seqKey(e.UserID, e.Seq), v); err != nil {
+		k := seqKey(e.UserID, e.Seq)
+		if err := b.log.Put(k, v); err != nil {
+			return err
+		}
+		if err := b.logTime.Put(timeKey(e.At, k), nil); err != nil {
 			return err
 		}
 	}
@@ -392,55 +514,64 @@ func (b *buckets) readAll(ra persistence.ReadAllRow) error {
 	return nil
 }
 
-// Prune deletes read and read-all entries recorded before cutoff, a chunk of the log per
-// transaction. Creation entries stay with their notifications.
+// Prune deletes read and read-all entries recorded before cutoff, oldest first, up to
+// pruneChunk of them per transaction. It walks logtime from its start and stops at the
+// first entry not older than cutoff. A transaction that would delete nothing is rolled
+// back, so a Prune with nothing to do writes nothing. Creation entries stay with their
+// notifications.
 func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+	end := timeBound(cutoff)
 	var total int64
-	var from []byte
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, herald.Unavailable(err)
 		}
-		var next []byte
 		var n int64
+		var more bool
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			bl := tx.Bucket(bucketLog)
-			c := bl.Cursor()
+			n, more = 0, false
+			byTime, logs := tx.Bucket(bucketLogTime), tx.Bucket(bucketLog)
 			var old [][]byte
-			k, v := c.First()
-			if from != nil {
-				k, v = c.Seek(from)
-			}
-			for scanned := 0; k != nil; k, v = c.Next() {
-				if scanned == pruneChunk {
-					next = bytes.Clone(k)
+			c := byTime.Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				if len(k) <= timeKeyLen {
+					return fmt.Errorf("%w: logtime key of %d bytes", errCorrupt, len(k))
+				}
+				if bytes.Compare(k[:timeKeyLen], end) >= 0 {
 					break
 				}
-				scanned++
-				at, err := logAt(v)
-				if err != nil {
-					return err
+				if len(old) == s.pruneChunk {
+					more = true
+					break
 				}
-				if at.Before(cutoff) {
-					old = append(old, bytes.Clone(k))
-				}
+				old = append(old, bytes.Clone(k))
 			}
+			if len(old) == 0 {
+				return errNothingChanged // roll back: no write, no fsync
+			}
+			lc := logs.Cursor()
 			for _, k := range old {
-				if err := bl.Delete(k); err != nil {
+				if err := byTime.Delete(k); err != nil {
 					return err
 				}
+				// A key without its log row is dropped all the same, but not counted.
+				lk := k[timeKeyLen:]
+				if got, _ := lc.Seek(lk); bytes.Equal(got, lk) {
+					if err := lc.Delete(); err != nil {
+						return err
+					}
+					n++
+				}
 			}
-			n = int64(len(old))
 			return nil
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, errNothingChanged) {
 			return total, storeErr(err)
 		}
 		total += n
-		if next == nil {
+		if !more {
 			return total, nil
 		}
-		from = next
 	}
 }
 
