@@ -182,89 +182,92 @@ func batchItems(b *batchBody) ([]herald.NewNotification, error) {
 	return nil, herald.FieldError("receiverIds", "receiverIds or items is required")
 }
 
-func (s *Server) listUnread(w http.ResponseWriter, r *http.Request) error {
+// pageQuery is a user's list request: who, from which cursor, how many.
+type pageQuery struct {
+	user   string
+	cursor int64 // since (>= 0) or before (>= 1, 0 when absent)
+	limit  int
+}
+
+// userPage authenticates a user and reads limit and the cursor parameter named cursor.
+func (s *Server) userPage(r *http.Request, cursor string, defLimit int64) (pageQuery, error) {
 	p, err := s.caller(r, true, false)
 	if err != nil {
-		return err
+		return pageQuery{}, err
 	}
-	limit, err := queryInt(r, "limit", defaultUnreadLimit, 1, maxListLimit)
+	limit, err := queryInt(r, "limit", defLimit, 1, maxListLimit)
+	if err != nil {
+		return pageQuery{}, err
+	}
+	min := int64(0)
+	if cursor == "before" {
+		min = 1
+	}
+	c, err := queryInt(r, cursor, 0, min, 1<<62)
+	if err != nil {
+		return pageQuery{}, err
+	}
+	return pageQuery{user: p.UserID, cursor: c, limit: int(limit)}, nil
+}
+
+// trim cuts a page read with limit+1 items back to limit and returns the cursor of the
+// next page, nil when there is none.
+func trim[T any](items []T, limit int, seq func(*T) int64) ([]T, *int64) {
+	if len(items) <= limit {
+		return nonNil(items), nil
+	}
+	items = items[:limit]
+	next := seq(&items[limit-1])
+	return items, &next
+}
+
+func notificationSeq(n *herald.Notification) int64 { return n.Seq }
+
+func (s *Server) listUnread(w http.ResponseWriter, r *http.Request) error {
+	q, err := s.userPage(r, "before", defaultUnreadLimit)
 	if err != nil {
 		return err
 	}
-	before, err := queryInt(r, "before", 0, 1, 1<<62)
+	page, err := s.store.Unread(r.Context(), q.user, q.cursor, q.limit+1)
 	if err != nil {
 		return err
 	}
-	page, err := s.store.Unread(r.Context(), p.UserID, before, int(limit)+1)
-	if err != nil {
-		return err
-	}
-	items := page.Items
-	var next *int64
-	if len(items) > int(limit) {
-		items = items[:limit]
-		next = &items[len(items)-1].Seq
-	}
+	items, next := trim(page.Items, q.limit, notificationSeq)
 	writeJSON(w, http.StatusOK, map[string]any{
-		"data": nonNil(items), "count": len(items), "total": page.Total, "seq": page.Seq, "next": next,
+		"data": items, "count": len(items), "total": page.Total, "seq": page.Seq, "next": next,
 	})
 	return nil
 }
 
 func (s *Server) listCreated(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.caller(r, true, false)
+	q, err := s.userPage(r, "since", defaultFeedLimit)
 	if err != nil {
 		return err
 	}
-	limit, err := queryInt(r, "limit", defaultFeedLimit, 1, maxListLimit)
+	items, err := s.store.Created(r.Context(), q.user, q.cursor, q.limit+1)
 	if err != nil {
 		return err
 	}
-	since, err := queryInt(r, "since", 0, 0, 1<<62)
-	if err != nil {
-		return err
-	}
-	items, err := s.store.Created(r.Context(), p.UserID, since, int(limit)+1)
-	if err != nil {
-		return err
-	}
-	var next *int64
-	if len(items) > int(limit) {
-		items = items[:limit]
-		next = &items[len(items)-1].Seq
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": nonNil(items), "next": next})
+	items, next := trim(items, q.limit, notificationSeq)
+	writeJSON(w, http.StatusOK, map[string]any{"data": items, "next": next})
 	return nil
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.caller(r, true, false)
+	q, err := s.userPage(r, "since", defaultFeedLimit)
 	if err != nil {
 		return err
 	}
-	limit, err := queryInt(r, "limit", defaultFeedLimit, 1, maxListLimit)
+	page, err := s.store.Events(r.Context(), q.user, q.cursor, q.limit+1)
 	if err != nil {
 		return err
 	}
-	since, err := queryInt(r, "since", 0, 0, 1<<62)
-	if err != nil {
-		return err
-	}
-	page, err := s.store.Events(r.Context(), p.UserID, since, int(limit)+1)
-	if err != nil {
-		return err
-	}
-	entries := page.Entries
-	var next *int64
-	if len(entries) > int(limit) {
-		entries = entries[:limit]
-		next = &entries[len(entries)-1].Seq
-	}
-	body := map[string]any{"data": nonNil(entries), "next": next, "seq": page.Seq}
+	entries, next := trim(page.Entries, q.limit, func(e *herald.Entry) int64 { return e.Seq })
+	body := map[string]any{"data": entries, "next": next, "seq": page.Seq}
 	if page.Reset {
 		// The cursor is past retention or beyond the latest seq: instead of entries, a
 		// fresh snapshot, as the WebSocket sends unread-notifications.
-		snap, err := s.store.Unread(r.Context(), p.UserID, 0, snapshotSize)
+		snap, err := s.store.Unread(r.Context(), q.user, 0, snapshotSize)
 		if err != nil {
 			return err
 		}

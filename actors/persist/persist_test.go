@@ -10,6 +10,7 @@ import (
 
 	"github.com/anthdm/hollywood/actor"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/persist"
@@ -178,7 +179,8 @@ func TestCallerGaveUp(t *testing.T) {
 	}
 }
 
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// family returns the metric family name of reg, failing the test when there is none.
+func family(t *testing.T, reg *prometheus.Registry, name string) *dto.MetricFamily {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -186,26 +188,19 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+			return mf
 		}
 	}
 	t.Fatalf("no metric %s", name)
-	return 0
+	return nil
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	return family(t, reg, name).GetMetric()[0].GetCounter().GetValue()
 }
 
 func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return family(t, reg, name).GetMetric()[0].GetHistogram().GetSampleCount()
 }
 
 // BenchmarkPersist measures stored notifications/s through the persistence actor:
@@ -290,16 +285,10 @@ func TestBatchLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "herald_store_batch_size" {
-			continue
-		}
-		h := mf.GetMetric()[0].GetHistogram()
-		for _, b := range h.GetBucket() {
-			if b.GetUpperBound() == 10 && b.GetCumulativeCount() != h.GetSampleCount() {
-				t.Fatalf("%d of %d transactions held more than 10 ops", h.GetSampleCount()-b.GetCumulativeCount(), h.GetSampleCount())
-			}
+	h := family(t, reg, "herald_store_batch_size").GetMetric()[0].GetHistogram()
+	for _, b := range h.GetBucket() {
+		if b.GetUpperBound() == 10 && b.GetCumulativeCount() != h.GetSampleCount() {
+			t.Fatalf("%d of %d transactions held more than 10 ops", h.GetSampleCount()-b.GetCumulativeCount(), h.GetSampleCount())
 		}
 	}
 	if got := counterValue(t, reg, "herald_notifications_stored_total"); got != 90+10*7 {
