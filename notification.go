@@ -59,6 +59,22 @@ type NewNotification struct {
 	Payload        json.RawMessage `json:"payload,omitempty"`
 	Channels       []Channel       `json:"channels,omitempty"`
 	IdempotencyKey string          `json:"idempotencyKey,omitempty"`
+	// ByService is set by Validate: the caller was a service. Idempotency keys of users
+	// and of services are apart even when a service sends as a user's id.
+	ByService bool `json:"-"`
+}
+
+// IdempotencyScope returns the key under which IdempotencyKey is unique for this
+// caller, together with SenderID: a user's keys, and the keys a service sends as each
+// senderId, never meet.
+func (n *NewNotification) IdempotencyScope() string {
+	if n.IdempotencyKey == "" {
+		return ""
+	}
+	if n.ByService {
+		return "s:" + n.IdempotencyKey
+	}
+	return "u:" + n.IdempotencyKey
 }
 
 // Caller says who asks for a change: a user (by id) or a service.
@@ -82,6 +98,7 @@ func (n *NewNotification) Validate(c Caller, o ValidateOptions) error {
 		max = DefaultMaxPayload
 	}
 	p := o.FieldPrefix
+	n.ByService = c.Service
 	if err := checkID(p+"receiverId", n.ReceiverID, true); err != nil {
 		return err
 	}

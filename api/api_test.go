@@ -403,6 +403,14 @@ func TestBatch(t *testing.T) {
 		wantError(t, e.do("POST", "/notifications/batch", testKey, map[string]any{"receiverIds": []string{"u1", " "}, "type": "t"}),
 			422, herald.CodeValidation, "receiverIds[1]")
 
+		// A key reused with another body names the item (or the receiver) it belongs to.
+		e.do("POST", "/notifications", testKey, map[string]any{"receiverId": "u1", "type": "t", "idempotencyKey": "used"})
+		wantError(t, e.do("POST", "/notifications/batch", testKey, map[string]any{"items": []map[string]any{
+			{"receiverId": "u1", "type": "t"}, {"receiverId": "u1", "type": "other", "idempotencyKey": "used"},
+		}}), 409, herald.CodeIdempotencyConflict, "items[1].idempotencyKey")
+		body["type"] = "changed"
+		wantError(t, e.do("POST", "/notifications/batch", testKey, body), 409, herald.CodeIdempotencyConflict, "receiverIds[0]")
+
 		// An invalid item fails the whole batch, naming the item's field; nothing is stored.
 		r = e.do("POST", "/notifications/batch", testKey, map[string]any{"items": []map[string]any{
 			{"receiverId": "u5", "type": "a"}, {"receiverId": "u5"},
@@ -426,6 +434,16 @@ func TestIdempotency(t *testing.T) {
 		wantError(t, e.do("POST", "/notifications", testKey, body), 409, herald.CodeIdempotencyConflict, "")
 		if c := e.do("GET", "/notifications/unread/count", userToken(t, "idem"), nil).json(t); c["count"].(float64) != 1 {
 			t.Fatalf("count %v", c)
+		}
+
+		// Keys are the caller's own: a user, and a service sending as that user's id (or
+		// as its default sender, to a user named like it), never replay each other.
+		for _, c := range []struct{ user, sender string }{{"alice", "alice"}, {"system", ""}} {
+			mine := e.do("POST", "/notifications", userToken(t, c.user), map[string]any{"receiverId": "idem", "type": "x", "idempotencyKey": "shared"})
+			theirs := e.do("POST", "/notifications", testKey, map[string]any{"receiverId": "idem", "type": "x", "senderId": c.sender, "idempotencyKey": "shared"})
+			if mine.code != 201 || theirs.code != 201 || mine.notification(t).ID == theirs.notification(t).ID {
+				t.Fatalf("user %s and a service share a key space: %d %s / %d %s", c.user, mine.code, mine.body, theirs.code, theirs.body)
+			}
 		}
 	})
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -130,6 +131,10 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	res, err := s.write(r, persistence.Op{Kind: persistence.OpCreate, Creates: items})
+	if e := (*herald.Error)(nil); b.Items == nil && errors.As(err, &e) && strings.HasPrefix(e.Field, "items[") {
+		// One key for all receivers: name the receiver whose notification conflicts.
+		e.Field = "receiverIds" + strings.TrimSuffix(strings.TrimPrefix(e.Field, "items"), ".idempotencyKey")
+	}
 	if err != nil {
 		return err
 	}
@@ -271,7 +276,8 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		body["reset"] = true
+		// The snapshot is read after the log: its seq is the one to continue from.
+		body["reset"], body["seq"] = true, snap.Seq
 		body["snapshot"] = map[string]any{"data": nonNil(snap.Items), "total": snap.Total, "seq": snap.Seq}
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -3,6 +3,7 @@ package persistence
 import (
 	"bytes"
 	"crypto/rand"
+	"strconv"
 	"slices"
 	"time"
 
@@ -11,10 +12,15 @@ import (
 	"github.com/heraldhq/herald"
 )
 
-// IdemKey is an idempotency key; keys are unique per sender.
+// IdemKey is an idempotency key as stored: unique per sender and per kind of caller
+// (herald.NewNotification.IdempotencyScope).
 type IdemKey struct {
 	SenderID string
 	Key      string
+}
+
+func idemKeyOf(n *herald.NewNotification) IdemKey {
+	return IdemKey{n.SenderID, n.IdempotencyScope()}
 }
 
 // Keys lists what a store must load (and, for a shared database, lock) before planning.
@@ -37,7 +43,7 @@ func KeysOf(ops []Op) Keys {
 				c := &op.Creates[j]
 				k.Users = append(k.Users, c.ReceiverID)
 				if c.IdempotencyKey != "" {
-					ik := IdemKey{c.SenderID, c.IdempotencyKey}
+					ik := idemKeyOf(c)
 					if !seenKey[ik] {
 						seenKey[ik] = true
 						k.Idempotency = append(k.Idempotency, ik)
@@ -84,7 +90,7 @@ type Prior struct {
 type StoredNotification struct {
 	herald.Notification
 	UnreadAfter    int64  // the receiver's unread total right after the creation
-	IdempotencyKey string // empty when none
+	IdempotencyKey string // as stored (IdemKey.Key); empty when none
 	Fingerprint    []byte // set with IdempotencyKey
 }
 
@@ -251,15 +257,15 @@ func (p *planner) create(items []herald.NewNotification) Result {
 			fps, local = make([][]byte, len(items)), map[IdemKey]int{}
 		}
 		fps[i] = it.Fingerprint()
-		k := IdemKey{it.SenderID, it.IdempotencyKey}
+		k := idemKeyOf(it)
 		if j, ok := local[k]; ok {
 			if !bytes.Equal(fps[j], fps[i]) {
-				return Result{Err: conflict()}
+				return Result{Err: conflict(i, len(items))}
 			}
 			continue
 		}
 		if prev, ok := p.lookupIdem(k); ok && !bytes.Equal(prev.Fingerprint, fps[i]) {
-			return Result{Err: conflict()}
+			return Result{Err: conflict(i, len(items))}
 		}
 		local[k] = i
 	}
@@ -275,8 +281,7 @@ func (p *planner) create(items []herald.NewNotification) Result {
 	for i := range items {
 		it := &items[i]
 		if it.IdempotencyKey != "" {
-			k := IdemKey{it.SenderID, it.IdempotencyKey}
-			if prev, ok := p.lookupIdem(k); ok {
+			if prev, ok := p.lookupIdem(idemKeyOf(it)); ok {
 				res.Notifications[i] = p.current(prev.Notification)
 				res.Replayed[i] = true
 				continue
@@ -296,10 +301,11 @@ func (p *planner) create(items []herald.NewNotification) Result {
 			CreatedAt:  p.now,
 			Seq:        u.Seq,
 		}
-		row := StoredNotification{Notification: n, UnreadAfter: u.Unread, IdempotencyKey: it.IdempotencyKey}
+		row := StoredNotification{Notification: n, UnreadAfter: u.Unread}
 		if it.IdempotencyKey != "" {
-			row.Fingerprint = fps[i]
-			p.idem[IdemKey{it.SenderID, it.IdempotencyKey}] = Idempotent{Notification: n, Fingerprint: fps[i]}
+			k := idemKeyOf(it)
+			row.IdempotencyKey, row.Fingerprint = k.Key, fps[i]
+			p.idem[k] = Idempotent{Notification: n, Fingerprint: fps[i]}
 		}
 		p.rows[n.ID] = len(p.plan.Created)
 		p.plan.Created = append(p.plan.Created, row)
@@ -316,8 +322,14 @@ func (p *planner) create(items []herald.NewNotification) Result {
 	return res
 }
 
-func conflict() *herald.Error {
-	return &herald.Error{Code: herald.CodeIdempotencyConflict, Field: "idempotencyKey",
+// conflict is the error of item i of a create op of n items: the field names the item
+// when the op is a batch.
+func conflict(i, n int) *herald.Error {
+	field := "idempotencyKey"
+	if n > 1 {
+		field = "items[" + strconv.Itoa(i) + "].idempotencyKey"
+	}
+	return &herald.Error{Code: herald.CodeIdempotencyConflict, Field: field,
 		Message: "this idempotencyKey was already used with a different body"}
 }
 

@@ -24,7 +24,7 @@ func TestReplayShowsReadInSameBatch(t *testing.T) {
 		return Prior{
 			Users:         map[string]UserState{"u": {UserID: "u", Seq: 1, Unread: 1}},
 			Notifications: map[string]herald.Notification{stored.ID: stored},
-			Idempotent:    map[IdemKey]Idempotent{{nn.SenderID, "k"}: {Notification: stored, Fingerprint: nn.Fingerprint()}},
+			Idempotent:    map[IdemKey]Idempotent{{nn.SenderID, nn.IdempotencyScope()}: {Notification: stored, Fingerprint: nn.Fingerprint()}},
 		}
 	}
 	replay := Op{Kind: OpCreate, Creates: []herald.NewNotification{nn}}
