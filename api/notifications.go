@@ -2,10 +2,10 @@ package api
 
 import (
 	"context"
-	"errors"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"

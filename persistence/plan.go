@@ -3,8 +3,8 @@ package persistence
 import (
 	"bytes"
 	"crypto/rand"
-	"strconv"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -303,8 +304,10 @@ func (a *Authenticator) verifyJWT(raw string, ws bool) (Principal, error) {
 		}
 	}
 	switch {
-	case c.Subject == "":
+	case strings.TrimSpace(c.Subject) == "":
 		return Principal{}, unauthorized("token has no sub", nil)
+	case !utf8.ValidString(c.Subject) || strings.IndexByte(c.Subject, 0) >= 0:
+		return Principal{}, unauthorized("token sub must be valid UTF-8 without NUL characters", nil)
 	case len(c.Subject) > maxIDLen:
 		return Principal{}, unauthorized("token sub longer than 256 bytes", nil)
 	case len(c.TenantID) > maxIDLen:

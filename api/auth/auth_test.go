@@ -195,6 +195,8 @@ func TestUserJWTRefused(t *testing.T) {
 		{"nbf in the future", hs(with("nbf", now.Add(time.Minute).Unix())), "token not valid yet"},
 		{"no sub", hs(with("sub", nil)), "token has no sub"},
 		{"empty sub", hs(with("sub", "")), "token has no sub"},
+		{"blank sub", hs(with("sub", "  ")), "token has no sub"},
+		{"NUL in sub", hs(with("sub", "a\x00b")), "token sub must be valid UTF-8 without NUL characters"},
 		{"sub too long", hs(with("sub", strings.Repeat("x", 257))), "sub longer than 256 bytes"},
 		{"sub not a string", hs(with("sub", 42)), "malformed token"},
 		{"crit", critTok, "unsupported critical header"},

@@ -63,6 +63,9 @@ WHERE s.user_id = u.user_id`
 func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) ([]persistence.Result, error) {
 	now = now.UTC().Truncate(time.Microsecond)
 	kept, results, pos := screen(now, ops)
+	if pos != nil && len(kept) == 0 {
+		return results, nil
+	}
 	var (
 		res   []persistence.Result
 		err   error
@@ -88,7 +91,7 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 
 // screen sets aside the ops carrying text PostgreSQL cannot store (a NUL byte or invalid
 // UTF-8), which would otherwise fail the whole batch: each fails alone with a validation
-// error. It returns ops itself and nil when every op is storable; otherwise the
+// error. It returns ops itself and a nil pos when every op is storable; otherwise the
 // storable ops, a result for each of ops (the rejected ones filled in) and, for each
 // storable op, its index in ops.
 func screen(now time.Time, ops []persistence.Op) (kept []persistence.Op, results []persistence.Result, pos []int) {
@@ -103,6 +106,7 @@ func screen(now time.Time, ops []persistence.Op) (kept []persistence.Op, results
 		return ops, nil, nil
 	}
 	results = make([]persistence.Result, len(ops))
+	pos = make([]int, 0, len(ops)) // not nil, even when no op is kept
 	for i := range ops {
 		if i >= bad {
 			if r := unstorable(now, &ops[i]); r != nil {

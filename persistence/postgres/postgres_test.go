@@ -219,6 +219,11 @@ func TestUnstorableText(t *testing.T) {
 	if herald.ErrorCode(res[4].Err) != herald.CodeNotFound {
 		t.Errorf("mark-read of a NUL user: %v", res[4].Err)
 	}
+	// A batch of nothing but such ops gets its results too, not a failed batch.
+	only, err := s.Apply(t.Context(), persistence.Now(), []persistence.Op{create(nul), {Kind: persistence.OpReadAll, UserID: "b\x00b"}})
+	if err != nil || len(only) != 2 || herald.ErrorCode(only[0].Err) != herald.CodeValidation || only[1].Err != nil {
+		t.Fatalf("batch of unstorable ops only: %v %+v", err, only)
+	}
 	for _, f := range []func() error{
 		func() error { _, err := s.Unread(t.Context(), "b\x00b", 0, 10); return err },
 		func() error { _, err := s.Events(t.Context(), "b\x00b", 0, 10); return err },
