@@ -70,7 +70,9 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every metric Herald serves has the herald_ prefix, the runtime's too.
+	prometheus.WrapRegistererWithPrefix("herald_", reg).MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	engine, err := actor.NewEngine(actor.NewEngineConfig())
 	if err != nil {

@@ -23,7 +23,7 @@ const (
 	// Lock the users' rows in the order given (sorted), creating missing ones, and
 	// return their state. The no-op update is what takes the lock on an existing row.
 	sqlLockUsers = `INSERT INTO user_state AS s (user_id, seq, unread)
-SELECT user_id, 0, 0 FROM unnest($1::text[]) AS user_id
+SELECT u.user_id, 0, 0 FROM unnest($1::text[]) WITH ORDINALITY AS u(user_id, ord) ORDER BY u.ord
 ON CONFLICT (user_id) DO UPDATE SET seq = s.seq
 RETURNING user_id, seq, unread`
 
@@ -76,6 +76,10 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		if err == nil || !retry || ctx.Err() != nil {
 			break
 		}
+	}
+	if errors.Is(err, errUncertain) {
+		return nil, &herald.Error{Code: herald.CodeUnavailable, Err: err,
+			Message: "storage did not confirm the commit; the change may or may not have been written (a retry with the same idempotencyKey is safe)"}
 	}
 	if err != nil {
 		return nil, herald.Unavailable(err)
@@ -403,8 +407,17 @@ func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin 
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	var pgErr *pgconn.PgError
+	if err != nil && changed && !errors.As(err, &pgErr) {
+		// The COMMIT went out with the pipeline and no answer came back (a broken
+		// connection, a deadline): the server may have committed it all the same.
+		return fmt.Errorf("%w: %w", errUncertain, err)
+	}
 	return err
 }
+
+// errUncertain marks a failure after the COMMIT was sent: the outcome is unknown.
+var errUncertain = errors.New("storage did not confirm the commit")
 
 // sortByIdempotencyKey puts the rows with an idempotency key last, in key order (the
 // order of the rows does not matter otherwise). Two transactions storing some of the
