@@ -8,13 +8,19 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/heraldhq/herald"
 )
 
+// bodyReadTimeout bounds how long reading one request body may take.
+const bodyReadTimeout = 30 * time.Second
+
 // decodeBody reads a JSON object of at most limit bytes into v. Malformed JSON is
 // bad_request; a value of the wrong type for a field is validation_failed naming it.
 func decodeBody(r *http.Request, w http.ResponseWriter, limit int64, v any) error {
+	// A body trickling in must not hold a handler (and a drain) for ever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if isMaxBytes(err) {
