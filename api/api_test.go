@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/persist"
@@ -78,6 +79,10 @@ func newEnv(t *testing.T, store persistence.Store) *env {
 // newEnvWith is newEnv with options; Store, Writer and Auth are filled in.
 func newEnvWith(t *testing.T, store persistence.Store, o api.Options) *env {
 	t.Helper()
+	// Registered first, so it runs after every other cleanup: the server, the actor
+	// and the store leave no goroutine behind.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	engine, err := actor.NewEngine(actor.NewEngineConfig())
 	if err != nil {
 		t.Fatal(err)

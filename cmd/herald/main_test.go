@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -306,5 +309,93 @@ func TestConfigRefusesBadValues(t *testing.T) {
 	c, err := loadConfig([]string{"HERALD_API_KEYS= a, ,b ", "HERALD_JWT_SECRET=" + secret})
 	if err != nil || len(c.APIKeys) != 2 || c.APIKeys[0] != "a" || c.APIKeys[1] != "b" || c.Addr != "127.0.0.1:8080" {
 		t.Fatalf("config %+v, %v", c, err)
+	}
+}
+
+// TestSIGTERMUnderLoad sends SIGTERM while creates are in flight: the process exits 0,
+// and every create that was acknowledged is there after a restart.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	bin := buildHerald(t)
+	for _, name := range []string{"embedded", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			env := []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret, "HERALD_API_KEYS=k1", "HERALD_LOG_LEVEL=error"}
+			if name == "embedded" {
+				env = append(env, "HERALD_DATA_DIR="+t.TempDir())
+			} else {
+				env = append(env, "HERALD_DATABASE_URL="+pgtest.Shared(t).NewDatabase(t))
+			}
+			p := startHerald(t, bin, env)
+			client := &http.Client{Timeout: 20 * time.Second}
+
+			acked := make(chan string, 100000)
+			enough := make(chan struct{})
+			var once sync.Once
+			var wg sync.WaitGroup
+			var count atomic.Int64
+			for w := 0; w < 30; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 2000; i++ { // bounded; the server stops long before
+						req, _ := http.NewRequest("POST", p.base+"/notifications", strings.NewReader(`{"receiverId":"load","type":"t"}`))
+						req.Header.Set("X-Api-Key", "k1")
+						resp, err := client.Do(req)
+						if err != nil {
+							return // the server is gone
+						}
+						var n struct{ ID string }
+						ok := resp.StatusCode == 201 && json.NewDecoder(resp.Body).Decode(&n) == nil
+						resp.Body.Close()
+						if ok {
+							acked <- n.ID
+							if count.Add(1) == 300 {
+								once.Do(func() { close(enough) })
+							}
+						}
+					}
+				}()
+			}
+			select {
+			case <-enough:
+			case <-time.After(60 * time.Second):
+				t.Fatal("300 creates were not acknowledged within 60s")
+			}
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			waitErr := p.cmd.Wait()
+			wg.Wait()
+			close(acked)
+			if waitErr != nil {
+				t.Fatalf("exit after SIGTERM under load: %v", waitErr)
+			}
+
+			p = startHerald(t, bin, env)
+			user, _ := auth.SignUserToken([]byte(secret), "load", "", time.Hour)
+			stored := map[string]bool{}
+			for since := "0"; since != ""; {
+				code, b := request(t, "GET", p.base+"/notifications?limit=500&since="+since, user, "")
+				var page struct {
+					Data []struct{ ID string }
+					Next *int64
+				}
+				if code != 200 || json.Unmarshal(b, &page) != nil {
+					t.Fatalf("feed: %d %s", code, b)
+				}
+				for _, n := range page.Data {
+					stored[n.ID] = true
+				}
+				since = ""
+				if page.Next != nil {
+					since = fmt.Sprint(*page.Next)
+				}
+			}
+			n := 0
+			for id := range acked {
+				n++
+				if !stored[id] {
+					t.Fatalf("acknowledged notification %s is missing after SIGTERM", id)
+				}
+			}
+			t.Logf("%d acknowledged, %d stored", n, len(stored))
+		})
 	}
 }
