@@ -33,10 +33,10 @@ lint:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 
 ## bench: stored notifications/s through the persistence actor, on PostgreSQL (fsync on)
-## and the embedded store; five runs each, summarised by benchstat (medians)
+## and the embedded store; six runs each, summarised by benchstat (medians)
 bench:
 	@mkdir -p .bench
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x -count 5 ./actors/persist/ ./persistence/... | tee .bench/latest.txt
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x -count 6 ./actors/persist/ ./persistence/... | tee .bench/latest.txt
 	@command -v benchstat >/dev/null 2>&1 || $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" benchstat .bench/latest.txt
 
