@@ -45,11 +45,7 @@ var stores = map[string]func(t *testing.T) persistence.Store{
 	},
 	"postgres": func(t *testing.T) persistence.Store {
 		url := pgtest.Shared(t).NewDatabase(t)
-		ctx := context.Background()
-		if err := postgres.Migrate(ctx, url); err != nil {
-			t.Fatal(err)
-		}
-		s, err := postgres.Open(ctx, url, postgres.Options{})
+		s, err := postgres.OpenAndMigrate(context.Background(), url, postgres.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,11 +33,7 @@ func openEmbedded(tb testing.TB) persistence.Store {
 
 func openPostgres(tb testing.TB, srv *pgtest.Server) persistence.Store {
 	url := srv.NewDatabase(tb)
-	ctx := context.Background()
-	if err := postgres.Migrate(ctx, url); err != nil {
-		tb.Fatal(err)
-	}
-	s, err := postgres.Open(ctx, url, postgres.Options{})
+	s, err := postgres.OpenAndMigrate(context.Background(), url, postgres.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -160,10 +160,7 @@ func openStore(ctx context.Context, cfg *config) (persistence.Store, string, err
 		}
 		return s, "embedded " + cfg.DataDir, nil
 	}
-	if err := postgres.Migrate(ctx, cfg.DatabaseURL); err != nil {
-		return nil, "", fmt.Errorf("postgres migrate: %w", err)
-	}
-	s, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{Retention: cfg.LogRetention, MaxConns: cfg.DBMaxConns})
+	s, err := postgres.OpenAndMigrate(ctx, cfg.DatabaseURL, postgres.Options{Retention: cfg.LogRetention, MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return nil, "", fmt.Errorf("postgres: %w", err)
 	}

@@ -22,10 +22,7 @@ func BenchmarkApply(b *testing.B) {
 	for _, users := range []int{1, 100, 10_000} {
 		b.Run(fmt.Sprintf("users=%d", users), func(b *testing.B) {
 			url := srv.NewDatabase(b)
-			if err := Migrate(context.Background(), url); err != nil {
-				b.Fatal(err)
-			}
-			s, err := Open(context.Background(), url, Options{})
+			s, err := OpenAndMigrate(context.Background(), url, Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -60,10 +57,7 @@ func BenchmarkCreatePath(b *testing.B) {
 		for _, path := range []string{"insert", "copy"} {
 			b.Run(fmt.Sprintf("size=%d/%s", size, path), func(b *testing.B) {
 				url := srv.NewDatabase(b)
-				if err := Migrate(context.Background(), url); err != nil {
-					b.Fatal(err)
-				}
-				s, err := Open(context.Background(), url, Options{})
+				s, err := OpenAndMigrate(context.Background(), url, Options{})
 				if err != nil {
 					b.Fatal(err)
 				}
