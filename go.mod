@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/anthdm/hollywood v1.0.5
 	github.com/caarlos0/env/v11 v11.4.2
+	github.com/coder/websocket v1.8.15
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0

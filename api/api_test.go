@@ -13,12 +13,15 @@ import (
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/inbox"
 	"github.com/heraldhq/herald/actors/persist"
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/api/ws"
 	"github.com/heraldhq/herald/internal/pgtest"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
@@ -65,6 +68,7 @@ type env struct {
 	t     *testing.T
 	url   string
 	store persistence.Store
+	hub   *ws.Hub
 }
 
 func newEnv(t *testing.T, store persistence.Store) *env {
@@ -72,37 +76,62 @@ func newEnv(t *testing.T, store persistence.Store) *env {
 	return newEnvWith(t, store, api.Options{})
 }
 
-// newEnvWith is newEnv with options; Store, Writer and Auth are filled in.
+// newEnvWith is newEnv with options; Store, Writer, Auth and Hub are filled in.
 func newEnvWith(t *testing.T, store persistence.Store, o api.Options) *env {
 	t.Helper()
-	// Registered first, so it runs after every other cleanup: the server, the actor
-	// and the store leave no goroutine behind.
+	return newEnvOpts(t, store, envOptions{api: o})
+}
+
+// envOptions configure each part of a test server; what wires the parts together is
+// filled in.
+type envOptions struct {
+	api   api.Options
+	ws    ws.Options
+	inbox inbox.Options
+}
+
+func newEnvOpts(t *testing.T, store persistence.Store, o envOptions) *env {
+	t.Helper()
+	// Registered first, so it runs after every other cleanup: the server, the actors,
+	// the sockets and the store leave no goroutine behind.
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	engine, err := actor.NewEngine(actor.NewEngineConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid := engine.Spawn(persist.New(store, persist.Options{}), "persist")
+	reg := prometheus.NewRegistry()
+	o.inbox.Store, o.inbox.Metrics = store, inbox.NewMetrics(reg)
+	if o.inbox.Grace == 0 {
+		o.inbox.Grace = time.Millisecond
+	}
+	router := engine.Spawn(inbox.NewRouter(o.inbox), "inbox")
+	pid := engine.Spawn(persist.New(store, persist.Options{OnCommit: inbox.OnCommit(engine, router)}), "persist")
 	writer := persist.Client{Engine: engine, PID: pid}
+	o.ws.Engine, o.ws.Router, o.ws.Writer, o.ws.Metrics = engine, router, writer, ws.NewMetrics(reg)
+	hub := ws.NewHub(o.ws)
 	a, err := auth.New(auth.Config{JWTSecret: []byte(testSecret), APIKeys: []string{testKey, otherKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.Store, o.Writer, o.Auth = store, writer, a
-	if o.MaxPayload == 0 {
-		o.MaxPayload = 1024
+	o.api.Store, o.api.Writer, o.api.Auth, o.api.Hub, o.api.Registry = store, writer, a, hub, reg
+	if o.api.MaxPayload == 0 {
+		o.api.MaxPayload = 1024
 	}
-	srv := api.New(o)
+	srv := api.New(o.api)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
-		ts.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		if err := hub.Shutdown(ctx); err != nil {
+			t.Errorf("hub shutdown: %v", err)
+		}
+		ts.Close()
 		_ = writer.Drain(ctx)
 		<-engine.Poison(pid).Done()
+		<-engine.Poison(router).Done()
 	})
-	return &env{t: t, url: ts.URL, store: store}
+	return &env{t: t, url: ts.URL, store: store, hub: hub}
 }
 
 func userToken(t *testing.T, user string) string {

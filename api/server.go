@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/api/ws"
 	"github.com/heraldhq/herald/persistence"
 )
 
@@ -38,6 +39,11 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Log receives server-side failures. Default slog.Default().
 	Log *slog.Logger
+	// Hub serves GET /notifications/ws. Nil: the route answers 404.
+	Hub *ws.Hub
+	// AllowedOrigins lists the browser origins that may open the WebSocket (see
+	// ValidOrigin). Requests without an Origin header are always allowed.
+	AllowedOrigins []string
 }
 
 // Server serves the REST API. Create it with New; it is an http.Handler.
@@ -53,6 +59,8 @@ type Server struct {
 	handler      http.Handler
 	userLimit    *limiter
 	serviceLimit *limiter
+	hub          *ws.Hub
+	origins      origins
 }
 
 // New returns a Server with every route of the contract registered.
@@ -80,6 +88,8 @@ func New(o Options) *Server {
 		metrics:      newHTTPMetrics(o.Registry),
 		userLimit:    newLimiter(o.UserRate, time.Now),
 		serviceLimit: newLimiter(o.ServiceRate, time.Now),
+		hub:          o.Hub,
+		origins:      newOrigins(o.AllowedOrigins),
 	}
 	s.route("POST /notifications", s.createNotification)
 	s.route("POST /notifications/batch", s.createBatch)
@@ -90,6 +100,15 @@ func New(o Options) *Server {
 	s.route("PATCH /notifications/{id}/read", s.markRead)
 	s.route("PATCH /notifications/read-all", s.markAllRead)
 	s.route("GET /notifications/ws-token", s.wsToken)
+	if s.hub != nil {
+		// Not instrumented as a request: a connection lasts as long as it lasts. The hub
+		// has its own metrics.
+		s.mux.Handle("GET /notifications/ws", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := s.openWebSocket(w, r); err != nil {
+				s.writeError(w, r, err)
+			}
+		}))
+	}
 	s.route("GET /healthz", s.healthz)
 	s.route("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics.instrument("GET /metrics",

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/heraldhq/herald/api"
 )
 
 // config is Herald's configuration, read from the environment. The README's
@@ -33,6 +35,12 @@ type config struct {
 	UserBurst       int           `env:"HERALD_USER_BURST" envDefault:"50"`
 	ServiceRate     float64       `env:"HERALD_SERVICE_RATE" envDefault:"10000"`
 	ServiceBurst    int           `env:"HERALD_SERVICE_BURST" envDefault:"20000"`
+	AllowedOrigins  []string      `env:"HERALD_ALLOWED_ORIGINS" envSeparator:","`
+	WSMaxPerUser    int           `env:"HERALD_WS_MAX_PER_USER" envDefault:"64"`
+	WSQueue         int           `env:"HERALD_WS_QUEUE" envDefault:"256"`
+	WSWriteTimeout  time.Duration `env:"HERALD_WS_WRITE_TIMEOUT" envDefault:"10s"`
+	WSPingInterval  time.Duration `env:"HERALD_WS_PING_INTERVAL" envDefault:"25s"`
+	WSReadLimit     int64         `env:"HERALD_WS_READ_LIMIT" envDefault:"4096"`
 	ShutdownTimeout time.Duration `env:"HERALD_SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	LogLevel        string        `env:"HERALD_LOG_LEVEL" envDefault:"info"`
 }
@@ -55,6 +63,17 @@ func loadConfig(environ []string) (config, error) {
 		}
 	}
 	c.APIKeys = keys
+	origins := c.AllowedOrigins[:0]
+	for _, o := range c.AllowedOrigins {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if !api.ValidOrigin(o) {
+			return c, fmt.Errorf("configuration: HERALD_ALLOWED_ORIGINS: %q is not an origin (scheme://host[:port], * allowed) or \"*\"", o)
+		}
+		origins = append(origins, o)
+	}
+	c.AllowedOrigins = origins
 	switch {
 	case c.LogRetention <= 0:
 		return c, fmt.Errorf("configuration: HERALD_LOG_RETENTION must be positive")
@@ -74,6 +93,16 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_USER_RATE must not be negative and HERALD_USER_BURST must be at least 1")
 	case c.ServiceRate < 0 || c.ServiceBurst < 1:
 		return c, fmt.Errorf("configuration: HERALD_SERVICE_RATE must not be negative and HERALD_SERVICE_BURST must be at least 1")
+	case c.WSMaxPerUser <= 0:
+		return c, fmt.Errorf("configuration: HERALD_WS_MAX_PER_USER must be positive")
+	case c.WSQueue <= 0:
+		return c, fmt.Errorf("configuration: HERALD_WS_QUEUE must be positive")
+	case c.WSWriteTimeout <= 0:
+		return c, fmt.Errorf("configuration: HERALD_WS_WRITE_TIMEOUT must be positive")
+	case c.WSPingInterval <= 0:
+		return c, fmt.Errorf("configuration: HERALD_WS_PING_INTERVAL must be positive")
+	case c.WSReadLimit < 256:
+		return c, fmt.Errorf("configuration: HERALD_WS_READ_LIMIT must be at least 256 bytes")
 	case c.DBMaxConns <= 0:
 		return c, fmt.Errorf("configuration: HERALD_DB_MAX_CONNS must be positive")
 	case c.JWTSecret != "" && len(c.JWTSecret) < minSecret:

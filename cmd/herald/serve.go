@@ -15,10 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/heraldhq/herald/actors/inbox"
 	"github.com/heraldhq/herald/actors/persist"
 	"github.com/heraldhq/herald/actors/supervise"
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/api/ws"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 	"github.com/heraldhq/herald/persistence/postgres"
@@ -78,23 +80,43 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	routerPID := engine.Spawn(inbox.NewRouter(inbox.Options{
+		Store:      store,
+		MaxSockets: cfg.WSMaxPerUser,
+		Metrics:    inbox.NewMetrics(reg),
+		Log:        log,
+	}), "inbox", actor.WithID("router"), actor.WithMiddleware(supervise.Recover(log, nil)))
 	writerPID := engine.Spawn(persist.New(store, persist.Options{
 		MaxBatch:   cfg.BatchMax,
 		FlushDelay: cfg.BatchDelay,
+		OnCommit:   inbox.OnCommit(engine, routerPID),
 		Metrics:    persist.NewMetrics(reg),
 		Log:        log,
 	}), "persist", actor.WithID("writer"), actor.WithMiddleware(supervise.Recover(log, nil)))
 	writer := persist.Client{Engine: engine, PID: writerPID}
+	hub := ws.NewHub(ws.Options{
+		Engine:       engine,
+		Router:       routerPID,
+		Writer:       writer,
+		ReadLimit:    cfg.WSReadLimit,
+		QueueSize:    cfg.WSQueue,
+		WriteTimeout: cfg.WSWriteTimeout,
+		PingInterval: cfg.WSPingInterval,
+		Metrics:      ws.NewMetrics(reg),
+		Log:          log,
+	})
 
 	srv := api.New(api.Options{
-		Store:       store,
-		Writer:      writer,
-		Auth:        authn,
-		MaxPayload:  cfg.MaxPayload,
-		UserRate:    api.Rate{Per: cfg.UserRate, Burst: cfg.UserBurst},
-		ServiceRate: api.Rate{Per: cfg.ServiceRate, Burst: cfg.ServiceBurst},
-		Registry:    reg,
-		Log:         log,
+		Store:          store,
+		Writer:         writer,
+		Auth:           authn,
+		MaxPayload:     cfg.MaxPayload,
+		UserRate:       api.Rate{Per: cfg.UserRate, Burst: cfg.UserBurst},
+		ServiceRate:    api.Rate{Per: cfg.ServiceRate, Burst: cfg.ServiceBurst},
+		Registry:       reg,
+		Log:            log,
+		Hub:            hub,
+		AllowedOrigins: cfg.AllowedOrigins,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -130,14 +152,19 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		<-pruneDone
 		return fmt.Errorf("http server: %w", err)
 	}
-	log.Info("shutting down: draining requests and pending writes")
-	// Requests get the shutdown timeout to finish; pending writes get their own, so a
-	// slow request cannot leave the drain no time at all.
+	log.Info("shutting down: closing sockets, draining requests and pending writes")
+	// Requests and sockets get the shutdown timeout to finish; pending writes get their
+	// own, so a slow request cannot leave the drain no time at all.
 	httpCtx, cancelHTTP := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancelHTTP()
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- hub.Shutdown(httpCtx) }() // hijacked sockets: Shutdown below does not see them
 	if err := httpSrv.Shutdown(httpCtx); err != nil {
 		log.Warn("http shutdown incomplete; closing the remaining connections", "err", err)
 		_ = httpSrv.Close()
+	}
+	if err := <-hubDone; err != nil {
+		log.Warn("some sockets did not finish their closing handshake in time; dropped", "err", err)
 	}
 	stopPrune()
 	<-pruneDone
@@ -145,6 +172,7 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	defer cancelDrain()
 	drainErr := writer.Drain(drainCtx)
 	<-engine.Poison(writerPID).Done()
+	<-engine.Poison(routerPID).Done()
 	if drainErr != nil {
 		return fmt.Errorf("pending writes not flushed within %s: %w", cfg.ShutdownTimeout, drainErr)
 	}

@@ -1,0 +1,39 @@
+// Package inbox delivers each user's event log to that user's open sockets.
+//
+// # Who owns what
+//
+// The router (NewRouter) is one actor. It knows which users are connected: it spawns an
+// inbox actor for a user on the user's first socket, forwards that user's socket
+// messages to it, and splits every committed batch (Committed, sent by the persistence
+// actor's OnCommit hook through OnCommit) into one delivery per connected receiver.
+// Entries for users with no inbox stop there: those users catch up from the store when
+// they connect.
+//
+// An inbox actor owns, for its one user: every socket of the user (up to
+// Options.MaxSockets), the latest log position it has seen (head), the unread total and
+// the newest unread notifications (at most 100, the unread-notifications snapshot), and
+// for each socket the last seq sent to it. It encodes each entry's frame once and hands
+// the same bytes to every socket. It never blocks: store reads run on goroutines of their
+// own and come back as messages; a Socket's Send only queues.
+//
+// # Exactly once, in order
+//
+// The inbox registers with the router before it reads anything from the store, so every
+// entry committed after its first read reaches it live. A socket that resumes (Since) is
+// therefore served in three steps: entries after its cursor read from the store, then
+// the entries that arrived live during that read (kept in a small ring while any socket
+// catches up), then live. Each step drops what is at or below the socket's last sent
+// seq, so nothing is sent twice, and a socket that sees a live entry beyond the next one
+// it needs (a lost delivery) reads the store again instead of skipping ahead: nothing is
+// left out. A cursor the store no longer has (past retention) or never had (beyond the
+// latest seq) gets the snapshot instead.
+//
+// # Lifecycle
+//
+// After its last socket goes, an inbox waits Options.Grace (a page reload reconnects
+// within it and finds the cache warm), then asks the router to retire it. The router
+// agrees only if no socket was attached in the meantime, and stops it. Stopping the
+// router stops every inbox. Sockets are closed by their owner (the WebSocket gateway),
+// not by the inbox, except when the inbox refuses one (CloseTooManySockets) or cannot
+// serve it (CloseTryAgain).
+package inbox

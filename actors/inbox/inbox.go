@@ -1,0 +1,391 @@
+package inbox
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+
+	"github.com/heraldhq/herald"
+)
+
+// sockState is where a socket is on its way to live delivery.
+type sockState uint8
+
+const (
+	stSnapshot sockState = iota // waits for the snapshot before anything else
+	stCatchUp                   // needs the entries after sent: from the ring or the store
+	stFetching                  // a store read for it is in flight
+	stLive                      // receives each entry as it arrives
+	stGone                      // closed or detached; dropped at the next compaction
+)
+
+// sock is the inbox's view of one socket.
+type sock struct {
+	s        Socket
+	sent     int64 // the last seq sent (or covered by a snapshot)
+	state    sockState
+	wantSnap bool // a snapshot is owed (connect without since, refresh-unread, reset)
+	checked  bool // the store has confirmed sent is a position it has (or had)
+}
+
+// ringEntry is a live entry kept while some socket catches up.
+type ringEntry struct {
+	entry herald.Entry
+	frame Frame
+}
+
+type inbox struct {
+	user   string
+	opts   Options
+	router *actor.PID
+	engine *actor.Engine
+	self   *actor.PID
+
+	socks    []*sock
+	attaches uint64 // Attach messages received, for the router's retire check
+	graceGen uint64
+
+	loaded       bool      // head is known: the first snapshot read has answered
+	cacheLoading bool      // a snapshot read is in flight
+	early        []deliver // deliveries received before loaded
+	head         int64     // the latest seq received
+	cache        unreadCache
+	ring         []ringEntry // live entries head-len(ring)+1 .. head, kept while retaining()
+}
+
+func newInbox(user string, opts Options, router *actor.PID) actor.Producer {
+	return func() actor.Receiver {
+		return &inbox{user: user, opts: opts, router: router}
+	}
+}
+
+func (ib *inbox) Receive(c *actor.Context) {
+	switch m := c.Message().(type) {
+	case actor.Started:
+		// Started runs on the router's goroutine: the read goes on its own.
+		ib.engine, ib.self = c.Engine(), c.PID()
+		ib.loadCache()
+	case Attach:
+		ib.attach(m)
+	case Detach:
+		ib.detach(m.Socket)
+	case Refresh:
+		for _, sk := range ib.socks {
+			if sk.s == m.Socket && sk.state != stGone {
+				sk.wantSnap = true
+				ib.step(sk)
+			}
+		}
+	case deliver:
+		ib.deliver(m)
+	case cacheLoaded:
+		ib.cacheLoaded(m)
+	case fetched:
+		ib.fetched(m)
+	case graceOver:
+		if m.gen == ib.graceGen && len(ib.socks) == 0 {
+			c.Send(ib.router, idle{user: ib.user, pid: ib.self, attaches: ib.attaches})
+		}
+	}
+	ib.compact()
+}
+
+func (ib *inbox) attach(m Attach) {
+	ib.attaches++
+	ib.graceGen++
+	if len(ib.socks) >= ib.opts.MaxSockets {
+		m.Socket.Close(CloseTooManySockets, "too many connections for this user")
+		return
+	}
+	sk := &sock{s: m.Socket, state: stSnapshot, wantSnap: true}
+	if m.HasSince {
+		sk.sent, sk.state, sk.wantSnap = m.Since, stCatchUp, false
+	}
+	ib.socks = append(ib.socks, sk)
+	if ib.loaded {
+		ib.step(sk)
+	} else {
+		ib.loadCache() // the first snapshot read steps it
+	}
+}
+
+func (ib *inbox) detach(s Socket) {
+	for _, sk := range ib.socks {
+		if sk.s == s {
+			sk.state = stGone
+		}
+	}
+	ib.compact()
+}
+
+// startGrace arms the retire timer once the inbox has no socket left.
+func (ib *inbox) startGrace() {
+	if len(ib.socks) > 0 {
+		return
+	}
+	ib.graceGen++
+	gen, engine, self := ib.graceGen, ib.engine, ib.self
+	time.AfterFunc(ib.opts.Grace, func() { engine.Send(self, graceOver{gen: gen}) })
+}
+
+// compact forgets the sockets that are gone.
+func (ib *inbox) compact() {
+	n := len(ib.socks)
+	ib.socks = slices.DeleteFunc(ib.socks, func(sk *sock) bool { return sk.state == stGone })
+	if len(ib.socks) < n {
+		ib.startGrace()
+	}
+	if !ib.retaining() {
+		ib.ring = nil
+	}
+}
+
+// retaining reports whether live entries must be kept in the ring: someone will need
+// the entries that arrive while a read is in flight.
+func (ib *inbox) retaining() bool {
+	if !ib.loaded || ib.cacheLoading {
+		return true
+	}
+	for _, sk := range ib.socks {
+		if sk.state != stLive && sk.state != stGone {
+			return true
+		}
+	}
+	return false
+}
+
+// send queues f on sk; a socket that refuses is gone.
+func (ib *inbox) send(sk *sock, f Frame) {
+	if !sk.s.Send(f) {
+		sk.state = stGone
+	}
+}
+
+// step moves sk as far towards live delivery as it can without waiting.
+func (ib *inbox) step(sk *sock) {
+	if sk.state == stGone || !ib.loaded {
+		return
+	}
+	if sk.wantSnap {
+		if !ib.cache.valid {
+			ib.loadCache()
+			return
+		}
+		frame, err := ib.cache.snapshot()
+		if err != nil {
+			ib.opts.Log.Error("inbox: encoding the snapshot failed", "user", ib.user, "err", err)
+			ib.closeSock(sk, CloseInternal, "internal error")
+			return
+		}
+		sk.wantSnap = false
+		ib.send(sk, Frame{Data: frame})
+		// The client starts over from the snapshot: what follows it is what comes after
+		// cache.seq, which is at or past head, so it all arrives live.
+		sk.sent, sk.checked = ib.cache.seq, true
+		if sk.state == stSnapshot {
+			sk.state = stCatchUp
+		}
+	}
+	if sk.state != stCatchUp {
+		return
+	}
+	switch {
+	case sk.sent == ib.head, sk.sent > ib.head && sk.checked:
+		// Everything after head reaches the inbox live, so the socket is up to date.
+		sk.state = stLive
+	case ib.ringHas(sk.sent + 1):
+		for i := int(sk.sent + 1 - ib.ring[0].entry.Seq); i < len(ib.ring) && sk.state != stGone; i++ {
+			ib.send(sk, ib.ring[i].frame)
+		}
+		sk.sent = ib.head
+		if sk.state != stGone {
+			sk.state = stLive
+		}
+	default:
+		ib.fetch(sk)
+	}
+}
+
+func (ib *inbox) ringHas(seq int64) bool {
+	return len(ib.ring) > 0 && ib.ring[0].entry.Seq <= seq && seq <= ib.head
+}
+
+func (ib *inbox) closeSock(sk *sock, code CloseCode, reason string) {
+	sk.s.Close(code, reason)
+	sk.state = stGone
+}
+
+// fetch reads the log after sk.sent for sk, off the actor's goroutine.
+func (ib *inbox) fetch(sk *sock) {
+	sk.state = stFetching
+	since, user, opts, engine, self := sk.sent, ib.user, ib.opts, ib.engine, ib.self
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
+		defer cancel()
+		page, err := opts.Store.Events(ctx, user, since, opts.ReplayPage)
+		engine.Send(self, fetched{sk: sk, since: since, page: page, err: err})
+	}()
+}
+
+func (ib *inbox) fetched(m fetched) {
+	sk := m.sk
+	if sk.state != stFetching || sk.sent != m.since {
+		return // the socket went away meanwhile
+	}
+	if m.err != nil {
+		ib.opts.Log.Warn("inbox: catch-up read failed; closing the socket", "user", ib.user, "err", m.err)
+		ib.closeSock(sk, CloseTryAgain, "storage unavailable, reconnect with since")
+		return
+	}
+	if m.page.Reset {
+		sk.state, sk.wantSnap = stSnapshot, true
+		ib.step(sk)
+		return
+	}
+	for i := range m.page.Entries {
+		e := &m.page.Entries[i]
+		if e.Seq <= sk.sent {
+			continue
+		}
+		data, err := EncodeEntry(e)
+		if err != nil {
+			ib.opts.Log.Error("inbox: encoding an entry failed", "user", ib.user, "seq", e.Seq, "err", err)
+			ib.closeSock(sk, CloseInternal, "internal error")
+			return
+		}
+		ib.send(sk, Frame{Data: data})
+		if sk.state == stGone {
+			return
+		}
+		sk.sent = e.Seq
+	}
+	sk.state, sk.checked = stCatchUp, true
+	if len(m.page.Entries) == ib.opts.ReplayPage && sk.sent < m.page.Seq {
+		ib.fetch(sk) // more in the store than one page
+		return
+	}
+	ib.step(sk)
+}
+
+// loadCache reads the unread snapshot, off the actor's goroutine.
+func (ib *inbox) loadCache() {
+	if ib.cacheLoading {
+		return
+	}
+	ib.cacheLoading = true
+	user, opts, engine, self := ib.user, ib.opts, ib.engine, ib.self
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
+		defer cancel()
+		page, err := opts.Store.Unread(ctx, user, 0, SnapshotSize)
+		engine.Send(self, cacheLoaded{page: page, err: err})
+	}()
+}
+
+func (ib *inbox) cacheLoaded(m cacheLoaded) {
+	ib.cacheLoading = false
+	if m.err != nil {
+		ib.opts.Log.Warn("inbox: snapshot read failed; closing the sockets waiting for it", "user", ib.user, "err", m.err)
+		for _, sk := range ib.socks {
+			if !ib.loaded || sk.wantSnap {
+				ib.closeSock(sk, CloseTryAgain, "storage unavailable, reconnect with since")
+			}
+		}
+		if !ib.loaded {
+			ib.early = nil
+		}
+		return
+	}
+	first := !ib.loaded
+	if first {
+		ib.loaded, ib.head = true, m.page.Seq
+	}
+	ib.cache.reset(m.page)
+	// Entries that arrived during the read and are newer than it bring the cache up to
+	// date; if the ring lost some of them, the cache stays invalid until the next read.
+	if ib.cache.valid && ib.head > ib.cache.seq {
+		if !ib.ringHas(ib.cache.seq + 1) {
+			ib.cache.invalidate()
+		} else {
+			for i := int(ib.cache.seq + 1 - ib.ring[0].entry.Seq); i < len(ib.ring); i++ {
+				ib.cache.apply(&ib.ring[i].entry)
+			}
+		}
+	}
+	if first {
+		early := ib.early
+		ib.early = nil
+		for _, d := range early {
+			ib.deliver(d)
+		}
+	}
+	for _, sk := range ib.socks {
+		if sk.wantSnap && !ib.cache.valid {
+			// Lost the race with a gap; read again rather than serve a stale list.
+			ib.loadCache()
+			break
+		}
+	}
+	for _, sk := range ib.socks {
+		ib.step(sk)
+	}
+}
+
+// deliver takes in live entries: the cache, the ring and every live socket move on.
+func (ib *inbox) deliver(d deliver) {
+	if !ib.loaded {
+		ib.early = append(ib.early, d)
+		return
+	}
+	retain := ib.retaining()
+	encode := retain
+	for _, sk := range ib.socks {
+		encode = encode || sk.state == stLive
+	}
+	for i := range d.entries {
+		e := &d.entries[i]
+		if e.Seq <= ib.head {
+			continue // already seen
+		}
+		if e.Seq != ib.head+1 {
+			ib.ring = ib.ring[:0] // not contiguous any more; readers fall back to the store
+		}
+		ib.head = e.Seq
+		ib.cache.apply(e)
+		if !encode {
+			continue
+		}
+		data, err := EncodeEntry(e)
+		if err != nil {
+			ib.opts.Log.Error("inbox: encoding an entry failed", "user", ib.user, "seq", e.Seq, "err", err)
+			ib.ring = ib.ring[:0]
+			continue // live sockets see the gap and read it from the store
+		}
+		f := Frame{Data: data, Stored: d.at}
+		if retain {
+			if len(ib.ring) >= ib.opts.Ring {
+				n := copy(ib.ring, ib.ring[len(ib.ring)/2:])
+				clear(ib.ring[n:])
+				ib.ring = ib.ring[:n]
+			}
+			ib.ring = append(ib.ring, ringEntry{entry: *e, frame: f})
+		}
+		for _, sk := range ib.socks {
+			if sk.state != stLive {
+				continue
+			}
+			switch {
+			case e.Seq <= sk.sent:
+			case e.Seq == sk.sent+1:
+				ib.send(sk, f)
+				sk.sent = e.Seq
+			default:
+				// This socket missed entries: read them rather than skip them.
+				ib.fetch(sk)
+				retain = true
+			}
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package inbox
+
+import (
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// Attach gives socket S of User to the router. With HasSince, S resumes after log
+// position Since; without, it starts with the unread-notifications snapshot.
+type Attach struct {
+	User     string
+	Socket   Socket
+	Since    int64
+	HasSince bool
+}
+
+// Detach tells the router that socket S of User is gone. Send it from the goroutine
+// that sent Attach, after it, so the two arrive in order.
+type Detach struct {
+	User   string
+	Socket Socket
+}
+
+// Refresh asks for a fresh unread-notifications snapshot on socket S of User.
+type Refresh struct {
+	User   string
+	Socket Socket
+}
+
+// Committed carries the entries of one committed batch, in commit order, and when the
+// commit ended.
+type Committed struct {
+	Entries []herald.Entry
+	At      time.Time
+}
+
+// OnCommit returns the hook for the persistence actor's Options.OnCommit: it hands each
+// committed batch to the router and returns at once.
+func OnCommit(engine *actor.Engine, router *actor.PID) func([]herald.Entry) {
+	return func(entries []herald.Entry) {
+		engine.Send(router, Committed{Entries: entries, At: time.Now()})
+	}
+}
+
+// deliver is the part of a committed batch for one inbox.
+type deliver struct {
+	entries []herald.Entry
+	at      time.Time
+}
+
+// idle is an inbox asking the router to retire it: it has had no socket for the grace
+// period, and had received attaches Attach messages in all.
+type idle struct {
+	user     string
+	pid      *actor.PID
+	attaches uint64
+}
+
+// graceOver fires Options.Grace after an inbox lost its last socket; gen tells a stale
+// timer from the current one.
+type graceOver struct{ gen uint64 }
+
+// cacheLoaded answers the inbox's read of the unread snapshot.
+type cacheLoaded struct {
+	page persistence.UnreadPage
+	err  error
+}
+
+// fetched answers a socket's read of the log after since.
+type fetched struct {
+	sk    *sock
+	since int64
+	page  persistence.EventsPage
+	err   error
+}

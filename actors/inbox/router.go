@@ -1,0 +1,140 @@
+package inbox
+
+import (
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/supervise"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// Options configure the router and its inboxes. Zero fields mean the defaults.
+type Options struct {
+	// Store is where inboxes read snapshots and catch-up entries. Required.
+	Store persistence.Store
+	// MaxSockets caps the sockets of one user; one more is closed with
+	// CloseTooManySockets. Default 64.
+	MaxSockets int
+	// Grace is how long an inbox outlives its last socket. Default 10 s.
+	Grace time.Duration
+	// ReplayPage is how many entries one catch-up read fetches. Default 500.
+	ReplayPage int
+	// Ring caps the live entries an inbox keeps while a socket catches up; a socket
+	// that falls further behind reads the store again. Default 1,024.
+	Ring int
+	// ReadTimeout bounds each store read. Default 10 s.
+	ReadTimeout time.Duration
+	// Metrics, when not nil, counts inboxes.
+	Metrics *Metrics
+	// Log receives store read failures and encoding errors. Default slog.Default().
+	Log *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.MaxSockets <= 0 {
+		o.MaxSockets = 64
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	if o.ReplayPage <= 0 {
+		o.ReplayPage = 500
+	}
+	if o.Ring <= 0 {
+		o.Ring = 1024
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// inboxQueue is the mailbox size of an inbox actor. hollywood grows a full mailbox, so
+// this is only the memory an idle inbox holds (about 1 KiB at 16, 24 KiB at the default).
+const inboxQueue = 16
+
+// NewRouter returns the producer of the router actor.
+func NewRouter(opts Options) actor.Producer {
+	opts.defaults()
+	return func() actor.Receiver {
+		return &router{opts: opts, routes: map[string]*route{}}
+	}
+}
+
+type route struct {
+	pid      *actor.PID
+	attaches uint64         // Attach messages forwarded to pid
+	batch    []herald.Entry // this user's part of the batch being split
+}
+
+type router struct {
+	opts    Options
+	routes  map[string]*route
+	touched []*route
+	spawned uint64 // names inboxes uniquely: a retiring inbox and its successor never share a PID
+}
+
+func (r *router) Receive(c *actor.Context) {
+	switch m := c.Message().(type) {
+	case Committed:
+		r.split(c, m)
+	case Attach:
+		rt := r.routes[m.User]
+		if rt == nil {
+			r.spawned++
+			rt = &route{pid: c.SpawnChild(newInbox(m.User, r.opts, c.PID()), "inbox",
+				actor.WithID(strconv.FormatUint(r.spawned, 36)),
+				actor.WithInboxSize(inboxQueue),
+				actor.WithMiddleware(supervise.Recover(r.opts.Log, nil)))}
+			r.routes[m.User] = rt
+			r.opts.Metrics.inboxes(1)
+		}
+		rt.attaches++
+		c.Send(rt.pid, m)
+	case Detach:
+		if rt := r.routes[m.User]; rt != nil {
+			c.Send(rt.pid, m)
+		}
+	case Refresh:
+		if rt := r.routes[m.User]; rt != nil {
+			c.Send(rt.pid, m)
+		}
+	case idle:
+		rt := r.routes[m.user]
+		if rt == nil || !rt.pid.Equals(m.pid) || rt.attaches != m.attaches {
+			return // a socket is on its way to it: it stays
+		}
+		delete(r.routes, m.user)
+		c.Engine().Poison(rt.pid)
+		r.opts.Metrics.inboxes(-1)
+	case actor.Stopped:
+		r.opts.Metrics.inboxes(-float64(len(r.routes)))
+	}
+}
+
+// split sends each connected receiver its entries of the batch, in commit order.
+func (r *router) split(c *actor.Context, m Committed) {
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		rt := r.routes[e.UserID]
+		if rt == nil {
+			continue
+		}
+		if len(rt.batch) == 0 {
+			r.touched = append(r.touched, rt)
+		}
+		rt.batch = append(rt.batch, *e)
+	}
+	for i, rt := range r.touched {
+		c.Send(rt.pid, deliver{entries: rt.batch, at: m.At})
+		rt.batch = nil // the inbox owns it now
+		r.touched[i] = nil
+	}
+	r.touched = r.touched[:0]
+}

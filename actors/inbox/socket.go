@@ -1,0 +1,36 @@
+package inbox
+
+import "time"
+
+// Socket is one connection of a user, as the inbox sees it. The WebSocket gateway
+// implements it; every method must return at once.
+type Socket interface {
+	// Send queues f for writing, in order. It returns false when the socket is closing
+	// (its queue overflowed, its writer failed): the inbox then forgets it.
+	Send(f Frame) bool
+	// Close closes the connection with code and reason, in the background.
+	Close(code CloseCode, reason string)
+}
+
+// Frame is one encoded server→client message. Data is shared between the sockets of a
+// user and must not be modified.
+type Frame struct {
+	Data []byte
+	// Stored is when the entry was committed, for log entries delivered live; zero for
+	// other frames. The socket writer measures store→socket latency from it.
+	Stored time.Time
+}
+
+// CloseCode is a WebSocket close code (RFC 6455 section 7.4). Herald's own codes are in
+// the private-use range 4000-4999; the last three digits echo the matching HTTP status.
+type CloseCode uint16
+
+// The close codes Herald sends.
+const (
+	CloseGoingAway      CloseCode = 1001 // the server is shutting down; reconnect with since
+	CloseTooBig         CloseCode = 1009 // a client frame over the read limit
+	CloseInternal       CloseCode = 1011 // an unexpected server error; reconnect with since
+	CloseTryAgain       CloseCode = 1013 // storage unavailable; reconnect with since, after a pause
+	CloseSlowConsumer   CloseCode = 4008 // the outbound queue overflowed or a write timed out
+	CloseTooManySockets CloseCode = 4029 // the user has Options.MaxSockets sockets already
+)

@@ -1,0 +1,110 @@
+package api
+
+import (
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/coder/websocket"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/api/auth"
+)
+
+// openWebSocket is GET /notifications/ws: it authenticates, checks the origin and the
+// cursor, upgrades, and hands the connection to the hub. Every refusal happens before
+// the upgrade, as JSON.
+func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.auth.Authenticate(r, true)
+	if err != nil {
+		return err
+	}
+	if p.Kind != auth.KindUser {
+		return herald.Errorf(herald.CodeForbidden, "the WebSocket is for users (JWT or ws-token), not API keys")
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && !s.origins.allow(origin) {
+		return herald.Errorf(herald.CodeForbidden, "origin %q is not allowed (HERALD_ALLOWED_ORIGINS)", truncated(origin))
+	}
+	hasSince := r.URL.Query().Has("since")
+	since, err := queryInt(r, "since", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
+		return herald.Errorf(herald.CodeBadRequest, "this endpoint speaks WebSocket: send an upgrade request")
+	}
+	if s.hub.Closing() {
+		return herald.Errorf(herald.CodeUnavailable, "the server is shutting down")
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: true, // the origin is checked above, with JSON errors
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return nil // Accept has answered
+	}
+	s.hub.Serve(c, p.UserID, since, hasSince)
+	return nil
+}
+
+// headerHas reports whether header name of h lists token (case-insensitively).
+func headerHas(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func truncated(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "…"
+	}
+	return s
+}
+
+// origins is the browser origin allow-list. An entry is an origin
+// ("https://app.example.com"), a pattern where * stands for any run of characters
+// within a host label or port ("https://*.example.com"), or "*" for any origin.
+// Matching ignores case. With no entry, no browser origin is allowed; requests without
+// an Origin header (non-browser clients) always are.
+type origins []string
+
+func newOrigins(list []string) origins {
+	var o origins
+	for _, p := range list {
+		if p = strings.ToLower(strings.TrimSpace(p)); p != "" {
+			o = append(o, strings.TrimSuffix(p, "/"))
+		}
+	}
+	return o
+}
+
+func (o origins) allow(origin string) bool {
+	origin = strings.ToLower(origin)
+	for _, p := range o {
+		if p == "*" || p == origin {
+			return true
+		}
+		if ok, err := path.Match(p, origin); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidOrigin reports whether p can be an entry of the origin allow-list.
+func ValidOrigin(p string) bool {
+	p = strings.ToLower(strings.TrimSpace(p))
+	if p == "*" {
+		return true
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return false
+	}
+	scheme, rest, ok := strings.Cut(p, "://")
+	return ok && scheme != "" && rest != "" && !strings.ContainsAny(rest, "/?#")
+}

@@ -1,0 +1,219 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/inbox"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// Conn is one WebSocket connection of a user.
+type Conn struct {
+	hub  *Hub
+	ws   *websocket.Conn
+	user string
+
+	// mu guards the fields below: Send (on the inbox's goroutine, and the reader's for
+	// pong and error frames) and the writer goroutine share them.
+	mu      sync.Mutex
+	queue   []inbox.Frame
+	spare   []inbox.Frame // the writer's last batch, reused as the next queue
+	writing bool          // a writer goroutine is running
+	closed  bool          // no more frames are accepted, no goroutine is started
+	ping    *time.Timer
+
+	wg sync.WaitGroup // the writer, pinger and closer goroutines
+}
+
+func newConn(h *Hub, wc *websocket.Conn, user string) *Conn {
+	wc.SetReadLimit(h.opts.ReadLimit)
+	return &Conn{hub: h, ws: wc, user: user}
+}
+
+// run reads client frames until the connection ends, then waits for the connection's
+// other goroutines.
+func (c *Conn) run() {
+	c.mu.Lock()
+	c.ping = time.AfterFunc(c.hub.opts.PingInterval, c.pingPeer)
+	c.mu.Unlock()
+	for {
+		typ, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			break
+		}
+		if typ != websocket.MessageText {
+			c.sendError(herald.Errorf(CodeBadFrame, "frames must be text"))
+			continue
+		}
+		c.handle(data)
+	}
+	c.mu.Lock()
+	c.closed = true
+	c.queue, c.spare = nil, nil
+	c.ping.Stop()
+	c.mu.Unlock()
+	_ = c.ws.CloseNow() // ends a write in flight; a no-op after a close handshake
+	c.wg.Wait()
+}
+
+// handle acts on one client frame. A write waits for its commit here, on the reader:
+// a client's frames take effect in the order it sent them.
+func (c *Conn) handle(data []byte) {
+	c.hub.opts.Metrics.clientFrame()
+	f, err := ParseClientFrame(data)
+	if err != nil {
+		c.sendError(err)
+		return
+	}
+	o := &c.hub.opts
+	switch f.Event {
+	case EventPing:
+		c.Send(inbox.Frame{Data: pongFrame})
+	case EventRefresh:
+		o.Engine.Send(o.Router, inbox.Refresh{User: c.user, Socket: c})
+	case EventMarkRead:
+		c.write(persistence.Op{Kind: persistence.OpMarkRead, UserID: c.user, ID: f.ID})
+	case EventReadAll:
+		c.write(persistence.Op{Kind: persistence.OpReadAll, UserID: c.user})
+	}
+}
+
+// write applies op. Success sends nothing here: the change comes back to every socket
+// of the user as a log entry. A failure is an error frame on this socket only.
+func (c *Conn) write(op persistence.Op) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.OpTimeout)
+	defer cancel()
+	if _, err := c.hub.opts.Writer.Write(ctx, op); err != nil {
+		e := herald.AsError(err)
+		if e.Code == herald.CodeInternal {
+			c.hub.opts.Log.Error("websocket: client write failed", "user", c.user, "err", err)
+		}
+		if e.Field != "" { // the field is in the frame's data
+			e = &herald.Error{Code: e.Code, Message: e.Message, Field: "data." + e.Field}
+		}
+		c.sendError(e)
+	}
+}
+
+func (c *Conn) sendError(err error) {
+	c.Send(inbox.Frame{Data: errorFrame(err)})
+}
+
+// Send implements inbox.Socket: it queues f and starts the writer if it is not running.
+// A full queue closes the connection with 4008.
+func (c *Conn) Send(f inbox.Frame) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	if len(c.queue) >= c.hub.opts.QueueSize {
+		c.hub.opts.Metrics.slowConsumer()
+		c.closeLocked(inbox.CloseSlowConsumer, "too slow: outbound queue full")
+		return false
+	}
+	c.queue = append(c.queue, f)
+	if !c.writing {
+		c.writing = true
+		c.wg.Add(1)
+		go c.writeQueued()
+	}
+	return true
+}
+
+// Close implements inbox.Socket: it closes the connection with code and reason, the
+// closing handshake running in the background.
+func (c *Conn) Close(code inbox.CloseCode, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(code, reason)
+}
+
+func (c *Conn) closeLocked(code inbox.CloseCode, reason string) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.queue = nil
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = c.ws.Close(websocket.StatusCode(code), reason)
+	}()
+}
+
+// writeQueued writes what is queued until the queue is empty, then ends.
+func (c *Conn) writeQueued() {
+	defer c.wg.Done()
+	m := c.hub.opts.Metrics
+	for {
+		c.mu.Lock()
+		if c.closed || len(c.queue) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.WriteTimeout)
+		var err error
+		for i := range batch {
+			if err = c.ws.Write(ctx, websocket.MessageText, batch[i].Data); err != nil {
+				break
+			}
+			m.sent(batch[i].Stored)
+		}
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err != nil {
+			c.mu.Lock()
+			c.closed, c.writing, c.queue = true, false, nil
+			c.mu.Unlock()
+			if timedOut || errors.Is(err, context.DeadlineExceeded) {
+				m.slowConsumer()
+			}
+			_ = c.ws.CloseNow()
+			return
+		}
+		clear(batch)
+		c.mu.Lock()
+		if c.spare == nil && cap(batch) <= 2*c.hub.opts.QueueSize {
+			c.spare = batch[:0]
+		}
+		c.mu.Unlock()
+	}
+}
+
+// pingPeer sends a protocol ping and waits for the pong; a peer that does not answer in
+// time is dropped.
+func (c *Conn) pingPeer() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		_ = c.ws.CloseNow()
+		return
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.ping.Reset(c.hub.opts.PingInterval)
+	}
+	c.mu.Unlock()
+}

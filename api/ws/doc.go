@@ -1,0 +1,27 @@
+// Package ws runs Herald's WebSocket connections once they are accepted: it reads client
+// frames, writes server frames, pings, and closes. The HTTP handshake (authentication,
+// origin, the since parameter) is the api package's; routing and state are the inbox
+// actors' (actors/inbox). A connection is an inbox.Socket.
+//
+// # Goroutines
+//
+// Hub.Serve runs on the handler's goroutine and is the connection's reader; it returns
+// only when every goroutine of the connection has ended. An idle connection has no other
+// goroutine: the writer starts when a frame is queued and ends when the queue is empty,
+// and the protocol ping runs from a timer every Options.PingInterval. A connection's
+// state shared by the inbox (Send) and its writer — the queue — is guarded by one mutex.
+//
+// # Slow consumers
+//
+// Each connection queues at most Options.QueueSize frames. A client that lets more pile
+// up, or whose writes do not finish within Options.WriteTimeout, is closed with 4008 and
+// counted (herald_ws_slow_consumer_closes_total): the inbox never waits for a socket,
+// and the client reconnects with since and loses nothing.
+//
+// # Shutdown
+//
+// Hub.Shutdown refuses new connections, closes every open one with 1001 (going away) and
+// waits for their Serve calls to return; connections still open when its context ends
+// are dropped without the closing handshake. Hijacked connections are invisible to
+// http.Server.Shutdown: the hub is what tracks them.
+package ws

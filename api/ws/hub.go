@@ -1,0 +1,154 @@
+package ws
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/coder/websocket"
+
+	"github.com/heraldhq/herald/actors/inbox"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// Writer applies a client's write (mark-read, read-all) and waits for its commit: the
+// persistence actor's client.
+type Writer interface {
+	Write(ctx context.Context, op persistence.Op) (persistence.Result, error)
+}
+
+// Options configure a Hub. Zero fields mean the defaults.
+type Options struct {
+	// Engine and Router are the actor engine and the inbox router. Required.
+	Engine *actor.Engine
+	Router *actor.PID
+	// Writer applies mark-read and mark-all-read frames. Required.
+	Writer Writer
+	// ReadLimit is the largest client frame in bytes; a bigger one closes the connection
+	// with 1009. Default 4 KiB.
+	ReadLimit int64
+	// QueueSize is how many frames may wait for one connection's writer. Default 256.
+	QueueSize int
+	// WriteTimeout bounds the writing of what is queued at once. Default 10 s.
+	WriteTimeout time.Duration
+	// PingInterval is how often a protocol ping is sent; PingTimeout how long its pong
+	// may take before the peer is taken for dead. Defaults 25 s and 20 s.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// OpTimeout bounds how long a client's write waits for its commit. Default 10 s.
+	OpTimeout time.Duration
+	// Metrics, when not nil, records connections and frames.
+	Metrics *Metrics
+	// Log receives unexpected failures. Default slog.Default().
+	Log *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = 4 << 10
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 256
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 20 * time.Second
+	}
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// Hub tracks every open connection so that Shutdown can close them.
+type Hub struct {
+	opts Options
+
+	mu      sync.Mutex // guards conns and closing
+	conns   map[*Conn]struct{}
+	closing bool
+	done    chan struct{} // closed when closing and the last connection has ended
+}
+
+// NewHub returns a Hub.
+func NewHub(opts Options) *Hub {
+	opts.defaults()
+	return &Hub{opts: opts, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+}
+
+// Closing reports whether Shutdown has begun: new connections are refused.
+func (h *Hub) Closing() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closing
+}
+
+// Serve runs an accepted connection of user until it ends, as the connection's reader.
+// With hasSince the connection resumes after since; otherwise it starts with the
+// unread snapshot.
+func (h *Hub) Serve(wc *websocket.Conn, user string, since int64, hasSince bool) {
+	c := newConn(h, wc, user)
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		_ = wc.Close(websocket.StatusCode(inbox.CloseGoingAway), "server shutting down")
+		return
+	}
+	h.conns[c] = struct{}{}
+	h.mu.Unlock()
+	h.opts.Metrics.connected(1)
+
+	h.opts.Engine.Send(h.opts.Router, inbox.Attach{User: user, Socket: c, Since: since, HasSince: hasSince})
+	c.run()
+	h.opts.Engine.Send(h.opts.Router, inbox.Detach{User: user, Socket: c})
+
+	h.opts.Metrics.connected(-1)
+	h.mu.Lock()
+	delete(h.conns, c)
+	if h.closing && len(h.conns) == 0 {
+		close(h.done)
+	}
+	h.mu.Unlock()
+}
+
+// Shutdown refuses new connections, closes the open ones with 1001 and waits until they
+// have ended or ctx is done; then it drops the rest without a handshake.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closing = true
+	conns := make([]*Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	if len(h.conns) == 0 {
+		close(h.done)
+	}
+	h.mu.Unlock()
+
+	for _, c := range conns {
+		c.Close(inbox.CloseGoingAway, "server shutting down")
+	}
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		for _, c := range conns {
+			_ = c.ws.CloseNow()
+		}
+		<-h.done
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,73 @@
+package ws
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics records connections and frames. A nil *Metrics records nothing.
+type Metrics struct {
+	conns        prometheus.Gauge
+	framesSent   prometheus.Counter
+	framesRecv   prometheus.Counter
+	slowCloses   prometheus.Counter
+	storeToWrite prometheus.Histogram
+}
+
+// NewMetrics registers the WebSocket metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_ws_connections",
+			Help: "Open WebSocket connections.",
+		}),
+		framesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_ws_frames_sent_total",
+			Help: "Frames written to WebSocket connections.",
+		}),
+		framesRecv: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_ws_frames_received_total",
+			Help: "Client frames read from WebSocket connections.",
+		}),
+		slowCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_ws_slow_consumer_closes_total",
+			Help: "Connections closed with 4008: outbound queue full or a write timed out.",
+		}),
+		storeToWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_ws_delivery_latency_seconds",
+			Help:    "From the commit of a log entry to its frame written on a socket, for live deliveries.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+	}
+	reg.MustRegister(m.conns, m.framesSent, m.framesRecv, m.slowCloses, m.storeToWrite)
+	return m
+}
+
+func (m *Metrics) connected(delta float64) {
+	if m != nil {
+		m.conns.Add(delta)
+	}
+}
+
+func (m *Metrics) sent(stored time.Time) {
+	if m == nil {
+		return
+	}
+	m.framesSent.Inc()
+	if !stored.IsZero() {
+		m.storeToWrite.Observe(time.Since(stored).Seconds())
+	}
+}
+
+func (m *Metrics) clientFrame() {
+	if m != nil {
+		m.framesRecv.Inc()
+	}
+}
+
+func (m *Metrics) slowConsumer() {
+	if m != nil {
+		m.slowCloses.Inc()
+	}
+}
