@@ -20,10 +20,11 @@ test:
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
-## fuzz: short fuzz runs of request decoding, validation and authentication
+## fuzz: short fuzz runs of request decoding, validation, authentication and client frames
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCreateRequest$$' -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime $(FUZZTIME) ./api/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseClientFrame$$' -fuzztime $(FUZZTIME) ./api/ws/
 
 ## lint: gofmt, go vet and staticcheck (installed from the Go module proxy if missing)
 lint:

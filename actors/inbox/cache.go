@@ -1,6 +1,8 @@
 package inbox
 
 import (
+	"slices"
+
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/persistence"
 )
@@ -17,17 +19,19 @@ type unreadCache struct {
 	valid  bool
 	seq    int64
 	unread int64
-	items  []herald.Notification // newest first
+	items  []herald.Notification // oldest first, so that a create appends
 	frame  []byte                // encoded snapshot; nil until asked for
 }
 
 func (c *unreadCache) reset(p persistence.UnreadPage) {
 	c.valid = true
 	c.seq, c.unread, c.frame = p.Seq, p.Total, nil
-	c.items = p.Items
-	if len(c.items) > SnapshotSize {
-		c.items = c.items[:SnapshotSize]
+	items := p.Items // newest first
+	if len(items) > SnapshotSize {
+		items = items[:SnapshotSize]
 	}
+	slices.Reverse(items)
+	c.items = items
 	c.check()
 }
 
@@ -44,12 +48,10 @@ func (c *unreadCache) apply(e *herald.Entry) {
 	switch e.Event {
 	case herald.EventCreated:
 		if len(c.items) == SnapshotSize {
-			c.items = c.items[:SnapshotSize-1]
+			c.items[0] = herald.Notification{}
+			c.items = c.items[1:] // append moves what is left when it grows
 		}
-		// Insert at the front, reusing the backing array where it has room.
-		c.items = append(c.items, herald.Notification{})
-		copy(c.items[1:], c.items)
-		c.items[0] = *e.Notification
+		c.items = append(c.items, *e.Notification)
 	case herald.EventRead:
 		for i := range c.items {
 			if c.items[i].ID == e.Notification.ID {
@@ -77,7 +79,9 @@ func (c *unreadCache) invalidate() {
 // snapshot returns the encoded unread-notifications frame, encoding it once per state.
 func (c *unreadCache) snapshot() ([]byte, error) {
 	if c.frame == nil {
-		f, err := EncodeSnapshot(c.items, c.seq, c.unread)
+		newest := slices.Clone(c.items)
+		slices.Reverse(newest)
+		f, err := EncodeSnapshot(newest, c.seq, c.unread)
 		if err != nil {
 			return nil, err
 		}

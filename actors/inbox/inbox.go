@@ -195,7 +195,7 @@ func (ib *inbox) step(sk *sock) {
 	case sk.sent == ib.head, sk.sent > ib.head && sk.checked:
 		// Everything after head reaches the inbox live, so the socket is up to date.
 		sk.state = stLive
-	case ib.ringHas(sk.sent + 1):
+	case ib.ringHas(sk.sent+1) && ib.head-sk.sent <= int64(sk.s.Room()):
 		for i := int(sk.sent + 1 - ib.ring[0].entry.Seq); i < len(ib.ring) && sk.state != stGone; i++ {
 			ib.send(sk, ib.ring[i].frame)
 		}
@@ -204,6 +204,8 @@ func (ib *inbox) step(sk *sock) {
 			sk.state = stLive
 		}
 	default:
+		// Too far behind for the ring, or for the socket's free room: read a page from
+		// the store once the socket has room for it.
 		ib.fetch(sk)
 	}
 }
@@ -217,15 +219,23 @@ func (ib *inbox) closeSock(sk *sock, code CloseCode, reason string) {
 	sk.state = stGone
 }
 
-// fetch reads the log after sk.sent for sk, off the actor's goroutine.
+// fetch reads the log after sk.sent for sk, off the actor's goroutine: first it waits
+// until the socket has room for a page (a client catching up is paced by how fast it
+// reads), then it reads at most that much.
 func (ib *inbox) fetch(sk *sock) {
 	sk.state = stFetching
 	since, user, opts, engine, self := sk.sent, ib.user, ib.opts, ib.engine, ib.self
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
 		defer cancel()
-		page, err := opts.Store.Events(ctx, user, since, opts.ReplayPage)
-		engine.Send(self, fetched{sk: sk, since: since, page: page, err: err})
+		room, err := sk.s.WaitRoom(ctx, opts.ReplayPage)
+		if err != nil {
+			engine.Send(self, fetched{sk: sk, since: since, err: err, slow: true})
+			return
+		}
+		limit := min(room, opts.ReplayPage)
+		page, err := opts.Store.Events(ctx, user, since, limit)
+		engine.Send(self, fetched{sk: sk, since: since, limit: limit, page: page, err: err})
 	}()
 }
 
@@ -234,7 +244,11 @@ func (ib *inbox) fetched(m fetched) {
 	if sk.state != stFetching || sk.sent != m.since {
 		return // the socket went away meanwhile
 	}
-	if m.err != nil {
+	switch {
+	case m.slow:
+		ib.closeSock(sk, CloseSlowConsumer, "too slow to catch up, reconnect with since")
+		return
+	case m.err != nil:
 		ib.opts.Log.Warn("inbox: catch-up read failed; closing the socket", "user", ib.user, "err", m.err)
 		ib.closeSock(sk, CloseTryAgain, "storage unavailable, reconnect with since")
 		return
@@ -262,7 +276,7 @@ func (ib *inbox) fetched(m fetched) {
 		sk.sent = e.Seq
 	}
 	sk.state, sk.checked = stCatchUp, true
-	if len(m.page.Entries) == ib.opts.ReplayPage && sk.sent < m.page.Seq {
+	if len(m.page.Entries) == m.limit && sk.sent < m.page.Seq {
 		ib.fetch(sk) // more in the store than one page
 		return
 	}

@@ -74,6 +74,8 @@ type cacheLoaded struct {
 type fetched struct {
 	sk    *sock
 	since int64
+	limit int // the page size asked for
 	page  persistence.EventsPage
 	err   error
+	slow  bool // err: the socket never had room for a page
 }

@@ -21,12 +21,14 @@ type Options struct {
 	MaxSockets int
 	// Grace is how long an inbox outlives its last socket. Default 10 s.
 	Grace time.Duration
-	// ReplayPage is how many entries one catch-up read fetches. Default 500.
+	// ReplayPage is how many entries one catch-up read fetches at most; a read waits
+	// until the socket has room for them. Default 100.
 	ReplayPage int
 	// Ring caps the live entries an inbox keeps while a socket catches up; a socket
 	// that falls further behind reads the store again. Default 1,024.
 	Ring int
-	// ReadTimeout bounds each store read. Default 10 s.
+	// ReadTimeout bounds each store read, and how long a catching-up socket may take
+	// to make room for the next page before it is closed as a slow consumer. Default 10 s.
 	ReadTimeout time.Duration
 	// Metrics, when not nil, counts inboxes.
 	Metrics *Metrics
@@ -42,7 +44,7 @@ func (o *Options) defaults() {
 		o.Grace = 10 * time.Second
 	}
 	if o.ReplayPage <= 0 {
-		o.ReplayPage = 500
+		o.ReplayPage = 100
 	}
 	if o.Ring <= 0 {
 		o.Ring = 1024

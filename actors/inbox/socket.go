@@ -1,6 +1,9 @@
 package inbox
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Socket is one connection of a user, as the inbox sees it. The WebSocket gateway
 // implements it; every method must return at once.
@@ -10,6 +13,12 @@ type Socket interface {
 	Send(f Frame) bool
 	// Close closes the connection with code and reason, in the background.
 	Close(code CloseCode, reason string)
+	// Room reports how many frames Send would take now without overflowing.
+	Room() int
+	// WaitRoom blocks until the socket can take min(n, its capacity) frames, and
+	// returns how many it can take; it fails when ctx ends first or the socket closes.
+	// It is for goroutines of the inbox's, never for the actor itself.
+	WaitRoom(ctx context.Context, n int) (int, error)
 }
 
 // Frame is one encoded server→client message. Data is shared between the sockets of a

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ type Conn struct {
 	spare   []inbox.Frame // the writer's last batch, reused as the next queue
 	writing bool          // a writer goroutine is running
 	closed  bool          // no more frames are accepted, no goroutine is started
+	drained chan struct{} // closed (and cleared) when the writer empties the queue; nil when nobody waits
 	ping    *time.Timer
 
 	wg sync.WaitGroup // the writer, pinger and closer goroutines
@@ -56,6 +58,7 @@ func (c *Conn) run() {
 	c.mu.Lock()
 	c.closed = true
 	c.queue, c.spare = nil, nil
+	c.wakeLocked()
 	c.ping.Stop()
 	c.mu.Unlock()
 	_ = c.ws.CloseNow() // ends a write in flight; a no-op after a close handshake
@@ -114,7 +117,6 @@ func (c *Conn) Send(f inbox.Frame) bool {
 		return false
 	}
 	if len(c.queue) >= c.hub.opts.QueueSize {
-		c.hub.opts.Metrics.slowConsumer()
 		c.closeLocked(inbox.CloseSlowConsumer, "too slow: outbound queue full")
 		return false
 	}
@@ -135,12 +137,60 @@ func (c *Conn) Close(code inbox.CloseCode, reason string) {
 	c.closeLocked(code, reason)
 }
 
+// Room implements inbox.Socket.
+func (c *Conn) Room() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0
+	}
+	return c.hub.opts.QueueSize - len(c.queue)
+}
+
+// WaitRoom implements inbox.Socket.
+func (c *Conn) WaitRoom(ctx context.Context, n int) (int, error) {
+	n = max(1, min(n, c.hub.opts.QueueSize))
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return 0, net.ErrClosed
+		}
+		if room := c.hub.opts.QueueSize - len(c.queue); room >= n {
+			c.mu.Unlock()
+			return room, nil
+		}
+		if c.drained == nil {
+			c.drained = make(chan struct{})
+		}
+		drained := c.drained
+		c.mu.Unlock()
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// wakeLocked wakes the WaitRoom calls.
+func (c *Conn) wakeLocked() {
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+}
+
 func (c *Conn) closeLocked(code inbox.CloseCode, reason string) {
 	if c.closed {
 		return
 	}
+	if code == inbox.CloseSlowConsumer {
+		c.hub.opts.Metrics.slowConsumer()
+	}
 	c.closed = true
 	c.queue = nil
+	c.wakeLocked()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -161,6 +211,7 @@ func (c *Conn) writeQueued() {
 		}
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
+		c.wakeLocked()
 		c.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.WriteTimeout)
@@ -176,6 +227,7 @@ func (c *Conn) writeQueued() {
 		if err != nil {
 			c.mu.Lock()
 			c.closed, c.writing, c.queue = true, false, nil
+			c.wakeLocked()
 			c.mu.Unlock()
 			if timedOut || errors.Is(err, context.DeadlineExceeded) {
 				m.slowConsumer()

@@ -1,0 +1,176 @@
+package inbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/inbox"
+	"github.com/heraldhq/herald/actors/persist"
+	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/persistence/embedded"
+)
+
+// memSocket is a socket whose peer is the test: frames go to a channel.
+type memSocket struct {
+	frames chan []byte
+	closed chan inbox.CloseCode
+}
+
+func newMemSocket() *memSocket {
+	return &memSocket{frames: make(chan []byte, 1000), closed: make(chan inbox.CloseCode, 1)}
+}
+
+func (s *memSocket) Send(f inbox.Frame) bool {
+	select {
+	case s.frames <- f.Data:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *memSocket) Close(code inbox.CloseCode, _ string) { s.closed <- code }
+func (s *memSocket) Room() int                            { return cap(s.frames) - len(s.frames) }
+func (s *memSocket) WaitRoom(context.Context, int) (int, error) {
+	return s.Room(), nil // the test reads everything; a full channel fails it
+}
+
+type wire struct {
+	Event  string          `json:"event"`
+	Seq    int64           `json:"seq"`
+	Unread int64           `json:"unread"`
+	Data   json.RawMessage `json:"data"`
+}
+
+func (s *memSocket) next(t *testing.T) wire {
+	t.Helper()
+	select {
+	case b := <-s.frames:
+		var w wire
+		if err := json.Unmarshal(b, &w); err != nil {
+			t.Fatalf("frame %s: %v", b, err)
+		}
+		return w
+	case c := <-s.closed:
+		t.Fatalf("socket closed with %d", c)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no frame within 10 s")
+	}
+	return wire{}
+}
+
+type rig struct {
+	engine *actor.Engine
+	router *actor.PID
+	writer persist.Client
+	drop   *atomic.Bool
+}
+
+// newRig runs the router and the persistence actor on an embedded store; while drop
+// is set, committed batches do not reach the router (a lost delivery).
+func newRig(t *testing.T) *rig {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+	store, err := embedded.Open(t.TempDir(), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{engine: engine, drop: new(atomic.Bool)}
+	r.router = engine.Spawn(inbox.NewRouter(inbox.Options{Store: store, Grace: time.Millisecond}), "inbox")
+	hook := inbox.OnCommit(engine, r.router)
+	pid := engine.Spawn(persist.New(store, persist.Options{OnCommit: func(es []herald.Entry) {
+		if !r.drop.Load() {
+			hook(es)
+		}
+	}}), "persist")
+	r.writer = persist.Client{Engine: engine, PID: pid}
+	t.Cleanup(func() {
+		<-engine.Poison(pid).Done()
+		<-engine.Poison(r.router).Done()
+		store.Close()
+	})
+	return r
+}
+
+func (r *rig) create(t *testing.T, user string) herald.Notification {
+	t.Helper()
+	n := herald.NewNotification{ReceiverID: user, Type: "t"}
+	if err := n.Validate(herald.Caller{Service: true}, herald.ValidateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.writer.Write(context.Background(), persistence.Op{Kind: persistence.OpCreate, Creates: []herald.NewNotification{n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Notifications[0]
+}
+
+// TestLostDeliveryIsReadFromStore: entries that never reach the inbox live (a lost
+// delivery) are read from the store as soon as a later entry shows the gap, and the
+// unread snapshot is rebuilt rather than served stale.
+func TestLostDeliveryIsReadFromStore(t *testing.T) {
+	r := newRig(t)
+	s := newMemSocket()
+	r.engine.Send(r.router, inbox.Attach{User: "alice", Socket: s})
+	if w := s.next(t); w.Event != inbox.EventUnread || w.Seq != 0 {
+		t.Fatalf("first frame %+v", w)
+	}
+	r.create(t, "alice") // seq 1, delivered
+	if w := s.next(t); w.Seq != 1 {
+		t.Fatalf("frame %+v, want seq 1", w)
+	}
+	r.drop.Store(true)
+	lost := r.create(t, "alice") // seq 2, never delivered live
+	r.drop.Store(false)
+	r.create(t, "alice") // seq 3 reveals the gap
+	for want := int64(2); want <= 3; want++ {
+		w := s.next(t)
+		if w.Seq != want || w.Event != string(herald.EventCreated) || w.Unread != want {
+			t.Fatalf("frame %+v, want new-notification seq %d unread %d", w, want, want)
+		}
+	}
+	r.engine.Send(r.router, inbox.Refresh{User: "alice", Socket: s})
+	w := s.next(t)
+	var items []herald.Notification
+	if err := json.Unmarshal(w.Data, &items); err != nil || w.Event != inbox.EventUnread || w.Seq != 3 || w.Unread != 3 || len(items) != 3 || items[1].ID != lost.ID {
+		t.Fatalf("snapshot after the gap: %+v (%v)", w, err)
+	}
+	r.engine.Send(r.router, inbox.Detach{User: "alice", Socket: s})
+}
+
+// TestResumeBeyondDelivery: a cursor ahead of what the inbox has seen but known to the
+// store is a valid since (no snapshot): the socket gets what follows it.
+func TestResumeBeyondDelivery(t *testing.T) {
+	r := newRig(t)
+	first := newMemSocket()
+	r.engine.Send(r.router, inbox.Attach{User: "bob", Socket: first})
+	first.next(t)
+	r.drop.Store(true)
+	r.create(t, "bob")
+	r.create(t, "bob") // the inbox has seen neither
+	r.drop.Store(false)
+	s := newMemSocket()
+	r.engine.Send(r.router, inbox.Attach{User: "bob", Socket: s, Since: 2, HasSince: true})
+	r.create(t, "bob")
+	if w := s.next(t); w.Event != string(herald.EventCreated) || w.Seq != 3 {
+		t.Fatalf("frame %+v, want new-notification seq 3", w)
+	}
+	for want := int64(1); want <= 3; want++ { // the first socket repairs its gap
+		if w := first.next(t); w.Seq != want {
+			t.Fatalf("first socket: frame %+v, want seq %d", w, want)
+		}
+	}
+	r.engine.Send(r.router, inbox.Detach{User: "bob", Socket: s})
+	r.engine.Send(r.router, inbox.Detach{User: "bob", Socket: first})
+}

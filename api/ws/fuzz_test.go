@@ -1,0 +1,52 @@
+package ws
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/heraldhq/herald"
+)
+
+// FuzzParseClientFrame: any bytes decode to a known event or to an error frame with
+// one of the contract's codes, never a panic.
+func FuzzParseClientFrame(f *testing.F) {
+	for _, s := range []string{
+		`{"event":"ping"}`, `{"event":"refresh-unread","data":null}`, `{"event":"mark-all-read"}`,
+		`{"event":"mark-read","data":{"id":"0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b"}}`,
+		`{"event":"mark-read","data":{"id":""}}`, `{"event":"mark-read","data":[1]}`,
+		`{"event":5}`, `{}`, `[]`, `null`, `"ping"`, ` {"event":"ping","extra":{"a":[1,2]}}`,
+		"{\"event\":\"p\xffing\"}", `{"event":"ping"}{"event":"ping"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := ParseClientFrame(b)
+		if err != nil {
+			e, ok := err.(*herald.Error)
+			if !ok {
+				t.Fatalf("error %T is not a *herald.Error", err)
+			}
+			switch e.Code {
+			case CodeBadFrame, CodeUnknownEvent, herald.CodeValidation:
+			default:
+				t.Fatalf("unexpected code %s", e.Code)
+			}
+			if e.Message == "" {
+				t.Fatal("error without a message")
+			}
+			if fb := errorFrame(err); !strings.HasPrefix(string(fb), `{"event":"error","data":{"code":"`) {
+				t.Fatalf("error frame %s", fb)
+			}
+			return
+		}
+		switch fr.Event {
+		case EventPing, EventRefresh, EventReadAll:
+		case EventMarkRead:
+			if strings.TrimSpace(fr.ID) == "" {
+				t.Fatal("mark-read accepted without an id")
+			}
+		default:
+			t.Fatalf("accepted unknown event %q", fr.Event)
+		}
+	})
+}
