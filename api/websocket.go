@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bufio"
+	"net"
 	"net/http"
 	"path"
 	"strings"
@@ -36,15 +38,45 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) error {
 	if s.hub.Closing() {
 		return herald.Errorf(herald.CodeUnavailable, "the server is shutting down")
 	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // the origin is checked above, with JSON errors
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
 		return nil // Accept has answered
 	}
-	s.hub.Serve(c, p.UserID, since, hasSince)
+	// The connection runs on a goroutine of its own: returning lets net/http drop the
+	// request, its headers and its connection state, which an idle socket would
+	// otherwise hold for its whole life.
+	s.hub.Start(c, p.UserID, since, hasSince)
 	return nil
+}
+
+// The buffers of an accepted WebSocket: client frames are small (4 KiB at most) and a
+// notification frame is usually under 1 KiB; bigger ones bypass the buffer. net/http's
+// 4 KiB pair would be most of an idle connection's memory.
+const (
+	wsReadBuffer  = 512
+	wsWriteBuffer = 1024
+)
+
+// smallBuffers hijacks the connection with smaller buffers than net/http's, keeping
+// net/http's where they already hold bytes.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
+	r, wr := brw.Reader, brw.Writer
+	if r.Buffered() == 0 {
+		r = bufio.NewReaderSize(conn, wsReadBuffer)
+	}
+	if wr.Buffered() == 0 {
+		wr = bufio.NewWriterSize(conn, wsWriteBuffer)
+	}
+	return conn, bufio.NewReadWriter(r, wr), nil
 }
 
 // headerHas reports whether header name of h lists token (case-insensitively).

@@ -5,9 +5,10 @@
 //
 // # Goroutines
 //
-// Hub.Serve runs on the handler's goroutine and is the connection's reader; it returns
-// only when every goroutine of the connection has ended. An idle connection has no other
-// goroutine: the writer starts when a frame is queued and ends when the queue is empty,
+// Hub.Start runs each connection on a goroutine of its own (the handler returns, so
+// net/http lets go of the request), which is the connection's reader and ends only
+// after every other goroutine of the connection has ended. An idle connection has no
+// other goroutine: the writer starts when a frame is queued and ends when the queue is empty,
 // and the protocol ping runs from a timer every Options.PingInterval. A connection's
 // state shared by the inbox (Send) and its writer — the queue — is guarded by one mutex.
 //

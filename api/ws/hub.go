@@ -92,10 +92,11 @@ func (h *Hub) Closing() bool {
 	return h.closing
 }
 
-// Serve runs an accepted connection of user until it ends, as the connection's reader.
-// With hasSince the connection resumes after since; otherwise it starts with the
-// unread snapshot.
-func (h *Hub) Serve(wc *websocket.Conn, user string, since int64, hasSince bool) {
+// Start runs an accepted connection of user on a goroutine of its own, the
+// connection's reader, until it ends. With hasSince the connection resumes after since;
+// otherwise it starts with the unread snapshot. After Shutdown has begun, the
+// connection is closed with 1001 instead.
+func (h *Hub) Start(wc *websocket.Conn, user string, since int64, hasSince bool) {
 	c := newConn(h, wc, user)
 	h.mu.Lock()
 	if h.closing {
@@ -103,10 +104,13 @@ func (h *Hub) Serve(wc *websocket.Conn, user string, since int64, hasSince bool)
 		_ = wc.Close(websocket.StatusCode(inbox.CloseGoingAway), "server shutting down")
 		return
 	}
-	h.conns[c] = struct{}{}
+	h.conns[c] = struct{}{} // before Start returns: Shutdown waits for it
 	h.mu.Unlock()
 	h.opts.Metrics.connected(1)
+	go h.serve(c, user, since, hasSince)
+}
 
+func (h *Hub) serve(c *Conn, user string, since int64, hasSince bool) {
 	h.opts.Engine.Send(h.opts.Router, inbox.Attach{User: user, Socket: c, Since: since, HasSince: hasSince})
 	c.run()
 	h.opts.Engine.Send(h.opts.Router, inbox.Detach{User: user, Socket: c})

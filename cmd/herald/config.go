@@ -43,6 +43,7 @@ type config struct {
 	WSReadLimit     int64         `env:"HERALD_WS_READ_LIMIT" envDefault:"4096"`
 	ShutdownTimeout time.Duration `env:"HERALD_SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	LogLevel        string        `env:"HERALD_LOG_LEVEL" envDefault:"info"`
+	PprofAddr       string        `env:"HERALD_PPROF_ADDR"`
 }
 
 func loadConfig(environ []string) (config, error) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -131,6 +132,14 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			_ = httpSrv.Close()
+			return err
+		}
+		defer stopPprof()
+	}
 
 	pruneDone := make(chan struct{})
 	pruneCtx, stopPrune := context.WithCancel(context.Background())
@@ -213,4 +222,23 @@ func pruneLoop(ctx context.Context, store persistence.Store, retention time.Dura
 		case <-t.C:
 		}
 	}
+}
+
+// servePprof serves the runtime profiles (/debug/pprof/) on their own listener, never
+// on the public address.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("HERALD_PPROF_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiles served", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { _ = srv.Close() }, nil
 }
