@@ -117,8 +117,8 @@ func New(o Options) *Server {
 	return s
 }
 
-// Handle registers another handler on the server's mux (the WebSocket endpoint, say),
-// instrumented like the built-in routes.
+// Handle registers another handler on the server's mux, instrumented like the built-in
+// routes.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, s.metrics.instrument(pattern, h))
 }

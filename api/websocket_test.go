@@ -616,3 +616,23 @@ func TestWebSocketLimitsAndShutdown(t *testing.T) {
 		t.Fatalf("herald_ws_connections = %v after shutdown", n)
 	}
 }
+
+// TestWebSocketDeadPeer: a peer that stops answering protocol pings is dropped.
+func TestWebSocketDeadPeer(t *testing.T) {
+	e := newEnvOpts(t, stores["embedded"](t), envOptions{
+		ws: ws.Options{PingInterval: 50 * time.Millisecond, PingTimeout: 2 * time.Second},
+	})
+	live := e.dial(t, "alice", "")
+	live.expect(inboxSnapshot, 0)
+	dead := e.dial(t, "bob", "")
+	dead.expect(inboxSnapshot, 0)
+	// bob's client reads no more, so it answers no ping; alice's keeps reading and
+	// answering (a read in flight answers pings).
+	reads := make(chan error, 1)
+	go func() { _, err := live.read(time.Minute); reads <- err }()
+	waitFor(t, "the dead peer to be dropped", func() bool { return e.metric("herald_ws_connections") == 1 })
+	e.create("alice", "t")
+	if err := <-reads; err != nil {
+		t.Fatalf("the live peer was dropped too: %v", err)
+	}
+}
