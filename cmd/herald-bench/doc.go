@@ -1,0 +1,58 @@
+// Command herald-bench puts load on a running Herald server through its public contract
+// only: the REST API and the WebSocket at GET /notifications/ws (see the wire contract).
+// It mints its own user JWTs (HS256, -jwt-secret or HERALD_JWT_SECRET) and publishes with
+// a service API key (-api-key or the first of HERALD_API_KEYS). Every user id belongs to
+// one run (bench-<run>-<i>), so every user starts at seq 0.
+//
+// Scenarios (-scenario):
+//
+//   - idle: opens -n WebSocket connections, one user each, spread over the source
+//     addresses 127.0.0.1..127.0.0.x and, above -per-process connections, over child
+//     processes of itself. A connection counts once its first frame,
+//     unread-notifications, has arrived. It measures the connect rate (connections/s,
+//     snapshot frame included) and the server's resident memory per connection: VmRSS
+//     of the server process before connecting and once all are connected and the figure
+//     has settled, divided by -n. The connections are then held for -duration, and any
+//     the server drops meanwhile are counted.
+//
+//   - deliver: -n users connected, one socket each; -publishers concurrent publishers
+//     send notifications for -duration at -rate notifications/s (0: as fast as the
+//     server acknowledges) through POST /notifications or POST /notifications/batch
+//     (-publish, -batch-size). Each payload carries its publish time (Unix ns) and a
+//     marker, so the receiving socket measures create→socket latency and the bench knows
+//     exactly what it is owed. It reports published/s (201s), delivered/s, latency
+//     p50/p90/p99/max (and, apart, the request's own latency until its 201, which tells
+//     commit time from delivery time), lost (acknowledged but not received within -drain
+//     of the end of publishing), duplicates (a seq or id seen twice on one socket) and
+//     gaps (a socket's seq not growing by exactly one).
+//
+//   - broadcast: -n users connected; one notification to all of them as POST
+//     /notifications/batch with receiverIds, in chunks of 1,000 sent concurrently. It
+//     measures the time until the last user has it (and the spread of receipt times),
+//     -rounds times.
+//
+//   - reconnect-storm: -n users connected while publishing goes on at -rate; at
+//     -storm-at every client drops its connection at once and reconnects with
+//     ?since=<last seq seen>. It measures the time until every client is back and the
+//     time to converge: until every notification acknowledged before the last client
+//     was back has been received. Missed, duplicates and gaps must be 0.
+//
+// While running it prints a progress line on stderr every second; at the end a Markdown
+// table on stdout and, with -out, the same figures as JSON. The exit status is 1 when a
+// check failed (anything lost, duplicated or skipped, a connection that failed), 2 when
+// the run could not be made.
+//
+// The server is either one already running (-url, with -server-pid for its memory and
+// CPU) or one the bench starts itself (-start-server /path/to/herald): on loopback, with
+// the embedded store in a temporary directory unless HERALD_DATABASE_URL or
+// HERALD_DATA_DIR says otherwise, rate limits off, and the generated secret and API key.
+// CPU figures are cores used (CPU seconds per second of wall time) over the measured
+// phase, read from /proc/PID/stat.
+//
+// Examples:
+//
+//	herald-bench -start-server ./herald -scenario idle -n 15000 -duration 30s
+//	herald-bench -start-server ./herald -scenario deliver -n 1000 -rate 10000 -duration 20s -out deliver.json
+//	herald-bench -url http://127.0.0.1:8080 -server-pid 4242 -scenario broadcast -n 5000
+//	herald-bench -start-server ./herald -scenario reconnect-storm -n 2000 -rate 2000 -duration 20s
+package main

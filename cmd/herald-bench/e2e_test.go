@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestScenariosAgainstTheServer builds the real server, starts it on the embedded store
+// and runs every scenario at a tiny scale: nothing may be lost or duplicated.
+func TestScenariosAgainstTheServer(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build the server: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "herald")
+	if out, err := exec.Command(gobin, "build", "-o", bin, "github.com/heraldhq/herald/cmd/herald").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
+	}
+	secret, key := randomSecret(), "bench-test-"+randomSecret()
+	var logs lockedBuffer
+	srv, err := startServer(t.Context(), bin, secret, key, &logs)
+	if err != nil {
+		t.Fatalf("starting the server: %v\n%s", err, logs.String())
+	}
+	t.Cleanup(func() {
+		if err := srv.stop(); err != nil {
+			t.Errorf("stopping the server: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server output:\n%s", logs.String())
+		}
+	})
+	probeWebSocket(t, srv)
+
+	common := []string{
+		"-url", srv.base, "-server-pid", strconv.Itoa(srv.pid), "-jwt-secret", secret, "-api-key", key,
+		"-n", "20", "-duration", "2s", "-drain", "10s", "-connect-timeout", "30s", "-quiet",
+	}
+	tests := []struct {
+		name string
+		args []string
+		// delivered is the metric that must equal the acknowledged count ("" for idle).
+		delivered, acked string
+	}{
+		{name: "idle", args: []string{"-scenario", "idle"}},
+		{name: "idle over 3 child processes", args: []string{"-scenario", "idle", "-per-process", "8", "-source-ips", "2"}},
+		{name: "deliver single", args: []string{"-scenario", "deliver", "-rate", "200"}, delivered: "delivered", acked: "published (201)"},
+		{name: "deliver batch and single", args: []string{"-scenario", "deliver", "-rate", "400", "-publish", "both", "-batch-size", "10", "-publishers", "4"}, delivered: "delivered", acked: "published (201)"},
+		{name: "broadcast", args: []string{"-scenario", "broadcast", "-rounds", "2"}, delivered: "delivered", acked: "acknowledged notifications"},
+		{name: "reconnect-storm", args: []string{"-scenario", "reconnect-storm", "-rate", "200"}, delivered: "delivered", acked: "published (201)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "results.json")
+			args := append(append(append([]string{}, common...), tt.args...), "-out", out)
+			var stdout, stderr lockedBuffer
+			code := run(t.Context(), args, nil, &stdout, &stderr)
+			if code != exitOK {
+				t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r Result
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range r.Checks {
+				if !c.OK {
+					t.Errorf("check %q: %d", c.Name, c.Count)
+				}
+			}
+			if !strings.Contains(stdout.String(), "| measure | value |") {
+				t.Errorf("no Markdown table on stdout:\n%s", stdout.String())
+			}
+			if tt.delivered == "" {
+				if got := metricValue(t, &r, "connected"); got != 20 {
+					t.Errorf("connected %v, want 20", got)
+				}
+				return
+			}
+			acked, delivered := metricValue(t, &r, tt.acked), metricValue(t, &r, tt.delivered)
+			if acked == 0 || delivered != acked {
+				t.Errorf("acknowledged %v, delivered %v: want equal and positive", acked, delivered)
+			}
+		})
+	}
+
+	t.Run("progress lines", func(t *testing.T) {
+		args := append(append([]string{}, common...), "-scenario", "deliver", "-rate", "100")
+		args = slicesWithout(args, "-quiet")
+		var stdout, stderr lockedBuffer
+		if code := run(t.Context(), args, nil, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit status %d\n%s", code, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "deliver 1s: published ") {
+			t.Errorf("no progress line on stderr:\n%s", stderr.String())
+		}
+	})
+}
+
+// probeWebSocket skips the test while the server does not upgrade /notifications/ws.
+func probeWebSocket(t *testing.T, srv *target) {
+	tok, err := mintToken(srv.secret, "bench-probe", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, srv.wsURL()+"?token="+tok, nil)
+	if err != nil {
+		if resp == nil || resp.StatusCode != 101 {
+			status := "no answer"
+			if resp != nil {
+				status = resp.Status
+			}
+			t.Skipf("the server does not upgrade GET /notifications/ws yet (%s: %v); this test runs once the endpoint lands", status, err)
+		}
+		t.Fatal(err)
+	}
+	conn.CloseNow()
+}
+
+func metricValue(t *testing.T, r *Result, name string) float64 {
+	t.Helper()
+	for _, m := range r.Metrics {
+		if m.Name == name {
+			return m.Value
+		}
+	}
+	t.Fatalf("no metric %q in %+v", name, r.Metrics)
+	return 0
+}
+
+func slicesWithout(s []string, drop string) []string {
+	out := s[:0:0]
+	for _, v := range s {
+		if v != drop {
+			out = append(out, v)
+		}
+	}
+	return out
+}

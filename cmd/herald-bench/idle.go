@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// rssSettleTimeout bounds the wait for the server's memory to stop moving.
+const rssSettleTimeout = 15 * time.Second
+
+// idle runs the idle scenario: see the package doc.
+func (s *session) idle(ctx context.Context, r *Result) error {
+	o := s.o
+	procs := (o.n + o.perProcess - 1) / o.perProcess
+	r.cond("connections (one user each)", o.n)
+	r.cond("bench processes holding them", procs)
+	r.cond("source addresses", fmt.Sprintf("127.0.0.1..127.0.0.%d", o.sourceIPs))
+	r.cond("handshakes in flight per process", o.concurrency)
+	r.cond("hold", o.duration)
+
+	rss0, haveRSS := s.t.rss()
+	start := time.Now()
+	shards, pids, err := s.startShards(ctx, procs)
+	if err != nil {
+		return err
+	}
+	closed := false
+	closeAll := func() shardStatus {
+		var st shardStatus
+		for _, sh := range shards {
+			st.add(sh.close())
+		}
+		closed = true
+		return st
+	}
+	defer func() {
+		if !closed {
+			closeAll()
+		}
+	}()
+	sum := func() shardStatus {
+		var st shardStatus
+		for _, sh := range shards {
+			st.add(sh.status())
+		}
+		return st
+	}
+
+	// Connect.
+	srvCPU, benchCPU := startCPU(s.t.pid), startCPU(pids...)
+	var rm rateMeter
+	p := startProgress(s.progress, time.Second, func(el time.Duration) string {
+		st := sum()
+		return connectLine(o.scenario, el, st.Connected, int64(o.n), rm.rate(st.Connected, el), st.Failed)
+	})
+	deadline := time.NewTimer(o.connectTimeout)
+	for _, sh := range shards {
+		select {
+		case <-sh.ready():
+		case <-deadline.C:
+		case <-ctx.Done():
+		}
+	}
+	deadline.Stop()
+	p.Stop()
+	cpu(r, "connecting", srvCPU, benchCPU)
+	connected := sum()
+	took := time.Duration(connected.LastFirst - start.UnixNano())
+	r.count("connected", connected.Connected)
+	r.count("failed handshakes (retried)", connected.DialErrors)
+	if connected.Connected > 0 && took > 0 {
+		r.duration("connect time (start to last snapshot)", took)
+		r.metric("connect rate (snapshot frame included)", float64(connected.Connected)/took.Seconds(), "/s")
+	}
+
+	// Let the server's memory settle, then hold.
+	rssSettled, _ := s.t.settledRSS(ctx, rssSettleTimeout)
+	srvCPU, benchCPU = startCPU(s.t.pid), startCPU(pids...)
+	holdStart := time.Now()
+	p = startProgress(s.progress, time.Second, func(el time.Duration) string {
+		st := sum()
+		return fmt.Sprintf("%s %s: holding %d/%d, unexpected closes %d", o.scenario, fmtElapsed(el), st.Connected, o.n, st.Drops)
+	})
+	hold := time.NewTimer(o.duration)
+	select {
+	case <-hold.C:
+	case <-ctx.Done():
+		hold.Stop()
+	}
+	p.Stop()
+	r.duration("held for", time.Since(holdStart))
+	cpu(r, "holding", srvCPU, benchCPU)
+	rssHeld, _ := s.t.rss()
+	final := closeAll()
+
+	if haveRSS {
+		r.metric("server RSS before connecting", float64(rss0), "B")
+		r.metric("server RSS, all connected and settled", float64(rssSettled), "B")
+		r.metric("server RSS at the end of the hold", float64(rssHeld), "B")
+		r.metric("server RSS per connection", float64(rssSettled-rss0)/float64(o.n), "B")
+	}
+	r.check("connections that never connected", int64(o.n)-connected.Connected)
+	r.check("unexpected closes (reconnected)", final.Drops)
+	r.check("clients that could not reconnect", final.GaveUp)
+	r.check("bad frames", final.BadFrames)
+	r.check("error frames", final.ErrorFrames)
+	if final.Err != "" {
+		r.note("first error: %s", final.Err)
+	}
+	return nil
+}
+
+// startShards starts the shares of the idle connections: in this process when one
+// holds them all, else in procs children. It returns the bench's pids, for CPU figures.
+func (s *session) startShards(ctx context.Context, procs int) ([]shard, []int, error) {
+	pids := []int{selfPID()}
+	if procs == 1 {
+		f, err := newFleet(s.fleetConfig(0, s.o.n, nil))
+		if err != nil {
+			return nil, nil, err
+		}
+		f.start(ctx)
+		return []shard{localShard{f}}, pids, nil
+	}
+	var shards []shard
+	for i := range procs {
+		offset := i * s.o.n / procs
+		n := (i+1)*s.o.n/procs - offset
+		c, err := s.startChild(offset, n, s.stderr)
+		if err != nil {
+			for _, sh := range shards {
+				sh.close()
+			}
+			return nil, nil, fmt.Errorf("child process: %w", err)
+		}
+		shards = append(shards, c)
+		pids = append(pids, c.pid())
+	}
+	return shards, pids, nil
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFailed = 1 // a check failed: something lost, duplicated, skipped or not connected
+	exitError  = 2 // the run could not be made
+)
+
+// Scenario names (-scenario).
+const (
+	scenarioIdle      = "idle"
+	scenarioDeliver   = "deliver"
+	scenarioBroadcast = "broadcast"
+	scenarioStorm     = "reconnect-storm"
+)
+
+// options are the command line.
+type options struct {
+	scenario string
+
+	url         string
+	startServer string
+	serverPID   int
+	secret      string
+	apiKey      string
+
+	n              int
+	duration       time.Duration
+	rate           float64
+	publish        string
+	batchSize      int
+	publishers     int
+	rounds         int
+	stormAt        time.Duration
+	drain          time.Duration
+	connectTimeout time.Duration
+	concurrency    int
+	sourceIPs      int
+	perProcess     int
+	maxNotes       int64
+
+	out   string
+	quiet bool
+}
+
+// parseOptions reads the command line; defaults for the credentials come from the
+// server's own variables.
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("herald-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: herald-bench -scenario %s|%s|%s|%s [flags]\n\n",
+			scenarioIdle, scenarioDeliver, scenarioBroadcast, scenarioStorm)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.scenario, "scenario", "", "what to measure: idle, deliver, broadcast or reconnect-storm (see the package doc)")
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "base URL of a running server (ignored with -start-server)")
+	fs.StringVar(&o.startServer, "start-server", "", "path of a herald binary to start on loopback for the run")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "pid of the running server, for its memory and CPU figures")
+	// Defaults from the environment are filled in after parsing, so -h never shows them.
+	fs.StringVar(&o.secret, "jwt-secret", "", "HS256 secret of user JWTs (default $HERALD_JWT_SECRET; random with -start-server)")
+	fs.StringVar(&o.apiKey, "api-key", "", "service API key (default the first of $HERALD_API_KEYS; random with -start-server)")
+	fs.IntVar(&o.n, "n", 1000, "connections (idle) or users, one connection each")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to hold the connections (idle) or to publish")
+	fs.Float64Var(&o.rate, "rate", 1000, "notifications per second in all (deliver, reconnect-storm); 0: as fast as acknowledged")
+	fs.StringVar(&o.publish, "publish", publishSingle, "how to publish: single (POST /notifications), batch (POST /notifications/batch with items) or both")
+	fs.IntVar(&o.batchSize, "batch-size", 100, "notifications per batch request (1..1000)")
+	fs.IntVar(&o.publishers, "publishers", 32, "concurrent publishing requests")
+	fs.IntVar(&o.rounds, "rounds", 1, "broadcasts, one after the other (broadcast)")
+	fs.DurationVar(&o.stormAt, "storm-at", 0, "when every client drops and reconnects, from the start of publishing (default half of -duration)")
+	fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long to wait for outstanding notifications once publishing stops")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", 2*time.Minute, "how long all connections may take to open")
+	fs.IntVar(&o.concurrency, "concurrency", 128, "WebSocket handshakes in flight at once (per process)")
+	fs.IntVar(&o.sourceIPs, "source-ips", 0, "spread connections over source addresses 127.0.0.1..127.0.0.N (default one per 5,000 connections)")
+	fs.IntVar(&o.perProcess, "per-process", 18000, "most connections one process holds; idle uses child processes above it")
+	fs.Int64Var(&o.maxNotes, "max-notifications", 5_000_000, "most notifications one run publishes")
+	fs.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if o.secret == "" {
+		o.secret = os.Getenv("HERALD_JWT_SECRET")
+	}
+	if o.apiKey == "" {
+		o.apiKey = firstKey(os.Getenv("HERALD_API_KEYS"))
+	}
+	if o.sourceIPs == 0 {
+		o.sourceIPs = min(max((o.n+4999)/5000, 1), 254)
+	}
+	if o.stormAt == 0 {
+		o.stormAt = o.duration / 2
+	}
+	return o, o.validate()
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.scenario != scenarioIdle && o.scenario != scenarioDeliver && o.scenario != scenarioBroadcast && o.scenario != scenarioStorm:
+		return fmt.Errorf("-scenario: %q is not idle, deliver, broadcast or reconnect-storm", o.scenario)
+	case o.n < 1 || o.n > 1_000_000:
+		return errors.New("-n must be within 1..1000000")
+	case o.duration <= 0 || o.duration > 24*time.Hour:
+		return errors.New("-duration must be within (0, 24h]")
+	case o.rate < 0:
+		return errors.New("-rate must not be negative")
+	case o.publish != publishSingle && o.publish != publishBatch && o.publish != publishBoth:
+		return fmt.Errorf("-publish: %q is not single, batch or both", o.publish)
+	case o.batchSize < 1 || o.batchSize > 1000:
+		return errors.New("-batch-size must be within 1..1000")
+	case o.publishers < 1 || o.publishers > 4096:
+		return errors.New("-publishers must be within 1..4096")
+	case o.rounds < 1 || o.rounds > 10000:
+		return errors.New("-rounds must be within 1..10000")
+	case o.stormAt <= 0 || o.stormAt >= o.duration:
+		return errors.New("-storm-at must fall within -duration")
+	case o.drain <= 0 || o.connectTimeout <= 0:
+		return errors.New("-drain and -connect-timeout must be positive")
+	case o.concurrency < 1:
+		return errors.New("-concurrency must be positive")
+	case o.sourceIPs < 1 || o.sourceIPs > 254:
+		return errors.New("-source-ips must be within 1..254")
+	case o.perProcess < 1:
+		return errors.New("-per-process must be positive")
+	case o.scenario != scenarioIdle && o.n > o.perProcess:
+		return fmt.Errorf("-n %d exceeds -per-process %d: only idle spreads over processes", o.n, o.perProcess)
+	case o.maxNotes < 1:
+		return errors.New("-max-notifications must be positive")
+	case o.startServer == "" && o.secret == "":
+		return errors.New("-jwt-secret (or HERALD_JWT_SECRET) is required to mint user tokens")
+	case o.startServer == "" && o.apiKey == "" && o.scenario != scenarioIdle:
+		return errors.New("-api-key (or HERALD_API_KEYS) is required to publish")
+	}
+	return nil
+}
+
+// bound is the longest a run may take, all phases at their limits.
+func (o *options) bound() time.Duration {
+	return o.connectTimeout + o.duration + time.Duration(o.rounds)*o.drain + o.connectTimeout + 2*time.Minute
+}
+
+func firstKey(keys string) string {
+	k, _, _ := strings.Cut(keys, ",")
+	return strings.TrimSpace(k)
+}
+
+// run is main without the process, for the tests.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	o, err := parseOptions(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "herald-bench:", err)
+		return exitError
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.bound())
+	defer cancel()
+	if spec := os.Getenv(childEnv); spec != "" {
+		if err := runChild(ctx, o, spec, stdin, stdout); err != nil {
+			fmt.Fprintln(stderr, "herald-bench child:", err)
+			return exitError
+		}
+		return exitOK
+	}
+
+	t, err := connectTarget(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "herald-bench:", err)
+		return exitError
+	}
+	defer func() {
+		if err := t.stop(); err != nil {
+			fmt.Fprintln(stderr, "herald-bench:", err)
+		}
+	}()
+	var progress io.Writer = stderr
+	if o.quiet {
+		progress = nil
+	}
+	s := &session{o: o, t: t, progress: progress, stderr: stderr, run: newRunID()}
+	res, err := s.runScenario(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald-bench %s: %v\n", o.scenario, err)
+		return exitError
+	}
+	if err := res.writeMarkdown(stdout); err != nil {
+		fmt.Fprintln(stderr, "herald-bench:", err)
+		return exitError
+	}
+	if o.out != "" {
+		if err := res.writeJSON(o.out); err != nil {
+			fmt.Fprintln(stderr, "herald-bench:", err)
+			return exitError
+		}
+	}
+	if !res.passed() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// connectTarget starts the server (-start-server) or describes the running one.
+func connectTarget(ctx context.Context, o *options, logs io.Writer) (*target, error) {
+	if o.startServer == "" {
+		return &target{
+			base: strings.TrimRight(o.url, "/"), pid: o.serverPID,
+			secret: []byte(o.secret), apiKey: o.apiKey, desc: o.url,
+		}, nil
+	}
+	if o.secret == "" {
+		o.secret = randomSecret()
+	}
+	if o.apiKey == "" {
+		o.apiKey = "bench-" + randomSecret()
+	}
+	return startServer(ctx, o.startServer, o.secret, o.apiKey, logs)
+}
+
+// session is one scenario run against one target.
+type session struct {
+	o        *options
+	t        *target
+	progress io.Writer // nil: quiet
+	stderr   io.Writer // where child processes write their errors
+	run      string    // run id: the users are bench-<run>-<i>
+}
+
+func (s *session) runScenario(ctx context.Context) (*Result, error) {
+	r := &Result{Scenario: s.o.scenario, Started: time.Now().UTC()}
+	r.cond("server", s.t.desc)
+	r.cond("run", s.run)
+	r.cond("bench GOMAXPROCS", runtime.GOMAXPROCS(0))
+	r.cond("CPUs", runtime.NumCPU())
+	var err error
+	switch s.o.scenario {
+	case scenarioIdle:
+		err = s.idle(ctx, r)
+	case scenarioDeliver:
+		err = s.deliver(ctx, r)
+	case scenarioBroadcast:
+		err = s.broadcast(ctx, r)
+	case scenarioStorm:
+		err = s.storm(ctx, r)
+	}
+	return r, err
+}

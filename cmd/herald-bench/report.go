@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Result is what a scenario measured, as printed in Markdown and written as JSON.
+type Result struct {
+	Scenario   string    `json:"scenario"`
+	Started    time.Time `json:"started"`
+	Conditions []Field   `json:"conditions"`
+	Metrics    []Metric  `json:"metrics"`
+	// Checks are counts that must be zero.
+	Checks []Check `json:"checks"`
+	// Notes are things worth knowing that are not figures (why connections closed, the
+	// first error).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Field is one condition of the run.
+type Field struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Metric is one figure. Unit is "s" (seconds), "B" (bytes), "/s", "cores" or "" (a count).
+type Metric struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit,omitempty"`
+}
+
+// Check is a count that must be zero.
+type Check struct {
+	Name  string `json:"name"`
+	Count int64  `json:"count"`
+	OK    bool   `json:"ok"`
+}
+
+func (r *Result) cond(name string, value any) {
+	r.Conditions = append(r.Conditions, Field{name, fmt.Sprint(value)})
+}
+
+func (r *Result) metric(name string, value float64, unit string) {
+	r.Metrics = append(r.Metrics, Metric{name, value, unit})
+}
+
+func (r *Result) duration(name string, d time.Duration) { r.metric(name, d.Seconds(), "s") }
+
+func (r *Result) count(name string, n int64) { r.metric(name, float64(n), "") }
+
+func (r *Result) check(name string, n int64) {
+	r.Checks = append(r.Checks, Check{name, n, n == 0})
+}
+
+func (r *Result) note(format string, args ...any) {
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+}
+
+// passed reports whether every check is zero.
+func (r *Result) passed() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// formatValue shows a metric in its unit.
+func (m Metric) formatValue() string {
+	switch m.Unit {
+	case "s":
+		return fmtDuration(time.Duration(m.Value * float64(time.Second)))
+	case "B":
+		return fmtBytes(m.Value)
+	case "/s":
+		return fmtRate(m.Value)
+	case "cores":
+		return strconv.FormatFloat(m.Value, 'f', 2, 64) + " cores"
+	default:
+		return strconv.FormatFloat(m.Value, 'f', -1, 64)
+	}
+}
+
+// writeMarkdown prints r as a Markdown section: conditions, then one table of figures
+// and checks.
+func (r *Result) writeMarkdown(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## herald-bench %s\n\n", r.Scenario)
+	for _, c := range r.Conditions {
+		fmt.Fprintf(&b, "- %s: %s\n", c.Name, c.Value)
+	}
+	b.WriteString("\n| measure | value |\n|---|---|\n")
+	for _, m := range r.Metrics {
+		fmt.Fprintf(&b, "| %s | %s |\n", m.Name, m.formatValue())
+	}
+	for _, c := range r.Checks {
+		verdict := "ok"
+		if !c.OK {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(&b, "| %s | %d (%s) |\n", c.Name, c.Count, verdict)
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "Note: %s\n", n)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeJSON writes r, indented, to path.
+func (r *Result) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
