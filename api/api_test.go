@@ -22,7 +22,9 @@ import (
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/internal/events"
 	"github.com/heraldhq/herald/internal/pgtest"
+	"github.com/heraldhq/herald/internal/rules"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 	"github.com/heraldhq/herald/persistence/postgres"
@@ -88,6 +90,7 @@ type envOptions struct {
 	api   api.Options
 	ws    ws.Options
 	inbox inbox.Options
+	rules *rules.Set
 }
 
 func newEnvOpts(t *testing.T, store persistence.Store, o envOptions) *env {
@@ -115,6 +118,7 @@ func newEnvOpts(t *testing.T, store persistence.Store, o envOptions) *env {
 		t.Fatal(err)
 	}
 	o.api.Store, o.api.Writer, o.api.Auth, o.api.Hub, o.api.Registry = store, writer, a, hub, reg
+	o.api.Events = events.New(writer, o.rules, events.NewMetrics(reg))
 	if o.api.MaxPayload == 0 {
 		o.api.MaxPayload = 1024
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/internal/events"
 	"github.com/heraldhq/herald/persistence"
 )
 
@@ -41,6 +42,9 @@ type Options struct {
 	Log *slog.Logger
 	// Hub serves GET /notifications/ws. Nil: the route answers 404.
 	Hub *ws.Hub
+	// Events turns POST /events into notifications. Default: an Emitter on Writer with
+	// no rules (every event is unmatched).
+	Events *events.Emitter
 	// AllowedOrigins lists the browser origins that may open the WebSocket (see
 	// ValidOrigin). Requests without an Origin header are always allowed.
 	AllowedOrigins []string
@@ -61,6 +65,7 @@ type Server struct {
 	serviceLimit *limiter
 	hub          *ws.Hub
 	origins      origins
+	events       *events.Emitter
 }
 
 // New returns a Server with every route of the contract registered.
@@ -77,6 +82,9 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	if o.Events == nil {
+		o.Events = events.New(o.Writer, nil, nil)
+	}
 	s := &Server{
 		store:        o.Store,
 		writer:       o.Writer,
@@ -90,6 +98,7 @@ func New(o Options) *Server {
 		serviceLimit: newLimiter(o.ServiceRate, time.Now),
 		hub:          o.Hub,
 		origins:      newOrigins(o.AllowedOrigins),
+		events:       o.Events,
 	}
 	s.route("POST /notifications", s.createNotification)
 	s.route("POST /notifications/batch", s.createBatch)
@@ -100,6 +109,7 @@ func New(o Options) *Server {
 	s.route("PATCH /notifications/{id}/read", s.markRead)
 	s.route("PATCH /notifications/read-all", s.markAllRead)
 	s.route("GET /notifications/ws-token", s.wsToken)
+	s.route("POST /events", s.postEvent)
 	if s.hub != nil {
 		// Not instrumented as a request: a connection lasts as long as it lasts. The hub
 		// has its own metrics.

@@ -44,6 +44,7 @@ type config struct {
 	ShutdownTimeout time.Duration `env:"HERALD_SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	LogLevel        string        `env:"HERALD_LOG_LEVEL" envDefault:"info"`
 	PprofAddr       string        `env:"HERALD_PPROF_ADDR"`
+	Rules           string        `env:"HERALD_RULES"`
 }
 
 func loadConfig(environ []string) (config, error) {

@@ -69,8 +69,17 @@ func devSetup(cfg *config) (*devCredentials, error) {
 	} else {
 		c.APIKey = cfg.APIKeys[0]
 	}
+	if cfg.Rules == "" {
+		if _, err := os.Stat(devRules); err == nil {
+			cfg.Rules = devRules
+		}
+	}
 	return c, nil
 }
+
+// devRules is the example rules file, loaded by --dev from the working directory (the
+// repository root with make run) when HERALD_RULES is not set.
+const devRules = "rules.example"
 
 func printDev(w io.Writer, base string, c *devCredentials) {
 	tok := "<set HERALD_JWT_SECRET to print a sample token>"
@@ -88,6 +97,8 @@ try it:
   curl -s -X POST %[1]s/notifications -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
     -d '{"receiverId":"alice","type":"project.created","payload":{"message":"Atlas was created"}}'
   curl -s %[1]s/notifications/unread -H 'Authorization: Bearer %[3]s'
+  curl -s -X POST %[1]s/events -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
+    -d '{"name":"project.role.application.created","data":{"projectOwnerId":"alice","applicantId":"ada","applicantName":"Ada","projectTitle":"Atlas","roleName":"Backend","applicationId":"a1"}}'
 
 `, base, c.APIKey, tok)
 }

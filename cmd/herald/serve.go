@@ -10,6 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -22,6 +25,8 @@ import (
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/internal/events"
+	"github.com/heraldhq/herald/internal/rules"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 	"github.com/heraldhq/herald/persistence/postgres"
@@ -51,6 +56,14 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	}
 	if cfg.JWTSecret == "" && cfg.JWKS == "" {
 		return errors.New("HERALD_JWT_SECRET or HERALD_JWKS is required (or run with --dev)")
+	}
+
+	ruleSet, err := loadRules(cfg.Rules, cfg.MaxPayload)
+	if err != nil {
+		return err
+	}
+	if cfg.Rules != "" {
+		log.Info("event rules loaded", "file", cfg.Rules, "rules", ruleSet.Len())
 	}
 
 	store, storeName, err := openStore(ctx, &cfg)
@@ -107,6 +120,10 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		Log:          log,
 	})
 
+	emitter := events.New(writer, ruleSet, events.NewMetrics(reg))
+	stopReload := reloadRulesOnHUP(cfg.Rules, cfg.MaxPayload, emitter, log)
+	defer stopReload()
+
 	srv := api.New(api.Options{
 		Store:          store,
 		Writer:         writer,
@@ -118,6 +135,7 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		Log:            log,
 		Hub:            hub,
 		AllowedOrigins: cfg.AllowedOrigins,
+		Events:         emitter,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -241,4 +259,48 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("profiles served", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return func() { _ = srv.Close() }, nil
+}
+
+// loadRules loads the rules file at path; no path means no rules.
+func loadRules(path string, maxPayload int) (*rules.Set, error) {
+	if path == "" {
+		return nil, nil
+	}
+	set, err := rules.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("HERALD_RULES: %w", err)
+	}
+	return set.WithMaxPayload(maxPayload), nil
+}
+
+// reloadRulesOnHUP reloads the rules file on each SIGHUP. A file that fails to load is
+// logged and changes nothing: the rules in force stay.
+func reloadRulesOnHUP(path string, maxPayload int, e *events.Emitter, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			}
+			if path == "" {
+				log.Warn("SIGHUP: no rules file to reload (HERALD_RULES is not set)")
+				continue
+			}
+			set, err := loadRules(path, maxPayload)
+			if err != nil {
+				log.Error("SIGHUP: rules not reloaded; the previous rules stay in force", "err", err)
+				continue
+			}
+			e.SetRules(set)
+			log.Info("SIGHUP: event rules reloaded", "file", path, "rules", set.Len())
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
