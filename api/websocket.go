@@ -27,13 +27,21 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) error {
 	if origin := r.Header.Get("Origin"); origin != "" && !s.origins.allow(origin) {
 		return herald.Errorf(herald.CodeForbidden, "origin %q is not allowed (HERALD_ALLOWED_ORIGINS)", truncated(origin))
 	}
-	hasSince := r.URL.Query().Has("since")
+	hasSince := r.URL.Query().Get("since") != "" // "?since=" is no cursor, as if absent
 	since, err := queryInt(r, "since", 0, 0, 1<<62)
 	if err != nil {
 		return err
 	}
 	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
 		return herald.Errorf(herald.CodeBadRequest, "this endpoint speaks WebSocket: send an upgrade request")
+	}
+	// What the upgrade itself checks, answered as JSON like every other refusal.
+	if r.Header.Get("Sec-WebSocket-Key") == "" {
+		return herald.Errorf(herald.CodeBadRequest, "the upgrade request has no Sec-WebSocket-Key")
+	}
+	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return herald.Errorf(herald.CodeBadRequest, "unsupported Sec-WebSocket-Version %q: this server speaks 13", truncated(v))
 	}
 	if s.hub.Closing() {
 		return herald.Errorf(herald.CodeUnavailable, "the server is shutting down")

@@ -410,11 +410,13 @@ func TestWebSocketResumeStress(t *testing.T) {
 }
 
 // TestWebSocketSlowConsumer: a client that stops reading is closed with 4008 once its
-// queue is full, and another user keeps receiving meanwhile.
+// queue has stayed full for the read timeout, and another user keeps receiving
+// meanwhile.
 func TestWebSocketSlowConsumer(t *testing.T) {
 	e := newEnvOpts(t, stores["embedded"](t), envOptions{
-		api: api.Options{MaxPayload: 16 << 10},
-		ws:  ws.Options{QueueSize: 8, WriteTimeout: time.Minute},
+		api:   api.Options{MaxPayload: 16 << 10},
+		ws:    ws.Options{QueueSize: 8, WriteTimeout: time.Minute},
+		inbox: inbox.Options{ReadTimeout: time.Second}, // how long a full queue may stay full
 	})
 	slow := e.dial(t, "slow", "")
 	slow.expect(inboxSnapshot, 0)

@@ -20,7 +20,13 @@ type unreadCache struct {
 	seq    int64
 	unread int64
 	items  []herald.Notification // oldest first, so that a create appends
+	size   int                   // about how many bytes items hold
 	frame  []byte                // encoded snapshot; nil until asked for
+}
+
+// noteSize is about what n costs in memory.
+func noteSize(n *herald.Notification) int {
+	return 200 + len(n.ID) + len(n.Object) + len(n.ReceiverID) + len(n.SenderID) + len(n.Type) + len(n.Payload)
 }
 
 func (c *unreadCache) reset(p persistence.UnreadPage) {
@@ -31,8 +37,11 @@ func (c *unreadCache) reset(p persistence.UnreadPage) {
 		items = items[:SnapshotSize]
 	}
 	slices.Reverse(items)
-	c.items = items
-	c.check()
+	c.items, c.size = items, 0
+	for i := range items {
+		c.size += noteSize(&items[i])
+	}
+	// The page is taken as the store gave it; only what follows is checked.
 }
 
 // apply moves the cache past e.
@@ -48,19 +57,23 @@ func (c *unreadCache) apply(e *herald.Entry) {
 	switch e.Event {
 	case herald.EventCreated:
 		if len(c.items) == SnapshotSize {
+			c.size -= noteSize(&c.items[0])
 			c.items[0] = herald.Notification{}
 			c.items = c.items[1:] // append moves what is left when it grows
 		}
 		c.items = append(c.items, *e.Notification)
+		c.size += noteSize(e.Notification)
 	case herald.EventRead:
 		for i := range c.items {
 			if c.items[i].ID == e.Notification.ID {
+				c.size -= noteSize(&c.items[i])
 				c.items = append(c.items[:i], c.items[i+1:]...)
 				break
 			}
 		}
 	case herald.EventReadAll:
-		c.items = c.items[:0]
+		clear(c.items)
+		c.items, c.size = c.items[:0], 0
 	}
 	c.check()
 }
@@ -73,7 +86,16 @@ func (c *unreadCache) check() {
 }
 
 func (c *unreadCache) invalidate() {
-	c.valid, c.items, c.frame = false, nil, nil
+	c.valid, c.items, c.size, c.frame = false, nil, 0, nil
+}
+
+// trim lets go of what an idle inbox need not hold: the encoded snapshot, and the list
+// itself when it is bigger than budget bytes (the next snapshot reads it again).
+func (c *unreadCache) trim(budget int) {
+	c.frame = nil
+	if c.valid && c.size > budget {
+		c.invalidate()
+	}
 }
 
 // snapshot returns the encoded unread-notifications frame, encoding it once per state.

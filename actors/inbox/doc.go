@@ -33,7 +33,8 @@
 // After its last socket goes, an inbox waits Options.Grace (a page reload reconnects
 // within it and finds the cache warm), then asks the router to retire it. The router
 // agrees only if no socket was attached in the meantime, and stops it. Stopping the
-// router stops every inbox. Sockets are closed by their owner (the WebSocket gateway),
+// router stops every inbox (without waiting for them: inboxes are not the router's
+// children, whose stops a parent would wait for). Sockets are closed by their owner (the WebSocket gateway),
 // not by the inbox, except when the inbox refuses one (CloseTooManySockets) or cannot
 // serve it (CloseTryAgain).
 package inbox

@@ -26,8 +26,9 @@ type sock struct {
 	s        Socket
 	sent     int64 // the last seq sent (or covered by a snapshot)
 	state    sockState
-	wantSnap bool // a snapshot is owed (connect without since, refresh-unread, reset)
-	checked  bool // the store has confirmed sent is a position it has (or had)
+	wantSnap bool   // a snapshot is owed (connect without since, refresh-unread, reset)
+	checked  bool   // the store has confirmed sent is a position it has (or had)
+	fetchGen uint64 // tells the answer of the read in flight from stale ones
 }
 
 // ringEntry is a live entry kept while some socket catches up.
@@ -140,6 +141,9 @@ func (ib *inbox) compact() {
 	if !ib.retaining() {
 		ib.ring = nil
 	}
+	if !ib.cacheLoading {
+		ib.cache.trim(ib.opts.CacheBytes)
+	}
 }
 
 // retaining reports whether live entries must be kept in the ring: someone will need
@@ -184,8 +188,10 @@ func (ib *inbox) step(sk *sock) {
 		// The client starts over from the snapshot: what follows it is what comes after
 		// cache.seq, which is at or past head, so it all arrives live.
 		sk.sent, sk.checked = ib.cache.seq, true
-		if sk.state == stSnapshot {
+		if sk.state == stSnapshot || sk.state == stFetching {
+			// A read in flight was for the old position: its answer is dropped.
 			sk.state = stCatchUp
+			sk.fetchGen++
 		}
 	}
 	if sk.state != stCatchUp {
@@ -224,25 +230,28 @@ func (ib *inbox) closeSock(sk *sock, code CloseCode, reason string) {
 // reads), then it reads at most that much.
 func (ib *inbox) fetch(sk *sock) {
 	sk.state = stFetching
-	since, user, opts, engine, self := sk.sent, ib.user, ib.opts, ib.engine, ib.self
+	sk.fetchGen++
+	gen, since, user, opts, engine, self := sk.fetchGen, sk.sent, ib.user, ib.opts, ib.engine, ib.self
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
-		defer cancel()
-		room, err := sk.s.WaitRoom(ctx, opts.ReplayPage)
+		wctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
+		room, err := sk.s.WaitRoom(wctx, opts.ReplayPage)
+		cancel()
 		if err != nil {
-			engine.Send(self, fetched{sk: sk, since: since, err: err, slow: true})
+			engine.Send(self, fetched{sk: sk, gen: gen, err: err, slow: true})
 			return
 		}
 		limit := min(room, opts.ReplayPage)
-		page, err := opts.Store.Events(ctx, user, since, limit)
-		engine.Send(self, fetched{sk: sk, since: since, limit: limit, page: page, err: err})
+		rctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
+		page, err := opts.Store.Events(rctx, user, since, limit)
+		cancel()
+		engine.Send(self, fetched{sk: sk, gen: gen, limit: limit, page: page, err: err})
 	}()
 }
 
 func (ib *inbox) fetched(m fetched) {
 	sk := m.sk
-	if sk.state != stFetching || sk.sent != m.since {
-		return // the socket went away meanwhile
+	if sk.state != stFetching || sk.fetchGen != m.gen {
+		return // the socket went away, or moved on (a snapshot), meanwhile
 	}
 	switch {
 	case m.slow:
@@ -392,11 +401,14 @@ func (ib *inbox) deliver(d deliver) {
 			}
 			switch {
 			case e.Seq <= sk.sent:
-			case e.Seq == sk.sent+1:
+			case e.Seq == sk.sent+1 && sk.s.Room() > 0:
 				ib.send(sk, f)
 				sk.sent = e.Seq
 			default:
-				// This socket missed entries: read them rather than skip them.
+				// This socket missed entries (read them rather than skip them), or its
+				// queue is full for now (a burst: catch up at its own pace, from the
+				// ring or the store, rather than overflow; a socket that never makes
+				// room is closed as a slow consumer by the read).
 				ib.fetch(sk)
 				retain = true
 			}

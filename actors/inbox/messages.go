@@ -73,8 +73,8 @@ type cacheLoaded struct {
 // fetched answers a socket's read of the log after since.
 type fetched struct {
 	sk    *sock
-	since int64
-	limit int // the page size asked for
+	gen   uint64 // sk.fetchGen when the read began
+	limit int    // the page size asked for
 	page  persistence.EventsPage
 	err   error
 	slow  bool // err: the socket never had room for a page

@@ -27,6 +27,10 @@ type Options struct {
 	// Ring caps the live entries an inbox keeps while a socket catches up; a socket
 	// that falls further behind reads the store again. Default 1,024.
 	Ring int
+	// CacheBytes caps the unread list an inbox keeps between snapshots (about that
+	// many bytes of notifications); a longer list is read again when a snapshot is
+	// asked for. Default 4 KiB.
+	CacheBytes int
 	// ReadTimeout bounds each store read, and how long a catching-up socket may take
 	// to make room for the next page before it is closed as a slow consumer. Default 10 s.
 	ReadTimeout time.Duration
@@ -48,6 +52,9 @@ func (o *Options) defaults() {
 	}
 	if o.Ring <= 0 {
 		o.Ring = 1024
+	}
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = 4 << 10
 	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = 10 * time.Second
@@ -90,7 +97,9 @@ func (r *router) Receive(c *actor.Context) {
 		rt := r.routes[m.User]
 		if rt == nil {
 			r.spawned++
-			rt = &route{pid: c.SpawnChild(newInbox(m.User, r.opts, c.PID()), "inbox",
+			// Not a child of the router: stopping a parent waits on each child's stop,
+			// and a child already stopping (retired) would keep it waiting for ever.
+			rt = &route{pid: c.Engine().Spawn(newInbox(m.User, r.opts, c.PID()), "inbox",
 				actor.WithID(strconv.FormatUint(r.spawned, 36)),
 				actor.WithInboxSize(inboxQueue),
 				actor.WithMiddleware(supervise.Recover(r.opts.Log, nil)))}
@@ -116,7 +125,13 @@ func (r *router) Receive(c *actor.Context) {
 		c.Engine().Poison(rt.pid)
 		r.opts.Metrics.inboxes(-1)
 	case actor.Stopped:
+		// The inboxes stop with the router; nothing waits for them (an inbox holds no
+		// goroutine while idle, and its sockets are the gateway's to close).
+		for _, rt := range r.routes {
+			c.Engine().Poison(rt.pid)
+		}
 		r.opts.Metrics.inboxes(-float64(len(r.routes)))
+		r.routes = nil
 	}
 }
 

@@ -14,6 +14,14 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
+type closeReq struct {
+	code   inbox.CloseCode
+	reason string
+}
+
+// idleQueueCap is the most queue capacity a connection keeps once its writer is idle.
+const idleQueueCap = 8
+
 // Conn is one WebSocket connection of a user.
 type Conn struct {
 	hub  *Hub
@@ -27,6 +35,7 @@ type Conn struct {
 	spare   []inbox.Frame // the writer's last batch, reused as the next queue
 	writing bool          // a writer goroutine is running
 	closed  bool          // no more frames are accepted, no goroutine is started
+	final   *closeReq     // close once the queue is written (shutdown); no more frames are accepted
 	drained chan struct{} // closed (and cleared) when the writer empties the queue; nil when nobody waits
 	ping    *time.Timer
 
@@ -113,7 +122,7 @@ func (c *Conn) sendError(err error) {
 func (c *Conn) Send(f inbox.Frame) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed || c.final != nil {
 		return false
 	}
 	if len(c.queue) >= c.hub.opts.QueueSize {
@@ -181,6 +190,21 @@ func (c *Conn) wakeLocked() {
 	}
 }
 
+// CloseAfterFlush closes the connection with code and reason once what is queued has
+// been written (within the write timeout); nothing more is queued meanwhile.
+func (c *Conn) CloseAfterFlush(code inbox.CloseCode, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.final != nil {
+		return
+	}
+	if !c.writing {
+		c.closeLocked(code, reason)
+		return
+	}
+	c.final = &closeReq{code, reason} // the writer closes when the queue is empty
+}
+
 func (c *Conn) closeLocked(code inbox.CloseCode, reason string) {
 	if c.closed {
 		return
@@ -206,6 +230,16 @@ func (c *Conn) writeQueued() {
 		c.mu.Lock()
 		if c.closed || len(c.queue) == 0 {
 			c.writing = false
+			if f := c.final; f != nil && !c.closed {
+				c.closeLocked(f.code, f.reason)
+			}
+			// An idle connection keeps no arrays sized for a past burst.
+			if cap(c.queue) > idleQueueCap {
+				c.queue = nil
+			}
+			if cap(c.spare) > idleQueueCap {
+				c.spare = nil
+			}
 			c.mu.Unlock()
 			return
 		}

@@ -14,10 +14,13 @@
 //
 // # Slow consumers
 //
-// Each connection queues at most Options.QueueSize frames. A client that lets more pile
-// up, or whose writes do not finish within Options.WriteTimeout, is closed with 4008 and
-// counted (herald_ws_slow_consumer_closes_total): the inbox never waits for a socket,
-// and the client reconnects with since and loses nothing.
+// Each connection queues at most Options.QueueSize frames. When a burst finds the queue
+// full, the inbox stops pushing and lets the socket catch up at its own pace (from its
+// ring of recent entries or the store, a page whenever the queue has room). A client
+// that makes no room for the inbox's read timeout (10 s), or whose writes do not finish
+// within Options.WriteTimeout, is closed with 4008 and counted
+// (herald_ws_slow_consumer_closes_total): the inbox never waits for a socket, and the
+// client reconnects with since and loses nothing.
 //
 // # Shutdown
 //

@@ -143,7 +143,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 
 	for _, c := range conns {
-		c.Close(inbox.CloseGoingAway, "server shutting down")
+		c.CloseAfterFlush(inbox.CloseGoingAway, "server shutting down")
 	}
 	select {
 	case <-h.done:
