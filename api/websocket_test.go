@@ -637,3 +637,25 @@ func TestWebSocketDeadPeer(t *testing.T) {
 		t.Fatalf("the live peer was dropped too: %v", err)
 	}
 }
+
+// TestWebSocketBurst: one batch far bigger than a socket's queue reaches a client that
+// reads, whole and in order: the burst is paced, not closed with 4008.
+func TestWebSocketBurst(t *testing.T) {
+	e := newEnvOpts(t, stores["embedded"](t), envOptions{ws: ws.Options{QueueSize: 16}})
+	c := e.dial(t, "alice", "")
+	c.expect(inboxSnapshot, 0)
+	items := make([]map[string]any, 1000)
+	for i := range items {
+		items[i] = map[string]any{"receiverId": "alice", "type": "t"}
+	}
+	if r := e.do("POST", "/notifications/batch", testKey, map[string]any{"items": items}); r.code != http.StatusCreated {
+		t.Fatalf("batch: %d", r.code)
+	}
+	for seq := int64(1); seq <= 1000; seq++ {
+		c.expect("new-notification", seq)
+	}
+	c.quiet()
+	if n := e.metric("herald_ws_slow_consumer_closes_total"); n != 0 {
+		t.Fatalf("slow-consumer closes = %v", n)
+	}
+}

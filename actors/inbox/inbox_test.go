@@ -174,3 +174,39 @@ func TestResumeBeyondDelivery(t *testing.T) {
 	r.engine.Send(r.router, inbox.Detach{User: "bob", Socket: s})
 	r.engine.Send(r.router, inbox.Detach{User: "bob", Socket: first})
 }
+
+// gatedSocket is a memSocket whose WaitRoom blocks until the test opens the gate.
+type gatedSocket struct {
+	*memSocket
+	gate chan struct{}
+}
+
+func (s gatedSocket) WaitRoom(ctx context.Context, n int) (int, error) {
+	select {
+	case <-s.gate:
+		return s.Room(), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// TestRefreshDuringCatchUp: a refresh-unread answered while the socket's catch-up
+// read is still waiting leaves the socket going on from the snapshot.
+func TestRefreshDuringCatchUp(t *testing.T) {
+	r := newRig(t)
+	for range 3 {
+		r.create(t, "carol")
+	}
+	s := gatedSocket{newMemSocket(), make(chan struct{})}
+	r.engine.Send(r.router, inbox.Attach{User: "carol", Socket: s, Since: 0, HasSince: true}) // a catch-up read waits at the gate
+	r.engine.Send(r.router, inbox.Refresh{User: "carol", Socket: s})
+	if w := s.next(t); w.Event != inbox.EventUnread || w.Seq != 3 {
+		t.Fatalf("frame %+v, want the snapshot at 3", w)
+	}
+	close(s.gate) // the stale read answers now and is dropped
+	r.create(t, "carol")
+	if w := s.next(t); w.Seq != 4 {
+		t.Fatalf("frame %+v, want seq 4 after the snapshot", w)
+	}
+	r.engine.Send(r.router, inbox.Detach{User: "carol", Socket: s})
+}
