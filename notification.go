@@ -62,6 +62,16 @@ type NewNotification struct {
 	// ByService is set by Validate: the caller was a service. Idempotency keys of users
 	// and of services are apart even when a service sends as a user's id.
 	ByService bool `json:"-"`
+	// Escalate, set by routing rules, also sends the notification through another
+	// channel if it is still unread after a while. Not part of the wire format.
+	Escalate *Escalation `json:"-"`
+}
+
+// Escalation sends a notification through Channel (email or webhook) when it is still
+// unread After its creation; reading it before then, on any device, cancels that.
+type Escalation struct {
+	After   time.Duration
+	Channel Channel
 }
 
 // IdempotencyScope returns the key under which IdempotencyKey is unique for this

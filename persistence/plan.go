@@ -84,6 +84,7 @@ type Prior struct {
 	Users         map[string]UserState
 	Notifications map[string]herald.Notification // by id, any receiver
 	Idempotent    map[IdemKey]Idempotent
+	Preferences   map[string]Preferences // by user, of the Keys.Users that have any
 }
 
 // StoredNotification is a notification row to insert.
@@ -116,6 +117,9 @@ type Plan struct {
 	Log     []herald.Entry       // read and read-all entries (creations live in their rows)
 	Users   []UserState          // final state of each user that changed
 	Entries []herald.Entry       // every appended entry in order, for delivery after commit
+	// Deliveries are new outbox rows (email, webhook, escalations) of the created
+	// notifications; Notification is left empty.
+	Deliveries []Delivery
 }
 
 // Now returns the batch timestamp a store should pass to NewPlan: UTC, at the microsecond
@@ -287,6 +291,15 @@ func (p *planner) create(items []herald.NewNotification) Result {
 				continue
 			}
 		}
+		prefs := p.prior.Preferences[it.ReceiverID]
+		if !prefs.Allows(it.Type, herald.ChannelRealtime) {
+			// The receiver turned this type off: nothing is stored, no channel sees it.
+			if res.Suppressed == nil {
+				res.Suppressed = make([]bool, len(items))
+			}
+			res.Suppressed[i] = true
+			continue
+		}
 		u := p.user(it.ReceiverID)
 		u.Seq++
 		u.Unread++
@@ -314,12 +327,33 @@ func (p *planner) create(items []herald.NewNotification) Result {
 		e := herald.Entry{UserID: n.ReceiverID, Seq: u.Seq, Event: herald.EventCreated, Unread: u.Unread, At: p.now, Notification: p.alloc(&n)}
 		p.plan.Entries = append(p.plan.Entries, e)
 		res.Notifications[i] = n
+		p.deliveries(&n, it.Escalate, &prefs)
 	}
 	if n := len(p.plan.Entries); n > firstEntry {
 		// The plan's entries are only ever appended to, so this view stays as it is.
 		res.Entries = p.plan.Entries[firstEntry:n:n]
 	}
 	return res
+}
+
+// deliveries adds the outbox rows of a created notification: one per channel beyond
+// realtime that the receiver allows, due now, and the escalation, due later and only
+// if the notification is still unread then.
+func (p *planner) deliveries(n *herald.Notification, esc *herald.Escalation, prefs *Preferences) {
+	add := func(c herald.Channel, due time.Time, unreadOnly bool) {
+		p.plan.Deliveries = append(p.plan.Deliveries, Delivery{
+			ID: p.newID(), NotificationID: n.ID, UserID: n.ReceiverID, Channel: c,
+			State: DeliveryPending, DueAt: due, UnreadOnly: unreadOnly, CreatedAt: p.now, UpdatedAt: p.now,
+		})
+	}
+	for _, c := range n.Channels {
+		if c != herald.ChannelRealtime && prefs.Allows(n.Type, c) {
+			add(c, p.now, false)
+		}
+	}
+	if esc != nil && esc.Channel != herald.ChannelRealtime && !slices.Contains(n.Channels, esc.Channel) && prefs.Allows(n.Type, esc.Channel) {
+		add(esc.Channel, p.now.Add(esc.After).Truncate(time.Microsecond), true)
+	}
 }
 
 // conflict is the error of item i of a create op of n items: the field names the item

@@ -52,6 +52,10 @@ type Result struct {
 	Notifications []herald.Notification
 	// Replayed[i] is true when Notifications[i] was an idempotent replay (OpCreate).
 	Replayed []bool
+	// Suppressed[i] is true when item i was not stored because its receiver turned
+	// its type off (Preferences); Notifications[i] is then the zero value. Nil when no
+	// item was suppressed.
+	Suppressed []bool
 	// ReadAll is set for OpReadAll (Updated 0 when nothing was unread).
 	ReadAll *herald.ReadAll
 	// Entries are the log entries this op appended, in seq order (none for a no-op).
@@ -101,4 +105,6 @@ type Store interface {
 	// Ping reports whether the store can be reached.
 	Ping(ctx context.Context) error
 	Close() error
+
+	Outbox
 }

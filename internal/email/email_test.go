@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -457,5 +458,40 @@ func TestNewValidates(t *testing.T) {
 		if _, err := New(o); err != nil {
 			t.Errorf("New(%+v): %v", o, err)
 		}
+	}
+}
+
+// TestStableMessageID: a message sent with an ID has the same Message-ID every time it
+// is sent, so the receiver can drop a resent one; a malformed ID is refused before
+// connecting.
+func TestStableMessageID(t *testing.T) {
+	be := &backend{}
+	addr, _ := startServer(t, be, nil)
+	s := newSender(t, Options{Addr: addr})
+	msg := Message{To: "ada@example.org", Subject: "s", Text: "t", ID: "0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b"}
+	for range 2 {
+		if err := s.Send(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	be.mu.Lock()
+	msgs := slices.Clone(be.msgs)
+	be.mu.Unlock()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want 2", len(msgs))
+	}
+	for _, got := range msgs {
+		m, err := mail.ReadMessage(bytes.NewReader(got.data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := m.Header.Get("Message-ID"); id != "<0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b@example.com>" {
+			t.Fatalf("Message-ID = %q", id)
+		}
+	}
+	msg.ID = "bad id>"
+	var e *Error
+	if err := s.Send(context.Background(), msg); !errors.As(err, &e) || !e.Permanent {
+		t.Fatalf("malformed ID: %v, want a permanent error", err)
 	}
 }

@@ -60,3 +60,9 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// IsPermanent reports whether sending the message again cannot help.
+func (e *Error) IsPermanent() bool { return e.Permanent }
+
+// RetryDelay is always 0: SMTP gives no retry time.
+func (e *Error) RetryDelay() time.Duration { return 0 }

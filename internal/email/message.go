@@ -22,6 +22,10 @@ type Message struct {
 	Subject string // UTF-8; encoded (RFC 2047) when it is not plain ASCII
 	Text    string // the plain-text body, UTF-8
 	HTML    string // optional HTML body, UTF-8: when set the message is multipart/alternative
+	// ID, when set, makes the Message-ID "<ID@domain of From>", the same on every
+	// attempt, so a receiver can tell a resent message from a new one. It must be
+	// letters, digits, '-' and '.' only. Empty: a random Message-ID.
+	ID string
 }
 
 // Header lines are folded to stay near lineFold bytes; none may be longer than lineMax
@@ -50,9 +54,9 @@ func build(from *mail.Address, m Message, now time.Time) ([]byte, string, error)
 	if err != nil {
 		return nil, "", permanent("To %q is not an email address: %v", m.To, err)
 	}
-	id, err := messageID(from.Address)
+	id, err := messageID(from.Address, m.ID)
 	if err != nil {
-		return nil, "", &Error{Err: err}
+		return nil, "", err
 	}
 
 	var b bytes.Buffer
@@ -129,12 +133,21 @@ func writeHeader(b *bytes.Buffer, name, value string) error {
 	return nil
 }
 
-// messageID returns a new "<random@domain>", domain being that of the From address.
-func messageID(from string) (string, error) {
+// messageID returns "<local@domain>", domain being that of the From address and local
+// the given one, or random when it is empty.
+func messageID(from, local string) (string, error) {
 	domain := from[strings.LastIndexByte(from, '@')+1:]
+	if local != "" {
+		for _, c := range local {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') || len(local) > 128 {
+				return "", permanent("message ID %q: only letters, digits, '-' and '.', at most 128 bytes", local)
+			}
+		}
+		return "<" + local + "@" + domain + ">", nil
+	}
 	var r [16]byte
 	if _, err := rand.Read(r[:]); err != nil {
-		return "", fmt.Errorf("message id: %w", err)
+		return "", &Error{Err: fmt.Errorf("message id: %w", err)}
 	}
 	return "<" + hex.EncodeToString(r[:]) + "@" + domain + ">", nil
 }

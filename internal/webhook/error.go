@@ -67,3 +67,9 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// IsPermanent reports whether sending the message again cannot help.
+func (e *Error) IsPermanent() bool { return e.Permanent }
+
+// RetryDelay is the endpoint's Retry-After, 0 when it sent none.
+func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }

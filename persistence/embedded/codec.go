@@ -331,3 +331,128 @@ func decodeIdem(v []byte) (id, fp []byte, err error) {
 	}
 	return bytes.Clone(v[:16]), bytes.Clone(v[16:]), nil
 }
+
+// ---- deliveries ----
+//
+// A delivery record is a fixed header followed by length-prefixed fields:
+//
+//	0      version (1)
+//	1      state: 1 pending, 2 sent, 3 dead, 4 cancelled
+//	2      flags: bit 0 set for an unread-only delivery (an escalation)
+//	3:11   attempts
+//	11:19  dueAt, Unix microseconds
+//	19:27  createdAt, Unix microseconds
+//	27:35  updatedAt, Unix microseconds
+//	35:51  notification id (16)
+//	51:    uvarint-length-prefixed userId, channel, lastError
+
+const (
+	deliveryVersion  = 1
+	deliveryHeader   = 51
+	flagUnreadOnly   = 1
+	deliveryKeyLen   = 16
+	dueKeyLen        = timeKeyLen + deliveryKeyLen
+	stateKeyLen      = 1 + deliveryKeyLen
+	statePending     = 1
+	stateSent        = 2
+	stateDead        = 3
+	stateCancelled   = 4
+	deliveryMaxState = stateCancelled
+)
+
+// stateCodes are the stored codes of the delivery states.
+var stateCodes = map[persistence.DeliveryState]byte{
+	persistence.DeliveryPending:   statePending,
+	persistence.DeliverySent:      stateSent,
+	persistence.DeliveryDead:      stateDead,
+	persistence.DeliveryCancelled: stateCancelled,
+}
+
+// stateNames are the delivery states by stored code.
+var stateNames = [...]persistence.DeliveryState{
+	statePending:   persistence.DeliveryPending,
+	stateSent:      persistence.DeliverySent,
+	stateDead:      persistence.DeliveryDead,
+	stateCancelled: persistence.DeliveryCancelled,
+}
+
+// storedDelivery is a decoded delivery record; its Notification is left empty.
+type storedDelivery struct {
+	persistence.Delivery
+	key    []byte // the 16-byte id
+	noteID []byte // the notification's key
+	state  byte
+}
+
+func encodeDelivery(d *persistence.Delivery, noteID []byte) ([]byte, error) {
+	state, ok := stateCodes[d.State]
+	if !ok {
+		return nil, fmt.Errorf("delivery %s in state %q", d.ID, d.State)
+	}
+	if len(noteID) != 16 {
+		return nil, fmt.Errorf("delivery %s of notification key %x", d.ID, noteID)
+	}
+	b := make([]byte, deliveryHeader, deliveryHeader+3*binary.MaxVarintLen32+len(d.UserID)+len(d.Channel)+len(d.LastError))
+	b[0] = deliveryVersion
+	b[1] = state
+	if d.UnreadOnly {
+		b[2] |= flagUnreadOnly
+	}
+	binary.BigEndian.PutUint64(b[3:], uint64(d.Attempts))
+	binary.BigEndian.PutUint64(b[11:], micros(d.DueAt))
+	binary.BigEndian.PutUint64(b[19:], micros(d.CreatedAt))
+	binary.BigEndian.PutUint64(b[27:], micros(d.UpdatedAt))
+	copy(b[35:], noteID)
+	b = appendString(b, d.UserID)
+	b = appendString(b, string(d.Channel))
+	b = appendString(b, d.LastError)
+	return b, nil
+}
+
+// decodeDelivery decodes record v of delivery id. The result shares no memory with v.
+func decodeDelivery(id, v []byte) (storedDelivery, error) {
+	var d storedDelivery
+	if len(v) < deliveryHeader || v[0] != deliveryVersion || v[1] == 0 || v[1] > deliveryMaxState || len(id) != deliveryKeyLen {
+		return d, fmt.Errorf("%w: delivery record", errCorrupt)
+	}
+	d.key = bytes.Clone(id)
+	d.ID = uuid.UUID(id).String()
+	d.state = v[1]
+	d.State = stateNames[d.state]
+	d.UnreadOnly = v[2]&flagUnreadOnly != 0
+	d.Attempts = int(binary.BigEndian.Uint64(v[3:]))
+	d.DueAt = fromMicros(binary.BigEndian.Uint64(v[11:]))
+	d.CreatedAt = fromMicros(binary.BigEndian.Uint64(v[19:]))
+	d.UpdatedAt = fromMicros(binary.BigEndian.Uint64(v[27:]))
+	d.noteID = bytes.Clone(v[35:51])
+	d.NotificationID = uuid.UUID(d.noteID).String()
+	r := reader{b: v[deliveryHeader:]}
+	d.UserID = r.string()
+	d.Channel = herald.Channel(r.string())
+	d.LastError = r.string()
+	if r.err != nil {
+		return storedDelivery{}, fmt.Errorf("%w: delivery %s", errCorrupt, d.ID)
+	}
+	return d, nil
+}
+
+// dueKey is the due index key of delivery id due at due: timeBits(due) | id, so the
+// index sorts by due time, then by id.
+func dueKey(due time.Time, id []byte) []byte {
+	b := make([]byte, 0, dueKeyLen)
+	b = binary.BigEndian.AppendUint64(b, timeBits(due.UnixMicro()))
+	return append(b, id...)
+}
+
+// dueEnd is the time part of the due index keys of deliveries due at or before now
+// (stored in whole microseconds, so a now between two microseconds rounds down): a key
+// is due exactly when its first timeKeyLen bytes sort at or before it.
+func dueEnd(now time.Time) []byte {
+	return binary.BigEndian.AppendUint64(nil, timeBits(now.UnixMicro()))
+}
+
+// stateKey is the state index key of delivery id in state: state code | id.
+func stateKey(state byte, id []byte) []byte {
+	b := make([]byte, 0, stateKeyLen)
+	return append(append(b, state), id...)
+}

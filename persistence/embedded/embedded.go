@@ -18,7 +18,7 @@
 // range never runs into another's. seq is a big-endian uint64, so a user's keys sort by
 // seq. Buckets:
 //
-//	meta    "version" -> format version (2)
+//	meta    "version" -> format version (3)
 //	users   user                 -> seq (8) | unread total (8)
 //	notes   id (16-byte UUID)    -> notification record (see codec.go): seq, createdAt,
 //	                                readAt, unread_after, receiver, sender, type, object,
@@ -42,13 +42,47 @@
 // logtime from its start and stops at the first key not older than the cutoff, so its
 // cost follows what it deletes, not the size of the log.
 //
+// # Outbox
+//
+// The outbox (persistence.Outbox) and what decides it have buckets of their own, since
+// version 3:
+//
+//	deliveries  id (16-byte UUID) -> delivery record (see codec.go): state, flags
+//	                                 (unread-only), attempts, dueAt, createdAt,
+//	                                 updatedAt, notification id, user, channel,
+//	                                 last error
+//	due         dueAt | id        -> empty: the pending deliveries in due order, for
+//	                                 claims and OutboxStats
+//	bystate     state (1) | id    -> empty: every delivery by state, in id order, for
+//	                                 listing (1 pending, 2 sent, 3 dead, 4 cancelled)
+//	contacts    user              -> Contact as JSON; no row for the zero Contact
+//	prefs       user              -> Preferences as JSON; no row for the zero value
+//
+// Apply writes a batch's deliveries with its notifications, in the same transaction,
+// and loads the prefs rows of the batch's users for the planner. A delivery has exactly
+// one bystate key, and a due key exactly while it is pending, at its dueAt (Unix
+// microseconds with the sign bit flipped, like logtime's); both move in the transaction
+// that changes the record. A claim walks due from its start up to now: it leases a
+// delivery by moving its due key to the lease's end, so that no claim sees it again
+// before the lease runs out unless FinishDeliveries first takes it out of due (sent,
+// dead) or moves it (a retry); an unread-only delivery whose notification was read is
+// cancelled on the way instead, at most cancelChunk per transaction. A claim first looks
+// at due in a read transaction and opens a write transaction only when something is
+// due, and a claim, finish, retry or setting that changes nothing is rolled back, so an
+// idle dispatcher's polls cost no fsync.
+//
 // # Format versions
 //
-// Version 1 had no logtime bucket. Open upgrades a version 1 file in one transaction: it
-// builds logtime from every log row and then records version 2, so a crash during the
-// upgrade leaves the file at version 1 and the next Open starts over. A file with a newer
-// version, or any other version this build does not know, fails Open with an error
-// wrapping ErrFormat and is left as it was.
+// Version 1 had no logtime bucket, version 2 none of the outbox buckets (deliveries,
+// due, bystate, contacts, prefs). Open upgrades an older file in one transaction: for
+// version 1 it builds logtime from every log row, for versions 1 and 2 it creates the
+// outbox buckets (no build writes them into an older file; should some be there, their
+// rows are kept and due and bystate rebuilt from deliveries), and then it records
+// version 3, so a crash during the upgrade leaves the file as it was and the next Open
+// starts over. A file with a newer version, or any other version this build does not
+// know, fails Open with an error wrapping ErrFormat and is left as it was; so a version
+// 3 file does not open in an older build, which would store notifications without
+// their deliveries and ignore preferences.
 package embedded
 
 import (
@@ -83,11 +117,19 @@ const lockTimeout = time.Second
 // prune does not hold the writer for long.
 const pruneChunk = 10_000
 
+// cancelChunk is how many escalations one claim transaction cancels at most, so that a
+// burst of read escalations does not hold the writer for long; a claim goes on in
+// further transactions.
+const cancelChunk = 10_000
+
 const (
 	// formatVersion is the format this build writes.
-	formatVersion = 2
+	formatVersion = 3
 	// versionNoLogTime is the format before the logtime index; Open upgrades it.
 	versionNoLogTime = 1
+	// versionNoOutbox is the format before the outbox, contacts and preferences; Open
+	// upgrades it.
+	versionNoOutbox = 2
 )
 
 // logTimeFill is the fill percent of logtime pages. Its keys arrive almost always in
@@ -104,11 +146,26 @@ var (
 	bucketLog     = []byte("log")
 	bucketLogTime = []byte("logtime")
 	bucketIdem    = []byte("idem")
-	keyVersion    = []byte("version")
+	// Since version 3.
+	bucketDeliveries = []byte("deliveries")
+	bucketDue        = []byte("due")
+	bucketByState    = []byte("bystate")
+	bucketContacts   = []byte("contacts")
+	bucketPrefs      = []byte("prefs")
+
+	keyVersion = []byte("version")
 )
 
-// allBuckets are the buckets of the current format.
-var allBuckets = [][]byte{bucketMeta, bucketUsers, bucketNotes, bucketBySeq, bucketUnread, bucketLog, bucketLogTime, bucketIdem}
+var (
+	// v1Buckets are the buckets of a version 1 file.
+	v1Buckets = [][]byte{bucketMeta, bucketUsers, bucketNotes, bucketBySeq, bucketUnread, bucketLog, bucketIdem}
+	// v2Buckets are the buckets of a version 2 file: version 1 and logtime.
+	v2Buckets = append(slices.Clip(v1Buckets), bucketLogTime)
+	// outboxBuckets are the buckets version 3 added.
+	outboxBuckets = [][]byte{bucketDeliveries, bucketDue, bucketByState, bucketContacts, bucketPrefs}
+	// allBuckets are the buckets of the current format.
+	allBuckets = append(slices.Clip(v2Buckets), outboxBuckets...)
+)
 
 // ErrFormat is returned by Open when the file is not in a format this build reads: a
 // newer version, an unknown one, or not a Herald store at all.
@@ -123,9 +180,10 @@ type Options struct {
 
 // Store is a persistence.Store in one bbolt file.
 type Store struct {
-	db         *bolt.DB
-	retention  time.Duration
-	pruneChunk int // log rows per Prune transaction
+	db          *bolt.DB
+	retention   time.Duration
+	pruneChunk  int // log rows per Prune transaction
+	cancelChunk int // escalations cancelled per claim transaction
 }
 
 var _ persistence.Store = (*Store)(nil)
@@ -162,12 +220,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("embedded store: %s: %w", path, err)
 	}
-	return &Store{db: db, retention: opts.Retention, pruneChunk: pruneChunk}, nil
+	return &Store{db: db, retention: opts.Retention, pruneChunk: pruneChunk, cancelChunk: cancelChunk}, nil
 }
 
 // prepare readies the file for this build: a new file gets every bucket and the current
-// version, a version 1 file is upgraded, and anything else it does not know is refused.
-// A file already at the current version needs nothing and gets errNothingChanged.
+// version, a version 1 or 2 file is upgraded, and anything else it does not know is
+// refused. A file already at the current version needs nothing and gets
+// errNothingChanged.
 func prepare(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
@@ -193,7 +252,18 @@ func prepare(tx *bolt.Tx) error {
 		}
 		return errNothingChanged
 	case v[0] == versionNoLogTime:
-		return upgradeNoLogTime(tx)
+		if err := upgradeNoLogTime(tx); err != nil {
+			return err
+		}
+		if err := upgradeNoOutbox(tx); err != nil {
+			return err
+		}
+		return meta.Put(keyVersion, []byte{formatVersion})
+	case v[0] == versionNoOutbox:
+		if err := upgradeNoOutbox(tx); err != nil {
+			return err
+		}
+		return meta.Put(keyVersion, []byte{formatVersion})
 	case v[0] > formatVersion:
 		return fmt.Errorf("%w: format version %d is newer than this build reads (%d); it was written by a newer herald",
 			ErrFormat, v[0], formatVersion)
@@ -212,17 +282,11 @@ func requireBuckets(tx *bolt.Tx, names [][]byte) error {
 	return nil
 }
 
-// upgradeNoLogTime moves a version 1 file to the current version: it builds logtime from
-// every log row, then records the version. It runs inside Open's one transaction, so
-// the upgrade is all or nothing.
+// upgradeNoLogTime moves a version 1 file to version 2: it builds logtime from every log
+// row. It runs inside Open's one transaction, with the later upgrades and the version
+// record, so the upgrade is all or nothing.
 func upgradeNoLogTime(tx *bolt.Tx) error {
-	var v1 [][]byte
-	for _, name := range allBuckets {
-		if !bytes.Equal(name, bucketLogTime) {
-			v1 = append(v1, name)
-		}
-	}
-	if err := requireBuckets(tx, v1); err != nil {
+	if err := requireBuckets(tx, v1Buckets); err != nil {
 		return err
 	}
 	// Version 1 never had logtime; should one be there, it is rebuilt all the same.
@@ -247,16 +311,62 @@ func upgradeNoLogTime(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	// bbolt splits pages only on commit, so keys put in one transaction out of order
-	// would each be inserted into the middle of one ever larger node: put them sorted.
-	slices.SortFunc(keys, bytes.Compare)
 	idx.FillPercent = logTimeFill
+	return putSorted(idx, keys)
+}
+
+// putSorted puts keys, sorted, with empty values into idx. bbolt splits pages only on
+// commit, so keys put in one transaction out of order would each be inserted into the
+// middle of one ever larger node.
+func putSorted(idx *bolt.Bucket, keys [][]byte) error {
+	slices.SortFunc(keys, bytes.Compare)
 	for _, k := range keys {
 		if err := idx.Put(k, nil); err != nil {
 			return err
 		}
 	}
-	return tx.Bucket(bucketMeta).Put(keyVersion, []byte{formatVersion})
+	return nil
+}
+
+// upgradeNoOutbox moves a version 2 file to version 3: it creates the outbox, contacts
+// and preferences buckets. Version 2 never had them; should any be there, their rows
+// are kept and the two delivery indexes are rebuilt from the deliveries. It runs inside
+// Open's one transaction, so the upgrade is all or nothing.
+func upgradeNoOutbox(tx *bolt.Tx) error {
+	if err := requireBuckets(tx, v2Buckets); err != nil {
+		return err
+	}
+	for _, name := range [][]byte{bucketDue, bucketByState} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range outboxBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	var due, byState [][]byte
+	err := tx.Bucket(bucketDeliveries).ForEach(func(k, v []byte) error {
+		d, err := decodeDelivery(k, v)
+		if err != nil {
+			return err
+		}
+		byState = append(byState, stateKey(d.state, d.key))
+		if d.state == statePending {
+			due = append(due, dueKey(d.DueAt, d.key))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := putSorted(tx.Bucket(bucketDue), due); err != nil {
+		return err
+	}
+	return putSorted(tx.Bucket(bucketByState), byState)
 }
 
 // Close closes the file. Closing twice is harmless.
@@ -270,6 +380,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // buckets are the buckets of one transaction.
 type buckets struct {
 	users, notes, bySeq, unread, log, logTime, idem *bolt.Bucket
+	deliveries, due, byState, contacts, prefs       *bolt.Bucket
 }
 
 func open(tx *bolt.Tx) *buckets {
@@ -281,6 +392,12 @@ func open(tx *bolt.Tx) *buckets {
 		log:     tx.Bucket(bucketLog),
 		logTime: tx.Bucket(bucketLogTime),
 		idem:    tx.Bucket(bucketIdem),
+
+		deliveries: tx.Bucket(bucketDeliveries),
+		due:        tx.Bucket(bucketDue),
+		byState:    tx.Bucket(bucketByState),
+		contacts:   tx.Bucket(bucketContacts),
+		prefs:      tx.Bucket(bucketPrefs),
 	}
 }
 
@@ -387,6 +504,18 @@ func (b *buckets) prior(keys persistence.Keys) (persistence.Prior, error) {
 		}
 		p.Users[u] = persistence.UserState{UserID: u, Seq: seq, Unread: unread}
 	}
+	for _, u := range keys.Users {
+		prefs, ok, err := b.preferences(u)
+		if err != nil {
+			return p, err
+		}
+		if ok {
+			if p.Preferences == nil {
+				p.Preferences = map[string]persistence.Preferences{}
+			}
+			p.Preferences[u] = prefs
+		}
+	}
 	for _, id := range keys.NotificationIDs {
 		k, ok := noteKey(id)
 		if !ok {
@@ -480,6 +609,11 @@ func (b *buckets) write(plan *persistence.Plan) error {
 	}
 	for _, u := range plan.Users {
 		if err := b.users.Put(userPrefix(u.UserID), encodeUser(u.Seq, u.Unread)); err != nil {
+			return err
+		}
+	}
+	for i := range plan.Deliveries {
+		if err := b.insertDelivery(&plan.Deliveries[i]); err != nil {
 			return err
 		}
 	}

@@ -431,6 +431,9 @@ func TestOpenUpgradesVersion1(t *testing.T) {
 				if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoLogTime}); err != nil {
 					return err
 				}
+				if err := dropOutbox(tx); err != nil { // version 1 had none
+					return err
+				}
 				return c.old(tx)
 			})
 
@@ -450,11 +453,12 @@ func TestOpenUpgradesVersion1(t *testing.T) {
 			if v := fileVersion(t, dir); !bytes.Equal(v, []byte{formatVersion}) {
 				t.Errorf("version after upgrade = %x, want %d", v, formatVersion)
 			}
-			// The upgraded file opens as it is.
+			// The upgraded file opens as it is, with an outbox.
 			s = openStore(t, dir)
 			if got := len(logKeys(t, s)); got != 4 {
 				t.Errorf("after reopen: %d log rows, want 4", got)
 			}
+			checkOutboxWorks(t, s)
 		})
 	}
 }
@@ -470,7 +474,7 @@ func TestOpenRefusesUnknownFormat(t *testing.T) {
 	}{
 		{"newer version", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketMeta).Put(keyVersion, []byte{formatVersion + 1})
-		}, ErrFormat, "format version 3 is newer than this build reads (2)"},
+		}, ErrFormat, fmt.Sprintf("format version %d is newer than this build reads (%d)", formatVersion+1, formatVersion)},
 		{"version 0", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketMeta).Put(keyVersion, []byte{0})
 		}, ErrFormat, "unknown format version 0"},
@@ -486,6 +490,9 @@ func TestOpenRefusesUnknownFormat(t *testing.T) {
 		{"index missing", func(tx *bolt.Tx) error {
 			return tx.DeleteBucket(bucketLogTime)
 		}, errCorrupt, "bucket logtime is missing"},
+		{"outbox missing", func(tx *bolt.Tx) error {
+			return tx.DeleteBucket(bucketDue)
+		}, errCorrupt, "bucket due is missing"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -57,6 +58,13 @@ SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::timestamptz[], $5::
 	sqlUpdateUsers = `UPDATE user_state AS s SET seq = u.seq, unread = u.unread
 FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(user_id, seq, unread)
 WHERE s.user_id = u.user_id`
+
+	sqlLoadPrefs = `SELECT user_id, prefs FROM preferences WHERE user_id = ANY($1::text[])`
+
+	sqlInsertDeliveries = `INSERT INTO deliveries (id, notification_id, user_id, channel, state, attempts,
+  due_at, unread_only, last_error, created_at, updated_at)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[],
+  $7::timestamptz[], $8::bool[], $9::text[], $10::timestamptz[], $11::timestamptz[])`
 )
 
 // Apply performs ops in order in one transaction stamped now; see the package doc.
@@ -203,7 +211,7 @@ func (s *Store) apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 	}
 	defer c.Release()
 	conn := c.Conn()
-	prior, err := load(ctx, conn, keys)
+	prior, err := load(ctx, conn, keys, hasCreate(ops))
 	if err != nil {
 		rollback(conn)
 		return nil, conn.IsClosed(), err
@@ -229,9 +237,14 @@ func rollback(conn *pgx.Conn) {
 	conn.Exec(ctx, "ROLLBACK")
 }
 
+func hasCreate(ops []persistence.Op) bool {
+	return slices.ContainsFunc(ops, func(op persistence.Op) bool { return op.Kind == persistence.OpCreate })
+}
+
 // load begins the transaction, takes the batch's locks and reads what the planner needs,
-// in one round trip.
-func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys) (persistence.Prior, error) {
+// in one round trip. Preferences only matter to creates: a batch without any does not
+// read them.
+func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bool) (persistence.Prior, error) {
 	prior := persistence.Prior{Users: make(map[string]persistence.UserState, len(keys.Users))}
 	var b pgx.Batch
 	b.Queue("BEGIN")
@@ -247,6 +260,9 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys) (persisten
 			senders[i], idemKeys[i] = k.SenderID, k.Key
 		}
 		b.Queue(sqlLoadIdem, senders, idemKeys)
+	}
+	if creates {
+		b.Queue(sqlLoadPrefs, keys.Users)
 	}
 	br := conn.SendBatch(ctx, &b)
 	err := func() error {
@@ -310,6 +326,34 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys) (persisten
 				return err
 			}
 		}
+		if creates {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var (
+					user string
+					raw  []byte
+					p    persistence.Preferences
+				)
+				if err := rows.Scan(&user, &raw); err != nil {
+					rows.Close()
+					return err
+				}
+				if err := json.Unmarshal(raw, &p); err != nil {
+					rows.Close()
+					return fmt.Errorf("preferences of %q: %w", user, err)
+				}
+				if prior.Preferences == nil {
+					prior.Preferences = make(map[string]persistence.Preferences)
+				}
+				prior.Preferences[user] = p
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
 		return nil
 	}()
 	if cerr := br.Close(); err == nil {
@@ -334,7 +378,8 @@ func canonicalIDs(ids []string) [][16]byte {
 // rest of the plan follows in one pipeline with the commit. A plan that appends no entry
 // changes nothing, and its transaction is rolled back instead (no commit to flush).
 func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin int) error {
-	changed := len(plan.Created) > 0 || len(plan.Read) > 0 || len(plan.ReadAll) > 0 || len(plan.Log) > 0
+	changed := len(plan.Created) > 0 || len(plan.Read) > 0 || len(plan.ReadAll) > 0 || len(plan.Log) > 0 ||
+		len(plan.Deliveries) > 0
 	sortByIdempotencyKey(plan.Created)
 	var b pgx.Batch
 	switch n := len(plan.Created); {
@@ -344,6 +389,11 @@ func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin 
 		}
 	case n > 0:
 		if err := queueCreated(&b, plan.Created); err != nil {
+			return err
+		}
+	}
+	if len(plan.Deliveries) > 0 {
+		if err := queueDeliveries(&b, plan.Deliveries); err != nil {
 			return err
 		}
 	}
@@ -504,6 +554,44 @@ func joinChannels(chs []herald.Channel) string {
 		sb.WriteString(string(ch))
 	}
 	return sb.String()
+}
+
+// queueDeliveries inserts the plan's outbox rows. They go in the write pipeline even when
+// the notifications go by COPY: a COPY of their own would cost another round trip.
+func queueDeliveries(b *pgx.Batch, rows []persistence.Delivery) error {
+	n := len(rows)
+	var (
+		ids        = make([][16]byte, n)
+		notes      = make([][16]byte, n)
+		users      = make([]string, n)
+		channels   = make([]string, n)
+		states     = make([]string, n)
+		attempts   = make([]int32, n)
+		dueAt      = make([]time.Time, n)
+		unreadOnly = make([]bool, n)
+		lastErrors = make([]string, n)
+		createdAt  = make([]time.Time, n)
+		updatedAt  = make([]time.Time, n)
+	)
+	for i := range rows {
+		d := &rows[i]
+		id, ok := persistence.ParseID(d.ID)
+		if !ok {
+			return fmt.Errorf("planned delivery with non-canonical id %q", d.ID)
+		}
+		note, ok := persistence.ParseID(d.NotificationID)
+		if !ok {
+			return fmt.Errorf("planned delivery of non-canonical notification id %q", d.NotificationID)
+		}
+		ids[i], notes[i] = id, note
+		users[i], channels[i], states[i] = d.UserID, string(d.Channel), string(d.State)
+		attempts[i], dueAt[i], unreadOnly[i] = int32(d.Attempts), d.DueAt, d.UnreadOnly
+		lastErrors[i] = cleanText(d.LastError)
+		createdAt[i], updatedAt[i] = d.CreatedAt, d.UpdatedAt
+	}
+	b.Queue(sqlInsertDeliveries, ids, notes, users, channels, states, attempts,
+		dueAt, unreadOnly, lastErrors, createdAt, updatedAt)
+	return nil
 }
 
 func queueLog(b *pgx.Batch, log []herald.Entry) error {

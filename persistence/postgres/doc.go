@@ -3,7 +3,7 @@
 // # Schema
 //
 // Migrations are embedded (migrations/*.sql) and applied by Migrate, which records them
-// in herald_schema_migrations; Open does not migrate. Three tables:
+// in herald_schema_migrations; Open does not migrate. The notifications and their logs:
 //
 //   - notifications: one row per notification, which is also its receiver's
 //     new-notification log entry: seq is the entry's position in the receiver's log,
@@ -19,21 +19,36 @@
 //     notifications are kept.
 //   - user_state: each user's latest seq and unread total.
 //
+// The outbox (persistence.Outbox):
+//
+//   - deliveries: one row per delivery of a notification through email or webhook, keyed
+//     by a UUIDv7 like notification ids (so id order is creation order), with its
+//     notification_id, user_id, channel, state (pending, sent, dead, cancelled), attempts,
+//     due_at, unread_only (an escalation), last_error and times. No foreign key: rows are
+//     only written by Apply with their notification, and notifications are never deleted.
+//     Indexes: a partial (due_at, id) WHERE state = 'pending' for claims, and (state,
+//     id) for listings (dead letters). Finished rows are kept.
+//   - contacts: each user's e-mail address.
+//   - preferences: each user's opt-outs, persistence.Preferences as jsonb; no row means
+//     everything on.
+//
 // # Writing a batch
 //
 // Apply runs in one transaction and two round trips (three with a COPY). The first
 // pipeline begins the transaction, locks the user_state rows of every user the batch
 // touches (creating missing ones) and loads the notifications named by mark-read
-// operations and the originals of the batch's idempotency keys. The shared planner
-// (persistence.NewPlan) then decides every row, seq and result in memory. The new
-// notifications of a large batch (100 or more) are written by a binary COPY, encoded
-// here without a per-row allocation; then one pipeline writes the rest of the plan, one
-// statement per kind of row, each taking whole columns as arrays (INSERT … SELECT FROM
-// unnest(…), which also carries the notifications of small batches, where COPY's extra
-// round trip costs more than it saves), and commits. Any failure rolls the transaction
-// back and Apply returns a herald unavailable error: a batch is written entirely or not
-// at all. A plan that appends no entry (only no-ops and failed operations) is rolled
-// back rather than committed, sparing a WAL flush.
+// operations, the originals of the batch's idempotency keys and, when the batch creates,
+// the preferences of its users. The shared planner (persistence.NewPlan) then decides
+// every row, seq, outbox delivery and result in memory. The new notifications of a large
+// batch (100 or more) are written by a binary COPY, encoded here without a per-row
+// allocation; then one pipeline writes the rest of the plan, one statement per kind of
+// row, each taking whole columns as arrays (INSERT … SELECT FROM unnest(…), which also
+// carries the notifications of small batches, where COPY's extra round trip costs more
+// than it saves, and the outbox rows of every batch), and commits: a delivery is stored
+// exactly when its notification is. Any failure rolls the transaction back and Apply
+// returns a herald unavailable error: a batch is written entirely or not at all. A plan
+// that appends no entry (only no-ops and failed operations) is rolled back rather than
+// committed, sparing a WAL flush.
 //
 // # Concurrency
 //
@@ -61,4 +76,24 @@
 //
 // Errors from the database never reach callers as such: they are wrapped by
 // herald.Unavailable, whose message is generic and whose cause is kept for the log.
+//
+// # The outbox
+//
+// A claim is a lease, not a lock held while sending. ClaimDeliveries is one statement
+// (autocommitted): it picks the earliest due pending rows (ORDER BY due_at, id LIMIT n
+// FOR UPDATE SKIP LOCKED, through the partial index), and an UPDATE of those rows makes
+// each due again at now+lease, or cancels it when it is an escalation whose notification
+// is read by then; the claimed rows come back joined with their notification as it is
+// now, in the order of the due times they were picked at (each one's DueAt is its
+// lease's end, when it is due again). Concurrent claimers, on any node, skip the rows another is claiming
+// and, once that claim has committed, find them due later (the lock re-checks the row's
+// current version), so no two get a row within its lease. A sender that dies leaves its
+// rows pending; they come back when the lease runs out: delivery is at least once. When
+// a claim cancels rows it claims again for their places, so cancellations do not make
+// a backlog look drained. FinishDeliveries is one statement for all the outcomes, taken
+// as arrays; it locks the rows still pending in id order before updating them, so two
+// finishers of the same rows (a lease that ran out during an attempt) cannot deadlock,
+// and it ignores rows that are no longer pending. A sent outcome keeps the last failure's
+// error, as RetryDelivery does; error texts are stored with invalid UTF-8 replaced and
+// NUL characters dropped, since a receiver's answer can hold anything.
 package postgres

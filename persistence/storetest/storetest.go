@@ -57,6 +57,7 @@ func Run(t *testing.T, open Opener) {
 		{"Retention", testRetention},
 		{"Closed", testClosed},
 	}
+	tests = append(tests, outboxTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
