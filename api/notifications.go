@@ -84,6 +84,11 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	if res.Suppressed != nil && res.Suppressed[0] {
+		writeJSON(w, http.StatusAccepted, suppressedBody{Suppressed: true, ReceiverID: n.ReceiverID, Type: n.Type,
+			Reason: "the receiver has turned notifications of this type off"})
+		return nil
+	}
 	code := http.StatusCreated
 	if res.Replayed[0] {
 		code = http.StatusOK
@@ -138,8 +143,31 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"data": res.Notifications})
+	if res.Suppressed == nil {
+		writeJSON(w, http.StatusCreated, map[string]any{"data": res.Notifications})
+		return nil
+	}
+	// Some receivers turned the type off: data lists what was stored, in request order,
+	// and suppressed the indexes of what was not.
+	stored := make([]herald.Notification, 0, len(res.Notifications))
+	var suppressed []int
+	for i, n := range res.Notifications {
+		if res.Suppressed[i] {
+			suppressed = append(suppressed, i)
+			continue
+		}
+		stored = append(stored, n)
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"data": stored, "suppressed": suppressed})
 	return nil
+}
+
+// suppressedBody answers a create its receiver's preferences turned away.
+type suppressedBody struct {
+	Suppressed bool   `json:"suppressed"`
+	ReceiverID string `json:"receiverId"`
+	Type       string `json:"type"`
+	Reason     string `json:"reason"`
 }
 
 // batchItems expands a batch body into one NewNotification per receiver.

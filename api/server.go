@@ -42,6 +42,9 @@ type Options struct {
 	Log *slog.Logger
 	// Hub serves GET /notifications/ws. Nil: the route answers 404.
 	Hub *ws.Hub
+	// Wake, when not nil, is called after a dead letter is sent back to the outbox, so
+	// that the dispatcher looks at it at once.
+	Wake func()
 	// Events turns POST /events into notifications. Default: an Emitter on Writer with
 	// no rules (every event is unmatched).
 	Events *events.Emitter
@@ -66,6 +69,7 @@ type Server struct {
 	hub          *ws.Hub
 	origins      origins
 	events       *events.Emitter
+	wake         func()
 }
 
 // New returns a Server with every route of the contract registered.
@@ -99,6 +103,7 @@ func New(o Options) *Server {
 		hub:          o.Hub,
 		origins:      newOrigins(o.AllowedOrigins),
 		events:       o.Events,
+		wake:         o.Wake,
 	}
 	s.route("POST /notifications", s.createNotification)
 	s.route("POST /notifications/batch", s.createBatch)
@@ -110,6 +115,12 @@ func New(o Options) *Server {
 	s.route("PATCH /notifications/read-all", s.markAllRead)
 	s.route("GET /notifications/ws-token", s.wsToken)
 	s.route("POST /events", s.postEvent)
+	s.route("GET /deliveries", s.listDeliveries)
+	s.route("POST /deliveries/{id}/retry", s.retryDelivery)
+	s.route("PUT /contacts/{userId}", s.putContact)
+	s.route("GET /contacts/{userId}", s.getContact)
+	s.route("GET /preferences", s.getPreferences)
+	s.route("PUT /preferences", s.putPreferences)
 	if s.hub != nil {
 		// Not instrumented as a request: a connection lasts as long as it lasts. The hub
 		// has its own metrics.

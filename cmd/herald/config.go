@@ -45,6 +45,19 @@ type config struct {
 	LogLevel        string        `env:"HERALD_LOG_LEVEL" envDefault:"info"`
 	PprofAddr       string        `env:"HERALD_PPROF_ADDR"`
 	Rules           string        `env:"HERALD_RULES"`
+	SMTPAddr        string        `env:"HERALD_SMTP_ADDR"`
+	SMTPFrom        string        `env:"HERALD_SMTP_FROM"`
+	SMTPUsername    string        `env:"HERALD_SMTP_USERNAME"`
+	SMTPPassword    string        `env:"HERALD_SMTP_PASSWORD"`
+	SMTPStartTLS    string        `env:"HERALD_SMTP_STARTTLS" envDefault:"auto"`
+	WebhookURLs     []string      `env:"HERALD_WEBHOOK_URLS" envSeparator:","`
+	WebhookSecret   string        `env:"HERALD_WEBHOOK_SECRET"`
+	DeliveryTries   int           `env:"HERALD_DELIVERY_MAX_ATTEMPTS" envDefault:"8"`
+	DeliveryBackoff time.Duration `env:"HERALD_DELIVERY_BACKOFF" envDefault:"5s"`
+	DeliveryMaxWait time.Duration `env:"HERALD_DELIVERY_BACKOFF_MAX" envDefault:"1h"`
+	DeliveryTimeout time.Duration `env:"HERALD_DELIVERY_TIMEOUT" envDefault:"30s"`
+	DeliveryWorkers int           `env:"HERALD_DELIVERY_CONCURRENCY" envDefault:"16"`
+	DeliveryPoll    time.Duration `env:"HERALD_DELIVERY_POLL" envDefault:"1s"`
 }
 
 func loadConfig(environ []string) (config, error) {
@@ -76,6 +89,13 @@ func loadConfig(environ []string) (config, error) {
 		origins = append(origins, o)
 	}
 	c.AllowedOrigins = origins
+	urls := c.WebhookURLs[:0]
+	for _, u := range c.WebhookURLs {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	c.WebhookURLs = urls
 	switch {
 	case c.LogRetention <= 0:
 		return c, fmt.Errorf("configuration: HERALD_LOG_RETENTION must be positive")
@@ -105,6 +125,16 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_WS_PING_INTERVAL must be positive")
 	case c.WSReadLimit < 256:
 		return c, fmt.Errorf("configuration: HERALD_WS_READ_LIMIT must be at least 256 bytes")
+	case c.DeliveryTries < 1:
+		return c, fmt.Errorf("configuration: HERALD_DELIVERY_MAX_ATTEMPTS must be at least 1")
+	case c.DeliveryBackoff <= 0 || c.DeliveryMaxWait < c.DeliveryBackoff:
+		return c, fmt.Errorf("configuration: HERALD_DELIVERY_BACKOFF must be positive and at most HERALD_DELIVERY_BACKOFF_MAX")
+	case c.DeliveryTimeout <= 0 || c.DeliveryPoll <= 0 || c.DeliveryWorkers <= 0:
+		return c, fmt.Errorf("configuration: HERALD_DELIVERY_TIMEOUT, HERALD_DELIVERY_POLL and HERALD_DELIVERY_CONCURRENCY must be positive")
+	case (c.SMTPAddr == "") != (c.SMTPFrom == ""):
+		return c, fmt.Errorf("configuration: HERALD_SMTP_ADDR and HERALD_SMTP_FROM go together")
+	case len(c.WebhookURLs) > 0 && c.WebhookSecret == "":
+		return c, fmt.Errorf("configuration: HERALD_WEBHOOK_URLS needs HERALD_WEBHOOK_SECRET (whsec_<base64> or at least 32 bytes)")
 	case c.DBMaxConns <= 0:
 		return c, fmt.Errorf("configuration: HERALD_DB_MAX_CONNS must be positive")
 	case c.JWTSecret != "" && len(c.JWTSecret) < minSecret:

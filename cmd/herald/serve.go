@@ -19,14 +19,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/dispatch"
 	"github.com/heraldhq/herald/actors/inbox"
 	"github.com/heraldhq/herald/actors/persist"
 	"github.com/heraldhq/herald/actors/supervise"
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/internal/email"
 	"github.com/heraldhq/herald/internal/events"
 	"github.com/heraldhq/herald/internal/rules"
+	"github.com/heraldhq/herald/internal/webhook"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 	"github.com/heraldhq/herald/persistence/postgres"
@@ -100,12 +104,34 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		Metrics:    inbox.NewMetrics(reg),
 		Log:        log,
 	}), "inbox", actor.WithID("router"), actor.WithMiddleware(supervise.Recover(log, nil)))
+	senders, err := channelSenders(&cfg, store)
+	if err != nil {
+		return err
+	}
+	dispatchPID := engine.Spawn(dispatch.New(dispatch.Options{
+		Outbox:      store,
+		Senders:     senders,
+		Poll:        cfg.DeliveryPoll,
+		Concurrency: cfg.DeliveryWorkers,
+		SendTimeout: cfg.DeliveryTimeout,
+		MaxAttempts: cfg.DeliveryTries,
+		BackoffBase: cfg.DeliveryBackoff,
+		BackoffMax:  cfg.DeliveryMaxWait,
+		Metrics:     dispatch.NewMetrics(reg),
+		Log:         log,
+	}), "dispatch", actor.WithID("outbox"), actor.WithMiddleware(supervise.Recover(log, nil)))
+	toInboxes := inbox.OnCommit(engine, routerPID)
 	writerPID := engine.Spawn(persist.New(store, persist.Options{
 		MaxBatch:   cfg.BatchMax,
 		FlushDelay: cfg.BatchDelay,
-		OnCommit:   inbox.OnCommit(engine, routerPID),
-		Metrics:    persist.NewMetrics(reg),
-		Log:        log,
+		OnCommit: func(entries []herald.Entry) {
+			toInboxes(entries)
+			if hasDeliveries(entries) {
+				engine.Send(dispatchPID, dispatch.Wake{})
+			}
+		},
+		Metrics: persist.NewMetrics(reg),
+		Log:     log,
 	}), "persist", actor.WithID("writer"), actor.WithMiddleware(supervise.Recover(log, nil)))
 	writer := persist.Client{Engine: engine, PID: writerPID}
 	hub := ws.NewHub(ws.Options{
@@ -136,6 +162,7 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		Hub:            hub,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Events:         emitter,
+		Wake:           func() { engine.Send(dispatchPID, dispatch.Wake{}) },
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -198,8 +225,18 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancelDrain()
 	drainErr := writer.Drain(drainCtx)
-	<-engine.Poison(writerPID).Done()
-	<-engine.Poison(routerPID).Done()
+	waitStopped(engine.Poison(writerPID), "persistence actor", log)
+	// Sends in flight finish and their outcomes are recorded; anything cut short comes
+	// back after its lease.
+	dispatchDone := make(chan struct{})
+	engine.Send(dispatchPID, dispatch.Drain{Done: dispatchDone})
+	select {
+	case <-dispatchDone:
+	case <-drainCtx.Done():
+		log.Warn("deliveries still in flight at shutdown; they will be retried after their lease")
+	}
+	waitStopped(engine.Poison(dispatchPID), "dispatcher", log)
+	waitStopped(engine.Poison(routerPID), "router", log)
 	if drainErr != nil {
 		return fmt.Errorf("pending writes not flushed within %s: %w", cfg.ShutdownTimeout, drainErr)
 	}
@@ -302,5 +339,55 @@ func reloadRulesOnHUP(path string, maxPayload int, e *events.Emitter, log *slog.
 	return func() {
 		signal.Stop(hup)
 		close(done)
+	}
+}
+
+// channelSenders builds the email and webhook senders that are configured.
+func channelSenders(cfg *config, store persistence.Store) (map[herald.Channel]dispatch.Sender, error) {
+	senders := map[herald.Channel]dispatch.Sender{}
+	if cfg.SMTPAddr != "" {
+		s, err := email.New(email.Options{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername,
+			Password: cfg.SMTPPassword, StartTLS: cfg.SMTPStartTLS, Timeout: cfg.DeliveryTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("HERALD_SMTP_*: %w", err)
+		}
+		senders[herald.ChannelEmail] = dispatch.Email{Sender: s, Contacts: store}
+	}
+	if len(cfg.WebhookURLs) > 0 {
+		secret, err := webhook.ParseSecret(cfg.WebhookSecret)
+		if err != nil {
+			return nil, fmt.Errorf("HERALD_WEBHOOK_SECRET: %w", err)
+		}
+		s, err := webhook.New(webhook.Options{Secret: secret, Timeout: cfg.DeliveryTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("HERALD_WEBHOOK_*: %w", err)
+		}
+		senders[herald.ChannelWebhook] = dispatch.Webhook{Sender: s, URLs: cfg.WebhookURLs}
+	}
+	return senders, nil
+}
+
+// hasDeliveries reports whether a committed batch created a notification for email or
+// webhook (escalations are due later: the dispatcher's poll finds them).
+func hasDeliveries(entries []herald.Entry) bool {
+	for i := range entries {
+		if n := entries[i].Notification; entries[i].Event == herald.EventCreated && n != nil {
+			for _, c := range n.Channels {
+				if c != herald.ChannelRealtime {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// waitStopped waits a little for a poisoned actor: its work is already drained, and an
+// exit must not hang on it.
+func waitStopped(stopped context.Context, what string, log *slog.Logger) {
+	select {
+	case <-stopped.Done():
+	case <-time.After(5 * time.Second):
+		log.Warn("actor did not stop within 5s; exiting anyway", "actor", what)
 	}
 }

@@ -32,7 +32,8 @@ type Result struct {
 	// event was a replay of an idempotency key).
 	Notifications []herald.Notification
 	// Replayed is true when every notification was already stored by an earlier post
-	// of the same event (same idempotencyKey).
+	// of the same event (same idempotencyKey). Notifications the receivers'
+	// preferences turned away are not in Notifications.
 	Replayed bool
 	// Rules names the rules the event matched.
 	Rules []string
@@ -78,6 +79,9 @@ func (e *Emitter) Emit(ctx context.Context, ev Event) (Result, error) {
 	var names []string
 	for i := range routed {
 		creates[i] = routed[i].Notification
+		if esc := routed[i].Escalate; esc != nil {
+			creates[i].Escalate = &herald.Escalation{After: esc.After, Channel: esc.Channel}
+		}
 		if i == 0 || routed[i].Rule != routed[i-1].Rule {
 			names = append(names, routed[i].Rule)
 		}
@@ -87,12 +91,18 @@ func (e *Emitter) Emit(ctx context.Context, ev Event) (Result, error) {
 		e.metrics.event("failed", 0)
 		return Result{}, err
 	}
-	replayed := true
-	for _, r := range res.Replayed {
-		replayed = replayed && r
+	// What the receivers' preferences turned away is not stored and not listed.
+	stored := res.Notifications[:0:0]
+	replayed, any := true, false
+	for i, n := range res.Notifications {
+		if res.Suppressed != nil && res.Suppressed[i] {
+			continue
+		}
+		stored = append(stored, n)
+		replayed, any = replayed && res.Replayed[i], true
 	}
-	e.metrics.event("routed", len(res.Notifications))
-	return Result{Notifications: res.Notifications, Replayed: replayed, Rules: names}, nil
+	e.metrics.event("routed", len(stored))
+	return Result{Notifications: stored, Replayed: replayed && any, Rules: names}, nil
 }
 
 // Metrics counts events by outcome and the notifications they yield. A nil *Metrics

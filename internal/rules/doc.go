@@ -104,8 +104,11 @@
 // than name, tenantId and data (say {{.Data.x}}) are load errors. A templated value is
 // always a JSON string; a payload key keeps its position from the file.
 //
-// escalate and digest are parsed and validated now and returned with each notification
-// (Routed.Escalate, Routed.Digest) for the delivery step to act on:
+// escalate and digest are returned with each notification (Routed.Escalate,
+// Routed.Digest). The server acts on escalate: the notification is also sent through
+// the channel if it is still unread after the delay (the delivery outbox; reading it
+// first cancels that). digest is validated but not acted on yet: such notifications are
+// stored one by one.
 //
 //	escalate: {after: <duration>, channel: email|webhook}  # channel defaults to email and must
 //	                                                       # not already be in channels

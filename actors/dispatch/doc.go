@@ -1,0 +1,39 @@
+// Package dispatch delivers notifications through the email and webhook channels from
+// the store's outbox (persistence.Outbox), with retries and dead letters.
+//
+// # Who owns what
+//
+// The store owns the deliveries: a notification's delivery rows are written in the
+// transaction that stores it, so none is lost to a restart. The dispatcher actor owns
+// the loop: it claims due deliveries (a claim is a lease: a delivery whose sender dies
+// comes back when the lease runs out), hands each to the Sender of its channel on a
+// goroutine of its own, and records the outcomes in batches. The actor itself never
+// waits: claims, sends and the recording of outcomes all run on goroutines and report
+// back as messages. At most Options.Concurrency sends are in flight.
+//
+// # Retries
+//
+// A failed attempt is retried after an exponential backoff with jitter
+// (Options.BackoffBase doubled per attempt, up to Options.BackoffMax, then a random
+// point in its upper half; a longer Retry-After from a webhook endpoint is honoured up
+// to BackoffMax). A permanent failure (a 4xx from a webhook endpoint, a 5xx reply from
+// the SMTP server, no email address for the user), or Options.MaxAttempts failures,
+// makes it a dead letter: kept, listed by GET /deliveries?state=dead, and sent again by
+// POST /deliveries/{id}/retry.
+//
+// A delivery goes out at least once; every attempt carries the delivery's id (the
+// webhook-id header, the e-mail's Message-ID), so a receiver that remembers ids sees it
+// exactly once.
+//
+// # Escalations
+//
+// An escalation ("email it if still unread after 30 minutes") is a delivery due later
+// and marked unread-only: the store cancels it at claim time if the notification has
+// been read by then, on any device.
+//
+// # Shutdown
+//
+// Drain stops claiming and returns once the sends in flight have ended and their
+// outcomes are recorded; then the actor can be poisoned. A delivery cut off by a crash
+// instead is retried after its lease.
+package dispatch
