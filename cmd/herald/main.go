@@ -4,8 +4,8 @@
 //	herald token --user ID [--ttl D]  print a user JWT signed with HERALD_JWT_SECRET
 //	herald migrate                    apply the PostgreSQL schema (HERALD_DATABASE_URL)
 //
-// Wiring lives here and nowhere else: main builds the store, the actors and the API
-// from the configuration and owns their shutdown.
+// The command reads the configuration, builds a node (package node wires the store, the
+// actors and the API), serves it over HTTP and owns the shutdown order.
 package main
 
 import (

@@ -1,0 +1,416 @@
+// Package node runs a whole Herald node: the store, the actors (persistence, inbox
+// router, delivery dispatcher) and the HTTP API with its WebSocket, wired together. The
+// herald command is one user of it; a Go application can be another, running Herald in
+// its own process and emitting domain events without HTTP:
+//
+//	n, err := node.Open(ctx, node.Options{DataDir: "./data", JWTSecret: secret, RulesFile: "rules.yaml"})
+//	...
+//	http.Handle("/", n.Handler())                  // REST and WebSocket, as herald serve has them
+//	res, err := n.Emit(ctx, node.Event{Name: "project.created", Data: map[string]any{...}})
+//	...
+//	n.CloseSockets(ctx)                            // on shutdown, while the HTTP server stops
+//	n.Close(ctx)                                   // then drain writes and deliveries
+//
+// # Who owns what
+//
+// A Node owns its store (it opens and closes it), its actor engine and every actor on
+// it, the WebSocket connections, and a background goroutine that prunes the event log
+// past its retention. The HTTP server that serves Handler is the caller's: stop it
+// (http.Server.Shutdown) at the same time as CloseSockets, since it cannot see the
+// hijacked WebSocket connections, and before Close, which stops the writer that
+// in-flight requests still need.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/dispatch"
+	"github.com/heraldhq/herald/actors/inbox"
+	"github.com/heraldhq/herald/actors/persist"
+	"github.com/heraldhq/herald/actors/supervise"
+	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/internal/email"
+	"github.com/heraldhq/herald/internal/events"
+	"github.com/heraldhq/herald/internal/rules"
+	"github.com/heraldhq/herald/internal/webhook"
+	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/persistence/embedded"
+	"github.com/heraldhq/herald/persistence/postgres"
+)
+
+// Options configure a Node. Zero fields mean the defaults of the herald command (see
+// its README); the fields mirror its HERALD_* variables.
+type Options struct {
+	// DatabaseURL selects PostgreSQL (migrated on open); empty means the embedded store
+	// in DataDir (default "./data").
+	DatabaseURL string
+	DataDir     string
+	DBMaxConns  int32
+	// LogRetention is how long each user's event log is kept. Default 720h.
+	LogRetention time.Duration
+
+	// Credentials: a JWT secret (at least 32 bytes) or a JWKS is required.
+	JWTSecret      []byte
+	JWKS           string
+	JWKSMaxAge     time.Duration
+	JWTAudience    string
+	APIKeys        []string
+	WSTokenSecret  []byte
+	WSTokenTTL     time.Duration
+	AllowedOrigins []string
+
+	MaxPayload  int
+	BatchMax    int
+	BatchDelay  time.Duration
+	UserRate    api.Rate
+	ServiceRate api.Rate
+
+	// WebSocket limits.
+	WSMaxPerUser   int
+	WSQueue        int
+	WSWriteTimeout time.Duration
+	WSPingInterval time.Duration
+	WSReadLimit    int64
+
+	// RulesFile is the event-routing rules file (Reload reads it again); Rules, when
+	// not empty, is the rules document itself and wins over RulesFile.
+	RulesFile string
+	Rules     []byte
+
+	// Channels.
+	SMTP     email.Options // Addr and From enable the email channel
+	Webhooks []string      // URLs; WebhookSecret is required with them
+	// WebhookSecret signs webhooks: whsec_<base64> or at least 32 bytes.
+	WebhookSecret string
+	Delivery      dispatch.Options // Outbox, Senders, Metrics and Log are filled in
+
+	// Registry receives every metric; nil means a new one (served at /metrics).
+	Registry *prometheus.Registry
+	// Log receives the node's logs. Default slog.Default().
+	Log *slog.Logger
+}
+
+// OptionError is an Options field that is wrong.
+type OptionError struct {
+	Option string // the field, e.g. "RulesFile", "SMTP", "WebhookSecret"
+	Err    error
+}
+
+func (e *OptionError) Error() string { return e.Option + ": " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// minSecret is the shortest HMAC secret accepted: 256 bits.
+const minSecret = 32
+
+// Event is a domain event, as POST /events takes it.
+type Event = events.Event
+
+// EmitResult is what an event did: the notifications it stored and the rules it matched.
+type EmitResult = events.Result
+
+// Node is a running Herald node.
+type Node struct {
+	opts      Options
+	log       *slog.Logger
+	store     persistence.Store
+	storeName string
+	engine    *actor.Engine
+	router    *actor.PID
+	writerPID *actor.PID
+	dispatch  *actor.PID
+	writer    persist.Client
+	hub       *ws.Hub
+	emitter   *events.Emitter
+	handler   *api.Server
+
+	stopPrune context.CancelFunc
+	pruned    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the store and starts the node. Close it with Close.
+func Open(ctx context.Context, o Options) (*Node, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.LogRetention <= 0 {
+		o.LogRetention = persistence.DefaultRetention
+	}
+	switch {
+	case len(o.JWTSecret) == 0 && o.JWKS == "":
+		return nil, &OptionError{"JWTSecret", errors.New("a JWT secret or a JWKS is required")}
+	case len(o.JWTSecret) > 0 && len(o.JWTSecret) < minSecret:
+		return nil, &OptionError{"JWTSecret", fmt.Errorf("must be at least %d bytes (HS256 is only as strong as its secret)", minSecret)}
+	case len(o.WSTokenSecret) > 0 && len(o.WSTokenSecret) < minSecret:
+		return nil, &OptionError{"WSTokenSecret", fmt.Errorf("must be at least %d bytes", minSecret)}
+	}
+	set, err := loadRules(&o)
+	if err != nil {
+		return nil, err
+	}
+	authn, err := auth.New(auth.Config{
+		JWTSecret: o.JWTSecret, JWKS: o.JWKS, JWKSMaxAge: o.JWKSMaxAge, Audience: o.JWTAudience,
+		APIKeys: o.APIKeys, WSTokenSecret: o.WSTokenSecret, WSTokenTTL: o.WSTokenTTL,
+	})
+	if err != nil {
+		return nil, &OptionError{"JWTSecret", err}
+	}
+	n := &Node{opts: o, log: o.Log}
+	if n.store, n.storeName, err = openStore(ctx, &o); err != nil {
+		return nil, err
+	}
+	senders, err := channelSenders(&o, n.store)
+	if err != nil {
+		n.store.Close()
+		return nil, err
+	}
+	if n.engine, err = actor.NewEngine(actor.NewEngineConfig()); err != nil {
+		n.store.Close()
+		return nil, err
+	}
+	reg, log := o.Registry, o.Log
+	supervised := actor.WithMiddleware(supervise.Recover(log, nil))
+	n.router = n.engine.Spawn(inbox.NewRouter(inbox.Options{
+		Store: n.store, MaxSockets: o.WSMaxPerUser, Metrics: inbox.NewMetrics(reg), Log: log,
+	}), "inbox", actor.WithID("router"), supervised)
+	d := o.Delivery
+	d.Outbox, d.Senders, d.Metrics, d.Log = n.store, senders, dispatch.NewMetrics(reg), log
+	n.dispatch = n.engine.Spawn(dispatch.New(d), "dispatch", actor.WithID("outbox"), supervised)
+	toInboxes := inbox.OnCommit(n.engine, n.router)
+	n.writerPID = n.engine.Spawn(persist.New(n.store, persist.Options{
+		MaxBatch:   o.BatchMax,
+		FlushDelay: o.BatchDelay,
+		OnCommit: func(entries []herald.Entry) {
+			toInboxes(entries)
+			if hasDeliveries(entries) {
+				n.engine.Send(n.dispatch, dispatch.Wake{})
+			}
+		},
+		Metrics: persist.NewMetrics(reg),
+		Log:     log,
+	}), "persist", actor.WithID("writer"), supervised)
+	n.writer = persist.Client{Engine: n.engine, PID: n.writerPID}
+	n.hub = ws.NewHub(ws.Options{
+		Engine: n.engine, Router: n.router, Writer: n.writer,
+		ReadLimit: o.WSReadLimit, QueueSize: o.WSQueue, WriteTimeout: o.WSWriteTimeout, PingInterval: o.WSPingInterval,
+		Metrics: ws.NewMetrics(reg), Log: log,
+	})
+	n.emitter = events.New(n.writer, set, events.NewMetrics(reg))
+	n.handler = api.New(api.Options{
+		Store: n.store, Writer: n.writer, Auth: authn, MaxPayload: o.MaxPayload,
+		UserRate: o.UserRate, ServiceRate: o.ServiceRate, Registry: reg, Log: log,
+		Hub: n.hub, AllowedOrigins: o.AllowedOrigins, Events: n.emitter,
+		Wake: func() { n.engine.Send(n.dispatch, dispatch.Wake{}) },
+	})
+
+	pruneCtx, stop := context.WithCancel(context.Background())
+	n.stopPrune, n.pruned = stop, make(chan struct{})
+	go func() {
+		defer close(n.pruned)
+		pruneLoop(pruneCtx, n.store, o.LogRetention, log)
+	}()
+	return n, nil
+}
+
+// Handler serves the REST API, the WebSocket and /metrics.
+func (n *Node) Handler() http.Handler { return n.handler }
+
+// StoreName says which store the node runs on ("postgres", "embedded ./data").
+func (n *Node) StoreName() string { return n.storeName }
+
+// RuleCount is how many routing rules are in force.
+func (n *Node) RuleCount() int { return n.emitter.Rules().Len() }
+
+// Emit routes a domain event through the rules and stores every notification it
+// yields, all or nothing, exactly as POST /events does (without its rate limit).
+func (n *Node) Emit(ctx context.Context, ev Event) (EmitResult, error) {
+	if ev.Data == nil {
+		ev.Data = map[string]any{}
+	}
+	return n.emitter.Emit(ctx, ev)
+}
+
+// Notify stores one notification as a service would with POST /notifications. A
+// suppressed notification (the receiver's preferences) is returned with an empty ID.
+func (n *Node) Notify(ctx context.Context, nn herald.NewNotification) (herald.Notification, error) {
+	if err := nn.Validate(herald.Caller{Service: true}, herald.ValidateOptions{MaxPayload: n.opts.MaxPayload}); err != nil {
+		return herald.Notification{}, err
+	}
+	res, err := n.writer.Write(ctx, persistence.Op{Kind: persistence.OpCreate, Creates: []herald.NewNotification{nn}})
+	if err != nil {
+		return herald.Notification{}, err
+	}
+	return res.Notifications[0], nil
+}
+
+// Reload loads the rules file again; when it is invalid, the rules in force stay and
+// the error says why. With Options.Rules set, there is nothing to reload.
+func (n *Node) Reload() error {
+	if len(n.opts.Rules) > 0 || n.opts.RulesFile == "" {
+		return errors.New("no rules file to reload")
+	}
+	set, err := loadRules(&n.opts)
+	if err != nil {
+		return err
+	}
+	n.emitter.SetRules(set)
+	return nil
+}
+
+// CloseSockets refuses new WebSocket connections and closes the open ones with 1001,
+// after what is queued for them; connections still open when ctx ends are dropped.
+func (n *Node) CloseSockets(ctx context.Context) error { return n.hub.Shutdown(ctx) }
+
+// Close stops the node: pending writes are committed, deliveries in flight finish
+// (within ctx), the actors stop and the store is closed. Call it once the HTTP server
+// has stopped. An error means pending writes were not all committed in time.
+func (n *Node) Close(ctx context.Context) error {
+	n.closeOnce.Do(func() { n.closeErr = n.close(ctx) })
+	return n.closeErr
+}
+
+func (n *Node) close(ctx context.Context) error {
+	_ = n.hub.Shutdown(ctx) // in case CloseSockets was not called
+	n.stopPrune()
+	<-n.pruned
+	drainErr := n.writer.Drain(ctx)
+	n.waitStopped(n.engine.Poison(n.writerPID), "persistence actor")
+	done := make(chan struct{})
+	n.engine.Send(n.dispatch, dispatch.Drain{Done: done})
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.log.Warn("deliveries still in flight at shutdown; they will be retried after their lease")
+	}
+	n.waitStopped(n.engine.Poison(n.dispatch), "dispatcher")
+	n.waitStopped(n.engine.Poison(n.router), "router")
+	if err := n.store.Close(); err != nil && drainErr == nil {
+		return err
+	}
+	if drainErr != nil {
+		return fmt.Errorf("pending writes not committed in time: %w", drainErr)
+	}
+	return nil
+}
+
+// waitStopped waits a little for a poisoned actor: its work is already drained, and a
+// shutdown must not hang on it.
+func (n *Node) waitStopped(stopped context.Context, what string) {
+	select {
+	case <-stopped.Done():
+	case <-time.After(5 * time.Second):
+		n.log.Warn("actor did not stop within 5s; going on", "actor", what)
+	}
+}
+
+func loadRules(o *Options) (*rules.Set, error) {
+	var set *rules.Set
+	var err error
+	switch {
+	case len(o.Rules) > 0:
+		if set, err = rules.Parse(o.Rules); err != nil {
+			return nil, &OptionError{"Rules", err}
+		}
+	case o.RulesFile != "":
+		if set, err = rules.Load(o.RulesFile); err != nil {
+			return nil, &OptionError{"RulesFile", err}
+		}
+	default:
+		return nil, nil
+	}
+	return set.WithMaxPayload(o.MaxPayload), nil
+}
+
+func openStore(ctx context.Context, o *Options) (persistence.Store, string, error) {
+	if o.DatabaseURL == "" {
+		dir := o.DataDir
+		if dir == "" {
+			dir = "./data"
+		}
+		s, err := embedded.Open(dir, embedded.Options{Retention: o.LogRetention})
+		if err != nil {
+			return nil, "", &OptionError{"DataDir", fmt.Errorf("embedded store in %s: %w", dir, err)}
+		}
+		return s, "embedded " + dir, nil
+	}
+	s, err := postgres.OpenAndMigrate(ctx, o.DatabaseURL, postgres.Options{Retention: o.LogRetention, MaxConns: o.DBMaxConns})
+	if err != nil {
+		return nil, "", &OptionError{"DatabaseURL", fmt.Errorf("postgres: %w", err)}
+	}
+	return s, "postgres", nil
+}
+
+// channelSenders builds the email and webhook senders that are configured.
+func channelSenders(o *Options, store persistence.Store) (map[herald.Channel]dispatch.Sender, error) {
+	senders := map[herald.Channel]dispatch.Sender{}
+	if o.SMTP.Addr != "" || o.SMTP.From != "" {
+		s, err := email.New(o.SMTP)
+		if err != nil {
+			return nil, &OptionError{"SMTP", err}
+		}
+		senders[herald.ChannelEmail] = dispatch.Email{Sender: s, Contacts: store}
+	}
+	if len(o.Webhooks) > 0 {
+		secret, err := webhook.ParseSecret(o.WebhookSecret)
+		if err != nil {
+			return nil, &OptionError{"WebhookSecret", err}
+		}
+		s, err := webhook.New(webhook.Options{Secret: secret, Timeout: o.Delivery.SendTimeout})
+		if err != nil {
+			return nil, &OptionError{"Webhooks", err}
+		}
+		senders[herald.ChannelWebhook] = dispatch.Webhook{Sender: s, URLs: o.Webhooks}
+	}
+	return senders, nil
+}
+
+// hasDeliveries reports whether a committed batch created a notification for email or
+// webhook (escalations are due later: the dispatcher's poll finds them).
+func hasDeliveries(entries []herald.Entry) bool {
+	for i := range entries {
+		if nt := entries[i].Notification; entries[i].Event == herald.EventCreated && nt != nil {
+			for _, c := range nt.Channels {
+				if c != herald.ChannelRealtime {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// pruneLoop deletes log entries past the retention, at start and then hourly.
+func pruneLoop(ctx context.Context, store persistence.Store, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := store.Prune(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("log pruning failed; will retry", "err", err)
+		case n > 0:
+			log.Info("pruned event log", "entries", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
