@@ -65,6 +65,17 @@ type NewNotification struct {
 	// Escalate, set by routing rules, also sends the notification through another
 	// channel if it is still unread after a while. Not part of the wire format.
 	Escalate *Escalation `json:"-"`
+	// Digest, set by routing rules, holds the notification back to be grouped with the
+	// others of the same receiver, type and rule over a window. Not part of the wire format.
+	Digest *Digest `json:"-"`
+}
+
+// Digest groups notifications of one receiver, type and rule: the first opens a window
+// of Window, and when it ends one notification with the count and the items is stored
+// instead of each.
+type Digest struct {
+	Rule   string
+	Window time.Duration
 }
 
 // Escalation sends a notification through Channel (email or webhook) when it is still

@@ -23,6 +23,7 @@ type eventBody struct {
 type eventResponse struct {
 	Notifications int                   `json:"notifications"`
 	Replayed      bool                  `json:"replayed,omitempty"`
+	Digested      int                   `json:"digested,omitempty"`
 	Rules         []string              `json:"rules"`
 	Data          []herald.Notification `json:"data"`
 }
@@ -68,6 +69,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusAccepted, eventResponse{
 		Notifications: len(res.Notifications),
 		Replayed:      res.Replayed,
+		Digested:      res.Digested,
 		Rules:         nonNil(res.Rules),
 		Data:          nonNil(res.Notifications),
 	})

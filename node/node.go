@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -130,6 +131,7 @@ type Node struct {
 	router    *actor.PID
 	writerPID *actor.PID
 	dispatch  *actor.PID
+	wake      atomic.Pointer[actor.PID] // the dispatcher, while commits may wake it
 	writer    persist.Client
 	hub       *ws.Hub
 	emitter   *events.Emitter
@@ -189,23 +191,32 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	n.router = n.engine.Spawn(inbox.NewRouter(inbox.Options{
 		Store: n.store, MaxSockets: o.WSMaxPerUser, Metrics: inbox.NewMetrics(reg), Log: log,
 	}), "inbox", actor.WithID("router"), supervised)
-	d := o.Delivery
-	d.Outbox, d.Senders, d.Metrics, d.Log = n.store, senders, dispatch.NewMetrics(reg), log
-	n.dispatch = n.engine.Spawn(dispatch.New(d), "dispatch", actor.WithID("outbox"), supervised)
+	// The writer wakes the dispatcher, and the dispatcher writes through the writer
+	// (digests): the writer starts first and learns the dispatcher's PID after.
 	toInboxes := inbox.OnCommit(n.engine, n.router)
 	n.writerPID = n.engine.Spawn(persist.New(n.store, persist.Options{
 		MaxBatch:   o.BatchMax,
 		FlushDelay: o.BatchDelay,
 		OnCommit: func(entries []herald.Entry) {
 			toInboxes(entries)
-			if hasDeliveries(entries) {
-				n.engine.Send(n.dispatch, dispatch.Wake{})
+			if pid := n.wake.Load(); pid != nil && hasDeliveries(entries) {
+				n.engine.Send(pid, dispatch.Wake{})
 			}
 		},
 		Metrics: persist.NewMetrics(reg),
 		Log:     log,
 	}), "persist", actor.WithID("writer"), supervised)
 	n.writer = persist.Client{Engine: n.engine, PID: n.writerPID}
+	d := o.Delivery
+	d.Outbox, d.Senders, d.Metrics, d.Log = n.store, senders, dispatch.NewMetrics(reg), log
+	d.Digests = n.store
+	writer := n.writer
+	d.FlushDigest = func(ctx context.Context, k persistence.DigestKey) error {
+		_, err := writer.Write(ctx, persistence.Op{Kind: persistence.OpFlushDigest, Digest: k})
+		return err
+	}
+	n.dispatch = n.engine.Spawn(dispatch.New(d), "dispatch", actor.WithID("outbox"), supervised)
+	n.wake.Store(n.dispatch)
 	n.hub = ws.NewHub(ws.Options{
 		Engine: n.engine, Router: n.router, Writer: n.writer,
 		ReadLimit: o.WSReadLimit, QueueSize: o.WSQueue, WriteTimeout: o.WSWriteTimeout, PingInterval: o.WSPingInterval,
@@ -289,8 +300,8 @@ func (n *Node) close(ctx context.Context) error {
 	_ = n.hub.Shutdown(ctx) // in case CloseSockets was not called
 	n.stopPrune()
 	<-n.pruned
-	drainErr := n.writer.Drain(ctx)
-	n.waitStopped(n.engine.Poison(n.writerPID), "persistence actor")
+	// The dispatcher first: its sends finish and their outcomes are recorded, and the
+	// digests it is flushing go through the writer, which is still running.
 	done := make(chan struct{})
 	n.engine.Send(n.dispatch, dispatch.Drain{Done: done})
 	select {
@@ -298,7 +309,10 @@ func (n *Node) close(ctx context.Context) error {
 	case <-ctx.Done():
 		n.log.Warn("deliveries still in flight at shutdown; they will be retried after their lease")
 	}
+	n.wake.Store(nil)
 	n.waitStopped(n.engine.Poison(n.dispatch), "dispatcher")
+	drainErr := n.writer.Drain(ctx)
+	n.waitStopped(n.engine.Poison(n.writerPID), "persistence actor")
 	n.waitStopped(n.engine.Poison(n.router), "router")
 	if err := n.store.Close(); err != nil && drainErr == nil {
 		return err

@@ -3,8 +3,10 @@ package persistence
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,9 +27,10 @@ func idemKeyOf(n *herald.NewNotification) IdemKey {
 
 // Keys lists what a store must load (and, for a shared database, lock) before planning.
 type Keys struct {
-	Users           []string  // sorted and unique: lock user rows in this order
-	NotificationIDs []string  // mark-read targets, unique
-	Idempotency     []IdemKey // unique
+	Users           []string    // sorted and unique: lock user rows in this order
+	NotificationIDs []string    // mark-read targets, unique
+	Idempotency     []IdemKey   // unique
+	Digests         []DigestKey // unique: open digests to load (their users are in Users)
 }
 
 // KeysOf returns what planning ops needs.
@@ -35,6 +38,13 @@ func KeysOf(ops []Op) Keys {
 	var k Keys
 	seenID := map[string]bool{}
 	seenKey := map[IdemKey]bool{}
+	seenDigest := map[DigestKey]bool{}
+	digest := func(dk DigestKey) {
+		if !seenDigest[dk] {
+			seenDigest[dk] = true
+			k.Digests = append(k.Digests, dk)
+		}
+	}
 	for i := range ops {
 		op := &ops[i]
 		switch op.Kind {
@@ -42,6 +52,9 @@ func KeysOf(ops []Op) Keys {
 			for j := range op.Creates {
 				c := &op.Creates[j]
 				k.Users = append(k.Users, c.ReceiverID)
+				if c.Digest != nil {
+					digest(DigestKey{UserID: c.ReceiverID, Type: c.Type, Rule: c.Digest.Rule})
+				}
 				if c.IdempotencyKey != "" {
 					ik := idemKeyOf(c)
 					if !seenKey[ik] {
@@ -58,6 +71,9 @@ func KeysOf(ops []Op) Keys {
 			}
 		case OpReadAll:
 			k.Users = append(k.Users, op.UserID)
+		case OpFlushDigest:
+			k.Users = append(k.Users, op.Digest.UserID)
+			digest(op.Digest)
 		}
 	}
 	slices.Sort(k.Users)
@@ -84,7 +100,8 @@ type Prior struct {
 	Users         map[string]UserState
 	Notifications map[string]herald.Notification // by id, any receiver
 	Idempotent    map[IdemKey]Idempotent
-	Preferences   map[string]Preferences // by user, of the Keys.Users that have any
+	Preferences   map[string]Preferences     // by user, of the Keys.Users that have any
+	Digests       map[DigestKey]DigestBucket // the open ones among Keys.Digests
 }
 
 // StoredNotification is a notification row to insert.
@@ -120,6 +137,10 @@ type Plan struct {
 	// Deliveries are new outbox rows (email, webhook, escalations) of the created
 	// notifications; Notification is left empty.
 	Deliveries []Delivery
+	// Digests are the open digests to write (insert or replace) as they end the batch;
+	// DigestDeletes the ones to delete (flushed). A key is in at most one of the two.
+	Digests       []DigestBucket
+	DigestDeletes []DigestKey
 }
 
 // Now returns the batch timestamp a store should pass to NewPlan: UTC, at the microsecond
@@ -145,6 +166,9 @@ type planner struct {
 	results  []herald.Notification
 	replayed []bool
 	random   []byte // unused random bytes for ids
+
+	digests map[DigestKey]*DigestBucket // open digests as this batch has them; nil: deleted
+	dirty   map[DigestKey]bool          // the digests this batch changed
 }
 
 // alloc returns a pointer to a copy of *n.
@@ -181,9 +205,12 @@ func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 	now = now.UTC().Truncate(time.Microsecond)
 	creates, others := 0, 0
 	for i := range ops {
-		if ops[i].Kind == OpCreate {
+		switch ops[i].Kind {
+		case OpCreate:
 			creates += len(ops[i].Creates)
-		} else {
+		case OpFlushDigest:
+			creates++ // one notification at most
+		default:
 			others++
 		}
 	}
@@ -211,6 +238,8 @@ func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 			results[i] = p.markRead(ops[i].UserID, ops[i].ID)
 		case OpReadAll:
 			results[i] = p.markAllRead(ops[i].UserID)
+		case OpFlushDigest:
+			results[i] = p.flushDigest(ops[i].Digest)
 		default:
 			results[i] = Result{Err: herald.Errorf(herald.CodeInternal, "unknown operation %d", ops[i].Kind)}
 		}
@@ -218,6 +247,15 @@ func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 	for _, u := range p.users {
 		p.plan.Users = append(p.plan.Users, *u)
 	}
+	for k := range p.dirty {
+		if b := p.digests[k]; b == nil {
+			p.plan.DigestDeletes = append(p.plan.DigestDeletes, k)
+		} else {
+			p.plan.Digests = append(p.plan.Digests, *b)
+		}
+	}
+	slices.SortFunc(p.plan.Digests, func(a, b DigestBucket) int { return compareDigestKeys(a.Key, b.Key) })
+	slices.SortFunc(p.plan.DigestDeletes, compareDigestKeys)
 	slices.SortFunc(p.plan.Users, func(a, b UserState) int {
 		switch {
 		case a.UserID < b.UserID:
@@ -300,6 +338,14 @@ func (p *planner) create(items []herald.NewNotification) Result {
 			res.Suppressed[i] = true
 			continue
 		}
+		if it.Digest != nil {
+			p.addToDigest(it)
+			if res.Digested == nil {
+				res.Digested = make([]bool, len(items))
+			}
+			res.Digested[i] = true
+			continue
+		}
 		u := p.user(it.ReceiverID)
 		u.Seq++
 		u.Unread++
@@ -354,6 +400,115 @@ func (p *planner) deliveries(n *herald.Notification, esc *herald.Escalation, pre
 	if esc != nil && esc.Channel != herald.ChannelRealtime && !slices.Contains(n.Channels, esc.Channel) && prefs.Allows(n.Type, esc.Channel) {
 		add(esc.Channel, p.now.Add(esc.After).Truncate(time.Microsecond), true)
 	}
+}
+
+// digest returns the open digest k as this batch has it, nil when there is none.
+func (p *planner) digest(k DigestKey) *DigestBucket {
+	if b, ok := p.digests[k]; ok {
+		return b
+	}
+	b, ok := p.prior.Digests[k]
+	if !ok {
+		return nil
+	}
+	b.Items = slices.Clone(b.Items)
+	p.setDigest(k, &b)
+	return &b
+}
+
+func (p *planner) setDigest(k DigestKey, b *DigestBucket) {
+	if p.digests == nil {
+		p.digests = map[DigestKey]*DigestBucket{}
+	}
+	p.digests[k] = b
+}
+
+func (p *planner) changed(k DigestKey) {
+	if p.dirty == nil {
+		p.dirty = map[DigestKey]bool{}
+	}
+	p.dirty[k] = true
+}
+
+func compareDigestKeys(a, b DigestKey) int {
+	if c := strings.Compare(a.UserID, b.UserID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Type, b.Type); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Rule, b.Rule)
+}
+
+// addToDigest holds it back in its digest, opening one when there is none. A replay of
+// an idempotency key the digest already holds adds nothing.
+func (p *planner) addToDigest(it *herald.NewNotification) {
+	k := DigestKey{UserID: it.ReceiverID, Type: it.Type, Rule: it.Digest.Rule}
+	b := p.digest(k)
+	if b == nil {
+		b = &DigestBucket{Key: k, OpenedAt: p.now, DueAt: p.now.Add(it.Digest.Window).Truncate(time.Microsecond),
+			SenderID: it.SenderID, Object: it.Object, Channels: it.Channels}
+		p.setDigest(k, b)
+	}
+	// Keys are the sender's: the same key from two senders is two items.
+	key := ""
+	if it.IdempotencyKey != "" {
+		key = it.SenderID + "\x00" + it.IdempotencyScope()
+		for _, item := range b.Items {
+			if item.IdempotencyKey == key {
+				return
+			}
+		}
+	}
+	p.changed(k)
+	b.Count++
+	if len(b.Items) < MaxDigestItems {
+		b.Items = append(b.Items, DigestItem{IdempotencyKey: key, Payload: it.Payload})
+	}
+}
+
+// flushDigest stores digest k as one notification and closes it. A digest of one item
+// is that item's notification; of more, its payload is
+// {"count": n, "items": [payloads], "message": "<first message> (and n-1 more)"}.
+func (p *planner) flushDigest(k DigestKey) Result {
+	b := p.digest(k)
+	if b == nil || b.DueAt.After(p.now) {
+		return Result{} // flushed already (and maybe opened again since: not due yet)
+	}
+	n := herald.NewNotification{ReceiverID: k.UserID, SenderID: b.SenderID, Type: k.Type, Object: b.Object,
+		Channels: b.Channels, Payload: digestPayload(b)}
+	if n.Object == "" {
+		n.Object = k.Type
+	}
+	p.setDigest(k, nil)
+	p.changed(k)
+	return p.create([]herald.NewNotification{n})
+}
+
+func digestPayload(b *DigestBucket) json.RawMessage {
+	if b.Count == 1 && len(b.Items) == 1 {
+		return b.Items[0].Payload
+	}
+	items := make([]json.RawMessage, len(b.Items))
+	for i := range b.Items {
+		items[i] = b.Items[i].Payload
+	}
+	var first struct {
+		Message string `json:"message"`
+	}
+	if len(items) > 0 {
+		_ = json.Unmarshal(items[0], &first)
+	}
+	msg := strconv.Itoa(b.Count) + " new notifications"
+	if first.Message != "" {
+		msg = first.Message + " (and " + strconv.Itoa(b.Count-1) + " more)"
+	}
+	out, _ := json.Marshal(struct {
+		Count   int               `json:"count"`
+		Items   []json.RawMessage `json:"items"`
+		Message string            `json:"message"`
+	}{b.Count, items, msg})
+	return out
 }
 
 // conflict is the error of item i of a create op of n items: the field names the item

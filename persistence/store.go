@@ -28,9 +28,10 @@ type OpKind uint8
 
 // The write operations.
 const (
-	OpCreate   OpKind = iota + 1 // store Creates, atomically as one unit
-	OpMarkRead                   // mark notification ID of UserID read
-	OpReadAll                    // mark every unread notification of UserID read
+	OpCreate      OpKind = iota + 1 // store Creates, atomically as one unit
+	OpMarkRead                      // mark notification ID of UserID read
+	OpReadAll                       // mark every unread notification of UserID read
+	OpFlushDigest                   // store the digest Digest as one notification, and close it
 )
 
 // Op is one write operation. A create op with several notifications (a batch create) is
@@ -40,6 +41,7 @@ type Op struct {
 	Creates []herald.NewNotification // OpCreate: validated notifications
 	UserID  string                   // OpMarkRead, OpReadAll
 	ID      string                   // OpMarkRead
+	Digest  DigestKey                // OpFlushDigest
 }
 
 // Result is what one Op did.
@@ -56,6 +58,11 @@ type Result struct {
 	// its type off (Preferences); Notifications[i] is then the zero value. Nil when no
 	// item was suppressed.
 	Suppressed []bool
+	// Digested[i] is true when item i went into a digest instead of being stored
+	// (NewNotification.Digest); Notifications[i] is then the zero value. Nil when no
+	// item was. For OpFlushDigest, Notifications holds the digest's notification, or
+	// nothing when the digest was already flushed.
+	Digested []bool
 	// ReadAll is set for OpReadAll (Updated 0 when nothing was unread).
 	ReadAll *herald.ReadAll
 	// Entries are the log entries this op appended, in seq order (none for a no-op).
@@ -107,4 +114,5 @@ type Store interface {
 	Close() error
 
 	Outbox
+	DigestStore
 }

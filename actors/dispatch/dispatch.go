@@ -50,6 +50,11 @@ type Options struct {
 	// BackoffBase and BackoffMax shape the retry delays. Defaults 5 s and 1 h.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// Digests and FlushDigest close due digests: each due digest is flushed (stored as
+	// one notification, through the persistence actor) at the next poll. Nil: digests
+	// are not looked at.
+	Digests     persistence.DigestStore
+	FlushDigest func(ctx context.Context, k persistence.DigestKey) error
 	// StatsEvery is how often the queue depth and age metrics are refreshed. Default 10 s.
 	StatsEvery time.Duration
 	// Metrics, when not nil, counts attempts and queue depth.
@@ -120,7 +125,11 @@ type (
 		err error
 	}
 	finished struct{ err error }
-	stats    struct {
+	flushed  struct {
+		n   int
+		err error
+	}
+	stats struct {
 		s   []persistence.ChannelStats
 		err error
 	}
@@ -144,6 +153,7 @@ type dispatcher struct {
 	tickDone  chan struct{}
 	lastStats time.Time
 	statsBusy bool
+	flushing  bool // a round of digest flushes is in flight
 }
 
 func (d *dispatcher) Receive(c *actor.Context) {
@@ -170,6 +180,12 @@ func (d *dispatcher) Receive(c *actor.Context) {
 	case tick:
 		d.claim()
 		d.refreshStats()
+		d.flushDigests()
+	case flushed:
+		d.flushing = false
+		if m.err != nil && !errors.Is(m.err, context.Canceled) {
+			d.opts.Log.Warn("flushing due digests failed; retrying at the next poll", "err", m.err)
+		}
 	case Wake:
 		d.claim()
 	case claimed:
@@ -317,8 +333,36 @@ func (d *dispatcher) refreshStats() {
 	}()
 }
 
+// flushDigests stores the due digests, at most 100 per poll, all at once so that the
+// persistence actor commits them together.
+func (d *dispatcher) flushDigests() {
+	if d.opts.Digests == nil || d.opts.FlushDigest == nil || d.flushing || d.draining {
+		return
+	}
+	d.flushing = true
+	ctx, store, flush, now, engine, self := d.ctx, d.opts.Digests, d.opts.FlushDigest, d.opts.Now(), d.engine, d.self
+	go func() {
+		keys, err := store.DueDigests(ctx, now, 100)
+		if err != nil {
+			engine.Send(self, flushed{err: err})
+			return
+		}
+		errs := make(chan error, len(keys))
+		for _, k := range keys {
+			go func() { errs <- flush(ctx, k) }()
+		}
+		var first error
+		for range keys {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		engine.Send(self, flushed{n: len(keys), err: first})
+	}()
+}
+
 func (d *dispatcher) checkDrained() {
-	if !d.draining || d.claiming || d.inflight > 0 || d.finishing || len(d.outcomes) > 0 || d.statsBusy {
+	if !d.draining || d.claiming || d.inflight > 0 || d.finishing || len(d.outcomes) > 0 || d.statsBusy || d.flushing {
 		return
 	}
 	for _, done := range d.drains {

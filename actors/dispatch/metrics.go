@@ -13,6 +13,7 @@ import (
 // nothing.
 type Metrics struct {
 	attempts *prometheus.CounterVec
+	failures *prometheus.CounterVec
 	pending  *prometheus.GaugeVec
 	age      *prometheus.GaugeVec
 }
@@ -26,6 +27,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "herald_deliveries_total",
 			Help: "Delivery attempts by channel and result: sent, retried (failed, will retry), dead (failed for good).",
 		}, []string{"channel", "result"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_delivery_failures_total",
+			Help: "Failed delivery attempts by channel (each is then retried or dead-lettered).",
+		}, []string{"channel"}),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_outbox_pending",
 			Help: "Deliveries waiting in the outbox, by channel (escalations not yet due included).",
@@ -39,16 +44,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		for _, r := range []string{"sent", "retried", "dead"} {
 			m.attempts.WithLabelValues(string(c), r)
 		}
+		m.failures.WithLabelValues(string(c))
 		m.pending.WithLabelValues(string(c))
 		m.age.WithLabelValues(string(c))
 	}
-	reg.MustRegister(m.attempts, m.pending, m.age)
+	reg.MustRegister(m.attempts, m.failures, m.pending, m.age)
 	return m
 }
 
 func (m *Metrics) attempt(c herald.Channel, result string) {
-	if m != nil {
-		m.attempts.WithLabelValues(string(c), result).Inc()
+	if m == nil {
+		return
+	}
+	m.attempts.WithLabelValues(string(c), result).Inc()
+	if result != "sent" {
+		m.failures.WithLabelValues(string(c)).Inc()
 	}
 }
 
@@ -57,6 +67,7 @@ func (m *Metrics) queue(stats []persistence.ChannelStats, now time.Time) {
 		return
 	}
 	for _, c := range channels {
+		m.failures.WithLabelValues(string(c))
 		m.pending.WithLabelValues(string(c)).Set(0)
 		m.age.WithLabelValues(string(c)).Set(0)
 	}

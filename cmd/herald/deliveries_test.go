@@ -304,3 +304,65 @@ func TestEscalation(t *testing.T) {
 		t.Fatalf("sent escalations: %d %s", code, b)
 	}
 }
+
+// TestDigestSurvivesKill: notifications a rule groups are held in a durable digest;
+// Herald is killed with SIGKILL before the window ends, and after a restart the digest
+// still becomes one notification with the count and the items.
+func TestDigestSurvivesKill(t *testing.T) {
+	bin := buildHerald(t)
+	for _, name := range []string{"embedded", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			rules := filepath.Join(t.TempDir(), "rules.yaml")
+			if err := os.WriteFile(rules, []byte(`rules:
+  - name: updates
+    match: project.updated
+    notify:
+      - receiver: memberId
+        type: project.updated
+        digest: {window: 3s}
+        payload: {message: "{{.data.title}} was updated"}
+`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env := []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret2, "HERALD_API_KEYS=k1",
+				"HERALD_RULES=" + rules, "HERALD_DELIVERY_POLL=50ms", "HERALD_LOG_LEVEL=error"}
+			if name == "embedded" {
+				env = append(env, "HERALD_DATA_DIR="+t.TempDir())
+			} else {
+				env = append(env, "HERALD_DATABASE_URL="+pgtest.Shared(t).NewDatabase(t))
+			}
+			p := startHerald(t, bin, env)
+			for _, title := range []string{"Atlas", "Borealis", "Cygnus"} {
+				code, b := request(t, "POST", p.base+"/events", "k1", `{"name":"project.updated","data":{"memberId":"mia","title":"`+title+`"}}`)
+				if code != 202 || !strings.Contains(string(b), `"digested":1`) {
+					t.Fatalf("event: %d %s", code, b)
+				}
+			}
+			user, _ := auth.SignUserToken([]byte(secret2), "mia", "", time.Hour)
+			if code, b := request(t, "GET", p.base+"/notifications/unread", user, ""); code != 200 || !strings.Contains(string(b), `"total":0`) {
+				t.Fatalf("held notifications were stored: %d %s", code, b)
+			}
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			_ = p.cmd.Wait()
+
+			p = startHerald(t, bin, env)
+			var page struct {
+				Total int
+				Data  []struct{ Payload json.RawMessage }
+			}
+			waitUntil(t, "the digest", 30*time.Second, func() bool {
+				code, b := request(t, "GET", p.base+"/notifications/unread", user, "")
+				return code == 200 && json.Unmarshal(b, &page) == nil && page.Total > 0
+			})
+			var d struct {
+				Count   int
+				Items   []struct{ Message string }
+				Message string
+			}
+			if page.Total != 1 || json.Unmarshal(page.Data[0].Payload, &d) != nil || d.Count != 3 || len(d.Items) != 3 ||
+				d.Message != "Atlas was updated (and 2 more)" {
+				t.Fatalf("digest: total %d payload %s", page.Total, page.Data[0].Payload)
+			}
+		})
+	}
+}

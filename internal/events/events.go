@@ -37,6 +37,9 @@ type Result struct {
 	Replayed bool
 	// Rules names the rules the event matched.
 	Rules []string
+	// Digested counts the notifications held back in digests (rules with digest): they
+	// are stored, grouped, when their digest's window ends.
+	Digested int
 }
 
 // Emitter routes and stores events.
@@ -82,6 +85,9 @@ func (e *Emitter) Emit(ctx context.Context, ev Event) (Result, error) {
 		if esc := routed[i].Escalate; esc != nil {
 			creates[i].Escalate = &herald.Escalation{After: esc.After, Channel: esc.Channel}
 		}
+		if d := routed[i].Digest; d != nil {
+			creates[i].Digest = &herald.Digest{Rule: routed[i].Rule, Window: d.Window}
+		}
 		if i == 0 || routed[i].Rule != routed[i-1].Rule {
 			names = append(names, routed[i].Rule)
 		}
@@ -93,16 +99,20 @@ func (e *Emitter) Emit(ctx context.Context, ev Event) (Result, error) {
 	}
 	// What the receivers' preferences turned away is not stored and not listed.
 	stored := res.Notifications[:0:0]
-	replayed, any := true, false
+	replayed, any, digested := true, false, 0
 	for i, n := range res.Notifications {
 		if res.Suppressed != nil && res.Suppressed[i] {
+			continue
+		}
+		if res.Digested != nil && res.Digested[i] {
+			digested++
 			continue
 		}
 		stored = append(stored, n)
 		replayed, any = replayed && res.Replayed[i], true
 	}
 	e.metrics.event("routed", len(stored))
-	return Result{Notifications: stored, Replayed: replayed && any, Rules: names}, nil
+	return Result{Notifications: stored, Replayed: replayed && any, Rules: names, Digested: digested}, nil
 }
 
 // Metrics counts events by outcome and the notifications they yield. A nil *Metrics

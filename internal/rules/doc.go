@@ -105,10 +105,12 @@
 // always a JSON string; a payload key keeps its position from the file.
 //
 // escalate and digest are returned with each notification (Routed.Escalate,
-// Routed.Digest). The server acts on escalate: the notification is also sent through
-// the channel if it is still unread after the delay (the delivery outbox; reading it
-// first cancels that). digest is validated but not acted on yet: such notifications are
-// stored one by one.
+// Routed.Digest), and the server acts on both. escalate: the notification is also sent
+// through the channel if it is still unread after the delay (the delivery outbox;
+// reading it first cancels that). digest: the notification is held in a durable digest
+// of its receiver, type and rule; the first one opens a window, and when the window
+// ends one notification is stored with the count and the items (a digest of one item
+// is that item).
 //
 //	escalate: {after: <duration>, channel: email|webhook}  # channel defaults to email and must
 //	                                                       # not already be in channels

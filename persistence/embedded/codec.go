@@ -456,3 +456,133 @@ func stateKey(state byte, id []byte) []byte {
 	b := make([]byte, 0, stateKeyLen)
 	return append(append(b, state), id...)
 }
+
+// ---- digests ----
+//
+// A digest's key is userPrefix(user) | uvarint(len(type)) | type | rule: the user and
+// the type are length-prefixed and the rule runs to the end, so the key decodes back
+// into its three parts, and a user's digests sort together.
+//
+// A digest record is a fixed header followed by length-prefixed fields:
+//
+//	0      version (1)
+//	1:9    openedAt, Unix microseconds
+//	9:17   dueAt, Unix microseconds
+//	17:25  count
+//	25:    uvarint-length-prefixed senderId, object, then uvarint channel count and
+//	       each channel length-prefixed, then uvarint item count and each item's
+//	       idempotency key and payload, length-prefixed
+//
+// The payloads are kept as they came, byte for byte (a JSON encoding would compact
+// them). dueAt sits at a fixed offset so a write finds the due index key of the digest
+// it replaces without decoding the rest.
+
+const (
+	digestVersion = 1
+	digestHeader  = 25
+	offDigestDue  = 9
+)
+
+// digestKey is the digests key of k.
+func digestKey(k persistence.DigestKey) []byte {
+	b := make([]byte, 0, 2*binary.MaxVarintLen64+len(k.UserID)+len(k.Type)+len(k.Rule))
+	b = binary.AppendUvarint(b, uint64(len(k.UserID)))
+	b = append(b, k.UserID...)
+	b = appendString(b, k.Type)
+	return append(b, k.Rule...)
+}
+
+// decodeDigestKey decodes a digestKey.
+func decodeDigestKey(b []byte) (persistence.DigestKey, error) {
+	r := reader{b: b}
+	k := persistence.DigestKey{UserID: r.string(), Type: r.string()}
+	if r.err != nil {
+		return persistence.DigestKey{}, fmt.Errorf("%w: digest key %x", errCorrupt, b)
+	}
+	k.Rule = string(r.b)
+	return k, nil
+}
+
+// digestDueKey is the digest due index key of the digest with key key due at due:
+// timeBits(due) | key, so the index sorts by due time, then by key.
+func digestDueKey(due time.Time, key []byte) []byte {
+	b := make([]byte, 0, timeKeyLen+len(key))
+	b = binary.BigEndian.AppendUint64(b, timeBits(due.UnixMicro()))
+	return append(b, key...)
+}
+
+func encodeDigest(d *persistence.DigestBucket) []byte {
+	size := digestHeader + 4*binary.MaxVarintLen32 + len(d.SenderID) + len(d.Object)
+	for _, c := range d.Channels {
+		size += binary.MaxVarintLen32 + len(c)
+	}
+	for _, it := range d.Items {
+		size += 2*binary.MaxVarintLen32 + len(it.IdempotencyKey) + len(it.Payload)
+	}
+	b := make([]byte, digestHeader, size)
+	b[0] = digestVersion
+	binary.BigEndian.PutUint64(b[1:], micros(d.OpenedAt))
+	binary.BigEndian.PutUint64(b[offDigestDue:], micros(d.DueAt))
+	binary.BigEndian.PutUint64(b[17:], uint64(d.Count))
+	b = appendString(b, d.SenderID)
+	b = appendString(b, d.Object)
+	b = binary.AppendUvarint(b, uint64(len(d.Channels)))
+	for _, c := range d.Channels {
+		b = appendString(b, string(c))
+	}
+	b = binary.AppendUvarint(b, uint64(len(d.Items)))
+	for _, it := range d.Items {
+		b = appendString(b, it.IdempotencyKey)
+		b = binary.AppendUvarint(b, uint64(len(it.Payload)))
+		b = append(b, it.Payload...)
+	}
+	return b
+}
+
+// digestDue returns the dueAt of digest record v without decoding the rest.
+func digestDue(v []byte) (time.Time, error) {
+	if len(v) < digestHeader || v[0] != digestVersion {
+		return time.Time{}, fmt.Errorf("%w: digest record", errCorrupt)
+	}
+	return fromMicros(binary.BigEndian.Uint64(v[offDigestDue:])), nil
+}
+
+// decodeDigest decodes record v of the digest with key key. The result shares no
+// memory with v.
+func decodeDigest(key, v []byte) (persistence.DigestBucket, error) {
+	var d persistence.DigestBucket
+	k, err := decodeDigestKey(key)
+	if err != nil {
+		return d, err
+	}
+	if len(v) < digestHeader || v[0] != digestVersion {
+		return d, fmt.Errorf("%w: digest record", errCorrupt)
+	}
+	d.Key = k
+	d.OpenedAt = fromMicros(binary.BigEndian.Uint64(v[1:]))
+	d.DueAt = fromMicros(binary.BigEndian.Uint64(v[offDigestDue:]))
+	d.Count = int(binary.BigEndian.Uint64(v[17:]))
+	r := reader{b: v[digestHeader:]}
+	d.SenderID = r.string()
+	d.Object = r.string()
+	if n := r.count(); n > 0 {
+		d.Channels = make([]herald.Channel, n)
+		for i := range d.Channels {
+			d.Channels[i] = herald.Channel(r.string())
+		}
+	}
+	if n := r.count(); n > 0 {
+		d.Items = make([]persistence.DigestItem, n)
+		for i := range d.Items {
+			d.Items[i].IdempotencyKey = r.string()
+			d.Items[i].Payload = bytes.Clone(r.bytes())
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errCorrupt
+	}
+	if r.err != nil {
+		return persistence.DigestBucket{}, fmt.Errorf("%w: digest %+v", errCorrupt, k)
+	}
+	return d, nil
+}

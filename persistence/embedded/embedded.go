@@ -18,7 +18,7 @@
 // range never runs into another's. seq is a big-endian uint64, so a user's keys sort by
 // seq. Buckets:
 //
-//	meta    "version" -> format version (3)
+//	meta    "version" -> format version (4)
 //	users   user                 -> seq (8) | unread total (8)
 //	notes   id (16-byte UUID)    -> notification record (see codec.go): seq, createdAt,
 //	                                readAt, unread_after, receiver, sender, type, object,
@@ -71,18 +71,42 @@
 // due, and a claim, finish, retry or setting that changes nothing is rolled back, so an
 // idle dispatcher's polls cost no fsync.
 //
+// # Digests
+//
+// Open digests (persistence.DigestStore) have two buckets, since version 4:
+//
+//	digests    user | uvarint(len(type)) | type | rule -> digest record (see codec.go):
+//	                                        openedAt, dueAt, count, sender, object,
+//	                                        channels, items (idempotency key, payload)
+//	digestdue  dueAt | digest key                      -> empty: the open digests in
+//	                                                      due order, for DueDigests
+//
+// The digest key decodes back into user, type and rule (the user and the type are
+// length-prefixed, the rule runs to the end). Apply loads the batch's digests for the
+// planner and writes the ones the plan changes, each as a whole record, and deletes the
+// flushed ones, in the batch's transaction. A digest has exactly one digestdue key, at
+// its dueAt (Unix microseconds with the sign bit flipped, like logtime's), written,
+// moved and deleted with its record. DueDigests walks digestdue from its start up to
+// now in a read transaction. A batch that only adds to digests has no entries but is
+// committed all the same; one that leaves every digest as it is stored (replays of held
+// items, flushes of digests flushed already) is rolled back.
+//
 // # Format versions
 //
 // Version 1 had no logtime bucket, version 2 none of the outbox buckets (deliveries,
-// due, bystate, contacts, prefs). Open upgrades an older file in one transaction: for
-// version 1 it builds logtime from every log row, for versions 1 and 2 it creates the
-// outbox buckets (no build writes them into an older file; should some be there, their
-// rows are kept and due and bystate rebuilt from deliveries), and then it records
-// version 3, so a crash during the upgrade leaves the file as it was and the next Open
-// starts over. A file with a newer version, or any other version this build does not
-// know, fails Open with an error wrapping ErrFormat and is left as it was; so a version
-// 3 file does not open in an older build, which would store notifications without
-// their deliveries and ignore preferences.
+// due, bystate, contacts, prefs), version 3 none of the digest buckets (digests,
+// digestdue). Open upgrades an older file in one transaction: for version 1 it builds
+// logtime from every log row, for versions 1 and 2 it creates the outbox buckets (no
+// build writes them into an older file; should some be there, their rows are kept and
+// due and bystate rebuilt from deliveries), for versions 1 to 3 it creates the digest
+// buckets (likewise, should some be there, the digests are kept and digestdue rebuilt
+// from them), and then it records version 4, so a crash during the upgrade leaves the
+// file as it was and the next Open starts over. A file with a newer version, or any
+// other version this build does not know, fails Open with an error wrapping ErrFormat
+// and is left as it was; so a version 4 file does not open in an older build, which
+// would never flush its open digests (and a version 3 file not in a build before the
+// outbox, which would store notifications without their deliveries and ignore
+// preferences).
 package embedded
 
 import (
@@ -124,12 +148,14 @@ const cancelChunk = 10_000
 
 const (
 	// formatVersion is the format this build writes.
-	formatVersion = 3
+	formatVersion = 4
 	// versionNoLogTime is the format before the logtime index; Open upgrades it.
 	versionNoLogTime = 1
 	// versionNoOutbox is the format before the outbox, contacts and preferences; Open
 	// upgrades it.
 	versionNoOutbox = 2
+	// versionNoDigests is the format before digests; Open upgrades it.
+	versionNoDigests = 3
 )
 
 // logTimeFill is the fill percent of logtime pages. Its keys arrive almost always in
@@ -152,6 +178,9 @@ var (
 	bucketByState    = []byte("bystate")
 	bucketContacts   = []byte("contacts")
 	bucketPrefs      = []byte("prefs")
+	// Since version 4.
+	bucketDigests   = []byte("digests")
+	bucketDigestDue = []byte("digestdue")
 
 	keyVersion = []byte("version")
 )
@@ -163,8 +192,12 @@ var (
 	v2Buckets = append(slices.Clip(v1Buckets), bucketLogTime)
 	// outboxBuckets are the buckets version 3 added.
 	outboxBuckets = [][]byte{bucketDeliveries, bucketDue, bucketByState, bucketContacts, bucketPrefs}
+	// v3Buckets are the buckets of a version 3 file: version 2 and the outbox.
+	v3Buckets = append(slices.Clip(v2Buckets), outboxBuckets...)
+	// digestBuckets are the buckets version 4 added.
+	digestBuckets = [][]byte{bucketDigests, bucketDigestDue}
 	// allBuckets are the buckets of the current format.
-	allBuckets = append(slices.Clip(v2Buckets), outboxBuckets...)
+	allBuckets = append(slices.Clip(v3Buckets), digestBuckets...)
 )
 
 // ErrFormat is returned by Open when the file is not in a format this build reads: a
@@ -224,7 +257,7 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 // prepare readies the file for this build: a new file gets every bucket and the current
-// version, a version 1 or 2 file is upgraded, and anything else it does not know is
+// version, a version 1, 2 or 3 file is upgraded, and anything else it does not know is
 // refused. A file already at the current version needs nothing and gets
 // errNothingChanged.
 func prepare(tx *bolt.Tx) error {
@@ -251,16 +284,19 @@ func prepare(tx *bolt.Tx) error {
 			return err
 		}
 		return errNothingChanged
-	case v[0] == versionNoLogTime:
-		if err := upgradeNoLogTime(tx); err != nil {
-			return err
+	case v[0] == versionNoLogTime, v[0] == versionNoOutbox, v[0] == versionNoDigests:
+		from := v[0] // read before the upgrades write
+		if from <= versionNoLogTime {
+			if err := upgradeNoLogTime(tx); err != nil {
+				return err
+			}
 		}
-		if err := upgradeNoOutbox(tx); err != nil {
-			return err
+		if from <= versionNoOutbox {
+			if err := upgradeNoOutbox(tx); err != nil {
+				return err
+			}
 		}
-		return meta.Put(keyVersion, []byte{formatVersion})
-	case v[0] == versionNoOutbox:
-		if err := upgradeNoOutbox(tx); err != nil {
+		if err := upgradeNoDigests(tx); err != nil {
 			return err
 		}
 		return meta.Put(keyVersion, []byte{formatVersion})
@@ -369,6 +405,39 @@ func upgradeNoOutbox(tx *bolt.Tx) error {
 	return putSorted(tx.Bucket(bucketByState), byState)
 }
 
+// upgradeNoDigests moves a version 3 file to version 4: it creates the digest buckets.
+// Version 3 never had them; should any be there, the digests are kept and their due
+// index is rebuilt from them. It runs inside Open's one transaction, so the upgrade is
+// all or nothing.
+func upgradeNoDigests(tx *bolt.Tx) error {
+	if err := requireBuckets(tx, v3Buckets); err != nil {
+		return err
+	}
+	if tx.Bucket(bucketDigestDue) != nil {
+		if err := tx.DeleteBucket(bucketDigestDue); err != nil {
+			return err
+		}
+	}
+	for _, name := range digestBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	var due [][]byte
+	err := tx.Bucket(bucketDigests).ForEach(func(k, v []byte) error {
+		d, err := decodeDigest(k, v)
+		if err != nil {
+			return err
+		}
+		due = append(due, digestDueKey(d.DueAt, bytes.Clone(k)))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return putSorted(tx.Bucket(bucketDigestDue), due)
+}
+
 // Close closes the file. Closing twice is harmless.
 func (s *Store) Close() error { return s.db.Close() }
 
@@ -381,6 +450,7 @@ func (s *Store) Ping(ctx context.Context) error {
 type buckets struct {
 	users, notes, bySeq, unread, log, logTime, idem *bolt.Bucket
 	deliveries, due, byState, contacts, prefs       *bolt.Bucket
+	digests, digestDue                              *bolt.Bucket
 }
 
 func open(tx *bolt.Tx) *buckets {
@@ -398,6 +468,9 @@ func open(tx *bolt.Tx) *buckets {
 		byState:    tx.Bucket(bucketByState),
 		contacts:   tx.Bucket(bucketContacts),
 		prefs:      tx.Bucket(bucketPrefs),
+
+		digests:   tx.Bucket(bucketDigests),
+		digestDue: tx.Bucket(bucketDigestDue),
 	}
 }
 
@@ -469,10 +542,14 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		}
 		plan, res := persistence.NewPlan(now, ops, prior)
 		results = res
-		if len(plan.Entries) == 0 {
+		if len(plan.Entries) == 0 && len(plan.Digests) == 0 && len(plan.DigestDeletes) == 0 {
 			return errNothingChanged // roll back: no write, no fsync
 		}
-		return b.write(&plan)
+		changed, err := b.write(&plan)
+		if err == nil && !changed {
+			return errNothingChanged // digests rewritten as they were (replays of held items)
+		}
+		return err
 	})
 	if err != nil && !errors.Is(err, errNothingChanged) {
 		return nil, storeErr(err)
@@ -482,8 +559,8 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 
 // errNothingChanged rolls back a transaction that changed nothing: a batch whose
 // operations all changed nothing (replays, repeated mark-reads, read-all with nothing
-// unread, failed ops), a Prune transaction with nothing to delete, or Open of a file
-// that needs no upgrade.
+// unread, replays of held items, flushes of digests flushed already, failed ops), a
+// Prune transaction with nothing to delete, or Open of a file that needs no upgrade.
 var errNothingChanged = errors.New("nothing changed")
 
 // prior loads what the planner needs.
@@ -544,52 +621,66 @@ func (b *buckets) prior(keys persistence.Keys) (persistence.Prior, error) {
 		}
 		p.Idempotent[ik] = persistence.Idempotent{Notification: n.Notification, Fingerprint: fp}
 	}
+	for _, k := range keys.Digests {
+		d, ok, err := b.digest(k)
+		if err != nil {
+			return p, err
+		}
+		if ok {
+			if p.Digests == nil {
+				p.Digests = map[persistence.DigestKey]persistence.DigestBucket{}
+			}
+			p.Digests[k] = d
+		}
+	}
 	return p, nil
 }
 
-// write stores plan. bbolt keeps the slices given to Put until commit, so every key and
-// value here is freshly allocated.
-func (b *buckets) write(plan *persistence.Plan) error {
+// write stores plan and reports whether that changed anything: a plan without entries
+// may only rewrite digests as they are stored. bbolt keeps the slices given to Put until
+// commit, so every key and value here is freshly allocated.
+func (b *buckets) write(plan *persistence.Plan) (bool, error) {
+	changed := len(plan.Entries) > 0
 	for i := range plan.Created {
 		c := &plan.Created[i]
 		id, ok := noteKey(c.ID)
 		if !ok {
-			return herald.Errorf(herald.CodeInternal, "planned notification id %q is not a UUID", c.ID)
+			return false, herald.Errorf(herald.CodeInternal, "planned notification id %q is not a UUID", c.ID)
 		}
 		if err := b.notes.Put(id, encodeNote(&c.Notification, c.UnreadAfter, c.IdempotencyKey)); err != nil {
-			return err
+			return false, err
 		}
 		k := seqKey(c.ReceiverID, c.Seq)
 		if err := b.bySeq.Put(k, id); err != nil {
-			return err
+			return false, err
 		}
 		if c.ReadAt == nil {
 			if err := b.unread.Put(k, id); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if c.IdempotencyKey != "" {
 			if err := b.idem.Put(idemKey(c.SenderID, c.IdempotencyKey), encodeIdem(id, c.Fingerprint)); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
 	for _, r := range plan.Read {
 		id, ok := noteKey(r.ID)
 		if !ok {
-			return herald.Errorf(herald.CodeInternal, "planned read of %q, not a UUID", r.ID)
+			return false, herald.Errorf(herald.CodeInternal, "planned read of %q, not a UUID", r.ID)
 		}
 		n, err := b.mustNote(id)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := b.markRead(id, seqKey(n.ReceiverID, n.Seq), r.ReadAt); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for _, ra := range plan.ReadAll {
 		if err := b.readAll(ra); err != nil {
-			return err
+			return false, err
 		}
 	}
 	b.logTime.FillPercent = logTimeFill
@@ -597,27 +688,41 @@ func (b *buckets) write(plan *persistence.Plan) error {
 		e := &plan.Log[i]
 		v, err := encodeLog(e)
 		if err != nil {
-			return err
+			return false, err
 		}
 		k := seqKey(e.UserID, e.Seq)
 		if err := b.log.Put(k, v); err != nil {
-			return err
+			return false, err
 		}
 		if err := b.logTime.Put(timeKey(e.At, k), nil); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for _, u := range plan.Users {
 		if err := b.users.Put(userPrefix(u.UserID), encodeUser(u.Seq, u.Unread)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for i := range plan.Deliveries {
 		if err := b.insertDelivery(&plan.Deliveries[i]); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	for i := range plan.Digests {
+		put, err := b.putDigest(&plan.Digests[i])
+		if err != nil {
+			return false, err
+		}
+		changed = changed || put
+	}
+	for _, k := range plan.DigestDeletes {
+		deleted, err := b.deleteDigest(k)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || deleted
+	}
+	return changed, nil
 }
 
 // markRead sets the readAt of notification id and drops it from the unread index.

@@ -434,6 +434,9 @@ func TestOpenUpgradesVersion1(t *testing.T) {
 				if err := dropOutbox(tx); err != nil { // version 1 had none
 					return err
 				}
+				if err := dropDigests(tx); err != nil { // nor these
+					return err
+				}
 				return c.old(tx)
 			})
 
@@ -459,6 +462,7 @@ func TestOpenUpgradesVersion1(t *testing.T) {
 				t.Errorf("after reopen: %d log rows, want 4", got)
 			}
 			checkOutboxWorks(t, s)
+			checkDigestsWork(t, s)
 		})
 	}
 }
@@ -493,6 +497,9 @@ func TestOpenRefusesUnknownFormat(t *testing.T) {
 		{"outbox missing", func(tx *bolt.Tx) error {
 			return tx.DeleteBucket(bucketDue)
 		}, errCorrupt, "bucket due is missing"},
+		{"digest index missing", func(tx *bolt.Tx) error {
+			return tx.DeleteBucket(bucketDigestDue)
+		}, errCorrupt, "bucket digestdue is missing"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -151,7 +151,10 @@ func TestOpenUpgradesVersion2(t *testing.T) {
 		if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoOutbox}); err != nil {
 			return err
 		}
-		return dropOutbox(tx)
+		if err := dropOutbox(tx); err != nil {
+			return err
+		}
+		return dropDigests(tx) // version 2 had none
 	})
 
 	s = openStore(t, dir)
@@ -165,6 +168,7 @@ func TestOpenUpgradesVersion2(t *testing.T) {
 		t.Errorf("claimed %d deliveries of an upgraded file", len(ds))
 	}
 	checkOutboxWorks(t, s)
+	checkDigestsWork(t, s)
 	s.Close()
 	if v := fileVersion(t, dir); !bytes.Equal(v, []byte{formatVersion}) {
 		t.Errorf("version after upgrade = %x, want %d", v, formatVersion)

@@ -134,7 +134,8 @@ func screen(now time.Time, ops []persistence.Op) (kept []persistence.Op, results
 
 // unstorable returns the result of an op that holds text PostgreSQL cannot store, and
 // nil for any other op. A create fails validation. A user id with such text names a user
-// who has no notification: mark-read finds nothing and read-all has nothing to read.
+// who has no notification: mark-read finds nothing and read-all has nothing to read. A
+// digest key with such text names no digest: the flush finds nothing.
 func unstorable(now time.Time, op *persistence.Op) *persistence.Result {
 	switch op.Kind {
 	case persistence.OpCreate:
@@ -153,6 +154,10 @@ func unstorable(now time.Time, op *persistence.Op) *persistence.Result {
 	case persistence.OpReadAll:
 		if !storable(op.UserID) {
 			return &persistence.Result{ReadAll: &herald.ReadAll{ReadAt: now}}
+		}
+	case persistence.OpFlushDigest:
+		if k := op.Digest; !storable(k.UserID) || !storable(k.Type) || !storable(k.Rule) {
+			return &persistence.Result{} // names no digest: as if flushed already
 		}
 	}
 	return nil
@@ -173,6 +178,8 @@ func unstorableField(n *herald.NewNotification) string {
 		return "idempotencyKey"
 	case !utf8.Valid(n.Payload) || slices.Contains(n.Payload, 0):
 		return "payload"
+	case n.Digest != nil && !storable(n.Digest.Rule):
+		return "digest.rule" // set by routing rules, not sent
 	}
 	for _, ch := range n.Channels {
 		// string_to_array splits the channels of an INSERT on commas.
@@ -211,7 +218,7 @@ func (s *Store) apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 	}
 	defer c.Release()
 	conn := c.Conn()
-	prior, err := load(ctx, conn, keys, hasCreate(ops))
+	prior, err := load(ctx, conn, keys, createsAny(ops))
 	if err != nil {
 		rollback(conn)
 		return nil, conn.IsClosed(), err
@@ -237,13 +244,18 @@ func rollback(conn *pgx.Conn) {
 	conn.Exec(ctx, "ROLLBACK")
 }
 
-func hasCreate(ops []persistence.Op) bool {
-	return slices.ContainsFunc(ops, func(op persistence.Op) bool { return op.Kind == persistence.OpCreate })
+// createsAny reports whether ops may create notifications: creates, and digest flushes
+// (the digest's notification is subject to its receiver's preferences too).
+func createsAny(ops []persistence.Op) bool {
+	return slices.ContainsFunc(ops, func(op persistence.Op) bool {
+		return op.Kind == persistence.OpCreate || op.Kind == persistence.OpFlushDigest
+	})
 }
 
 // load begins the transaction, takes the batch's locks and reads what the planner needs,
-// in one round trip. Preferences only matter to creates: a batch without any does not
-// read them.
+// in one round trip. Everything is read after the locks are taken, so it is as the last
+// batch holding them left it. Preferences only matter to creates and digest flushes: a
+// batch without any does not read them.
 func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bool) (persistence.Prior, error) {
 	prior := persistence.Prior{Users: make(map[string]persistence.UserState, len(keys.Users))}
 	var b pgx.Batch
@@ -263,6 +275,9 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bo
 	}
 	if creates {
 		b.Queue(sqlLoadPrefs, keys.Users)
+	}
+	if len(keys.Digests) > 0 {
+		queueLoadDigests(&b, keys.Digests)
 	}
 	br := conn.SendBatch(ctx, &b)
 	err := func() error {
@@ -354,6 +369,11 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bo
 				return err
 			}
 		}
+		if len(keys.Digests) > 0 {
+			if err := readDigests(br, &prior); err != nil {
+				return err
+			}
+		}
 		return nil
 	}()
 	if cerr := br.Close(); err == nil {
@@ -376,10 +396,11 @@ func canonicalIDs(ids []string) [][16]byte {
 
 // write writes the plan and commits. Many new notifications go first, by COPY; the
 // rest of the plan follows in one pipeline with the commit. A plan that appends no entry
-// changes nothing, and its transaction is rolled back instead (no commit to flush).
+// and writes no digest changes nothing, and its transaction is rolled back instead (no
+// commit to flush).
 func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin int) error {
 	changed := len(plan.Created) > 0 || len(plan.Read) > 0 || len(plan.ReadAll) > 0 || len(plan.Log) > 0 ||
-		len(plan.Deliveries) > 0
+		len(plan.Deliveries) > 0 || len(plan.Digests) > 0 || len(plan.DigestDeletes) > 0
 	sortByIdempotencyKey(plan.Created)
 	var b pgx.Batch
 	switch n := len(plan.Created); {
@@ -396,6 +417,9 @@ func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin 
 		if err := queueDeliveries(&b, plan.Deliveries); err != nil {
 			return err
 		}
+	}
+	if err := queueDigests(&b, plan.Digests, plan.DigestDeletes); err != nil {
+		return err
 	}
 	if len(plan.Read) > 0 {
 		ids := make([][16]byte, len(plan.Read))

@@ -32,23 +32,35 @@
 //   - preferences: each user's opt-outs, persistence.Preferences as jsonb; no row means
 //     everything on.
 //
+// Digests (persistence.DigestStore):
+//
+//   - digests: one row per open digest, keyed by (user_id, type, rule), with opened_at,
+//     due_at, count, the first item's sender_id and object, channels, and items: the kept
+//     items as [{"k": idempotency key, "p": payload}, …] in a json column (not jsonb),
+//     written by hand rather than by json.Marshal so that each payload reads back byte
+//     for byte as it was sent, as notification payloads do (the flushed notification's
+//     payload is built from them). Index: due_at, for DueDigests.
+//
 // # Writing a batch
 //
 // Apply runs in one transaction and two round trips (three with a COPY). The first
 // pipeline begins the transaction, locks the user_state rows of every user the batch
 // touches (creating missing ones) and loads the notifications named by mark-read
-// operations, the originals of the batch's idempotency keys and, when the batch creates,
-// the preferences of its users. The shared planner (persistence.NewPlan) then decides
+// operations, the originals of the batch's idempotency keys, the open digests its
+// digested creates and flushes name and, when the batch creates or flushes a digest, the
+// preferences of its users. The shared planner (persistence.NewPlan) then decides
 // every row, seq, outbox delivery and result in memory. The new notifications of a large
 // batch (100 or more) are written by a binary COPY, encoded here without a per-row
 // allocation; then one pipeline writes the rest of the plan, one statement per kind of
 // row, each taking whole columns as arrays (INSERT … SELECT FROM unnest(…), which also
 // carries the notifications of small batches, where COPY's extra round trip costs more
-// than it saves, and the outbox rows of every batch), and commits: a delivery is stored
-// exactly when its notification is. Any failure rolls the transaction back and Apply
+// than it saves, and the outbox rows of every batch; the digests the plan leaves open
+// are upserted whole, the flushed ones deleted), and commits: a delivery is stored
+// exactly when its notification is, and a digest is deleted exactly when its
+// notification is stored. Any failure rolls the transaction back and Apply
 // returns a herald unavailable error: a batch is written entirely or not at all. A plan
-// that appends no entry (only no-ops and failed operations) is rolled back rather than
-// committed, sparing a WAL flush.
+// that appends no entry and writes no digest (only no-ops and failed operations) is
+// rolled back rather than committed, sparing a WAL flush.
 //
 // # Concurrency
 //
@@ -58,6 +70,8 @@
 // stays 1, 2, 3, … with no gap or reuse, and a notification's read state (changed only
 // under its receiver's lock) is read current. Batches that share no user run in parallel.
 // Since every transaction takes its locks in the same order, they cannot deadlock.
+// A digest row is only read and written under its user's lock, so adds to one digest
+// and its flush run one after the other, each seeing the last one's row.
 //
 // Idempotency keys are not locked. When two transactions store the same key at once,
 // the unique index makes the second wait for the first and then fail; Apply rolls it back
@@ -96,4 +110,11 @@
 // and it ignores rows that are no longer pending. A sent outcome keeps the last failure's
 // error, as RetryDelivery does; error texts are stored with invalid UTF-8 replaced and
 // NUL characters dropped, since a receiver's answer can hold anything.
+//
+// # Digests
+//
+// DueDigests is one statement, taking no lock: the earliest due rows, through the due_at
+// index. Flushing is an Apply of OpFlushDigest: it locks the user, so concurrent flushes
+// of one digest (every node polls) run in turn, and all but the first find no row and
+// store nothing.
 package postgres
