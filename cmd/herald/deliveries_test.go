@@ -87,6 +87,7 @@ func (mb *mailbox) distinct() int {
 type hook struct {
 	mu        sync.Mutex
 	secret    []byte
+	hangFirst int // the first hangFirst requests get no answer until the client gives up
 	failFirst int
 	requests  int
 	ids       map[string]int
@@ -103,8 +104,13 @@ func startHook(t *testing.T, secret []byte, failFirst int) (*hook, string) {
 func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.requests++
+	if h.requests <= h.hangFirst {
+		h.mu.Unlock()
+		<-r.Context().Done()
+		return
+	}
+	defer h.mu.Unlock()
 	if err := webhook.Verify(h.secret, r.Header, body, time.Now(), 0); err != nil {
 		h.bad = append(h.bad, err.Error())
 		w.WriteHeader(http.StatusUnauthorized)
@@ -364,5 +370,30 @@ func TestDigestSurvivesKill(t *testing.T) {
 				t.Fatalf("digest: total %d payload %s", page.Total, page.Data[0].Payload)
 			}
 		})
+	}
+}
+
+// TestHangingWebhookIsRetried: an endpoint that never answers is given up on after the
+// attempt's timeout and retried; the delivery lands once it answers.
+func TestHangingWebhookIsRetried(t *testing.T) {
+	bin := buildHerald(t)
+	secret, _ := webhook.ParseSecret(hookSecret)
+	h := &hook{secret: secret, hangFirst: 2, ids: map[string]int{}}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	p := startHerald(t, bin, []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret2, "HERALD_API_KEYS=k1",
+		"HERALD_DATA_DIR=" + t.TempDir(), "HERALD_WEBHOOK_URLS=" + srv.URL, "HERALD_WEBHOOK_SECRET=" + hookSecret,
+		"HERALD_DELIVERY_TIMEOUT=300ms", "HERALD_DELIVERY_POLL=50ms", "HERALD_DELIVERY_BACKOFF=50ms", "HERALD_LOG_LEVEL=error"})
+	if code, b := request(t, "POST", p.base+"/notifications", "k1", `{"receiverId":"u","type":"t","channels":["webhook"]}`); code != 201 {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	waitUntil(t, "the delivery after two hung attempts", 30*time.Second, func() bool { _, n, _ := h.snapshot(); return n == 1 })
+	var sent struct{ Data []struct{ Attempts int } }
+	waitUntil(t, "the outcome recorded", 30*time.Second, func() bool {
+		code, b := request(t, "GET", p.base+"/deliveries?state=sent", "k1", "")
+		return code == 200 && json.Unmarshal(b, &sent) == nil && len(sent.Data) == 1
+	})
+	if sent.Data[0].Attempts != 3 {
+		t.Fatalf("attempts = %d, want 3 (two timeouts, then delivered)", sent.Data[0].Attempts)
 	}
 }
