@@ -117,8 +117,9 @@ type Drain struct{ Done chan<- struct{} }
 type (
 	tick    struct{}
 	claimed struct {
-		ds  []persistence.Delivery
-		err error
+		ds    []persistence.Delivery
+		limit int
+		err   error
 	}
 	attempted struct {
 		d   persistence.Delivery
@@ -142,9 +143,10 @@ type dispatcher struct {
 	ctx    context.Context // ends when the actor stops: cancels sends in flight
 	cancel context.CancelFunc
 
-	claiming  bool // a claim is in flight
-	again     bool // something may be due: claim once the claim in flight ends
-	inflight  int  // sends in flight
+	claiming  bool                   // a claim is in flight
+	again     bool                   // something may be due: claim once the claim in flight ends
+	inflight  int                    // sends in flight
+	queue     []persistence.Delivery // claimed, waiting for room to be sent
 	outcomes  []persistence.Outcome
 	finishing bool // a FinishDeliveries is in flight
 	draining  bool
@@ -196,10 +198,9 @@ func (d *dispatcher) Receive(c *actor.Context) {
 			}
 			break
 		}
-		for _, dl := range m.ds {
-			d.start(dl)
-		}
-		if len(m.ds) == d.opts.Batch || d.again {
+		d.queue = append(d.queue, m.ds...)
+		d.pump()
+		if len(m.ds) == m.limit || d.again {
 			d.again = false
 			d.claim()
 		}
@@ -207,6 +208,7 @@ func (d *dispatcher) Receive(c *actor.Context) {
 		d.inflight--
 		d.outcomes = append(d.outcomes, d.outcome(m.d, m.err))
 		d.finish()
+		d.pump()
 		d.claim() // room for more
 	case finished:
 		d.finishing = false
@@ -237,7 +239,9 @@ func (d *dispatcher) claim() {
 		d.again = true
 		return
 	}
-	room := d.opts.Concurrency - d.inflight
+	// Claim ahead, up to twice the sends allowed in flight: fewer, bigger claims (one
+	// transaction each), while what waits here stays well within its lease.
+	room := 2*d.opts.Concurrency - d.inflight - len(d.queue)
 	if room <= 0 {
 		return
 	}
@@ -245,8 +249,21 @@ func (d *dispatcher) claim() {
 	ctx, outbox, now, lease, n, engine, self := d.ctx, d.opts.Outbox, d.opts.Now(), d.opts.Lease, min(room, d.opts.Batch), d.engine, d.self
 	go func() {
 		ds, err := outbox.ClaimDeliveries(ctx, now, lease, n)
-		engine.Send(self, claimed{ds: ds, err: err})
+		engine.Send(self, claimed{ds: ds, limit: n, err: err})
 	}()
+}
+
+// pump starts the claimed deliveries the concurrency allows.
+func (d *dispatcher) pump() {
+	for d.inflight < d.opts.Concurrency && len(d.queue) > 0 {
+		dl := d.queue[0]
+		d.queue[0] = persistence.Delivery{}
+		d.queue = d.queue[1:]
+		d.start(dl)
+	}
+	if len(d.queue) == 0 {
+		d.queue = nil
+	}
 }
 
 // start sends one delivery on a goroutine of its own.
@@ -362,7 +379,7 @@ func (d *dispatcher) flushDigests() {
 }
 
 func (d *dispatcher) checkDrained() {
-	if !d.draining || d.claiming || d.inflight > 0 || d.finishing || len(d.outcomes) > 0 || d.statsBusy || d.flushing {
+	if !d.draining || d.claiming || d.inflight > 0 || len(d.queue) > 0 || d.finishing || len(d.outcomes) > 0 || d.statsBusy || d.flushing {
 		return
 	}
 	for _, done := range d.drains {

@@ -9,7 +9,8 @@
 // comes back when the lease runs out), hands each to the Sender of its channel on a
 // goroutine of its own, and records the outcomes in batches. The actor itself never
 // waits: claims, sends and the recording of outcomes all run on goroutines and report
-// back as messages. At most Options.Concurrency sends are in flight.
+// back as messages. At most Options.Concurrency sends are in flight; the dispatcher
+// claims ahead, up to twice that, so that one claim transaction serves many sends.
 //
 // # Retries
 //
