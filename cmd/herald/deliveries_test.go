@@ -305,9 +305,13 @@ func TestEscalation(t *testing.T) {
 		t.Fatalf("cancelled escalation for %q, want reader", cancelled.Data[0].UserID)
 	}
 	var sent struct{ Data []struct{ UserID string } }
-	code, b = request(t, "GET", p.base+"/deliveries?state=sent", "k1", "")
-	if code != 200 || json.Unmarshal(b, &sent) != nil || len(sent.Data) != 1 || sent.Data[0].UserID != "ignorer" {
-		t.Fatalf("sent escalations: %d %s", code, b)
+	// The email arrives before its outcome is recorded.
+	waitUntil(t, "the sent escalation recorded", 30*time.Second, func() bool {
+		code, b := request(t, "GET", p.base+"/deliveries?state=sent", "k1", "")
+		return code == 200 && json.Unmarshal(b, &sent) == nil && len(sent.Data) == 1
+	})
+	if sent.Data[0].UserID != "ignorer" {
+		t.Fatalf("sent escalation for %q, want ignorer", sent.Data[0].UserID)
 	}
 }
 
