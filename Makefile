@@ -25,6 +25,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCreateRequest$$' -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime $(FUZZTIME) ./api/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseClientFrame$$' -fuzztime $(FUZZTIME) ./api/ws/
+	$(GO) test -run '^$$' -fuzz '^FuzzNotificationJSON$$' -fuzztime $(FUZZTIME) .
 
 ## lint: gofmt, go vet and staticcheck (installed from the Go module proxy if missing)
 lint:

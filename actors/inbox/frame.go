@@ -1,7 +1,7 @@
 package inbox
 
 import (
-	"encoding/json"
+	"fmt"
 	"strconv"
 
 	"github.com/heraldhq/herald"
@@ -13,15 +13,22 @@ const EventUnread = "unread-notifications"
 // EncodeEntry returns the frame of a log entry:
 // {"event":"…","seq":n,"unread":n,"data":…}.
 func EncodeEntry(e *herald.Entry) ([]byte, error) {
-	data, err := json.Marshal(e.Data())
-	if err != nil {
-		return nil, err
+	size := 320
+	if e.Notification != nil {
+		size += len(e.Notification.Payload)
 	}
-	b := make([]byte, 0, len(data)+len(e.Event)+64)
+	b := make([]byte, 0, size)
 	b = append(b, `{"event":"`...)
 	b = append(b, e.Event...)
 	b = appendTail(b, e.Seq, e.Unread)
-	b = append(b, data...)
+	switch {
+	case e.Event == herald.EventReadAll && e.ReadAll != nil:
+		b = e.ReadAll.AppendJSON(b)
+	case e.Event != herald.EventReadAll && e.Notification != nil:
+		b = e.Notification.AppendJSON(b)
+	default:
+		return nil, fmt.Errorf("entry %d (%s) has no data", e.Seq, e.Event)
+	}
 	return append(b, '}'), nil
 }
 
@@ -31,15 +38,21 @@ func EncodeSnapshot(items []herald.Notification, seq, unread int64) ([]byte, err
 	if items == nil {
 		items = []herald.Notification{}
 	}
-	data, err := json.Marshal(items)
-	if err != nil {
-		return nil, err
+	size := 96
+	for i := range items {
+		size += 320 + len(items[i].Payload)
 	}
-	b := make([]byte, 0, len(data)+80)
+	b := make([]byte, 0, size)
 	b = append(b, `{"event":"`+EventUnread...)
 	b = appendTail(b, seq, unread)
-	b = append(b, data...)
-	return append(b, '}'), nil
+	b = append(b, '[')
+	for i := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = items[i].AppendJSON(b)
+	}
+	return append(b, "]}"...), nil
 }
 
 // appendTail appends `","seq":n,"unread":n,"data":` to b.

@@ -37,6 +37,22 @@
 //     time to converge: until every notification acknowledged before the last client
 //     was back has been received. Missed, duplicates and gaps must be 0.
 //
+//   - events: -n users connected, as for deliver; -publishers concurrent publishers post
+//     domain events for -duration at -rate events/s (0: flat out) through POST /events.
+//     Each event, bench.fanout, names -fanout of the users (1..1000, at most -n) in its
+//     data's receiverIds, with its publish time and marker, and the rule
+//     herald-bench-fanout turns it into one notification for each, whose payload
+//     carries the time and marker back (as strings: a rule's templates render strings)
+//     to the sockets. Before connecting, one probe event for a user that never connects
+//     checks that the server routes it that way. It reports events/s accepted (202s),
+//     notifications/s stored (as the 202s count them) and delivered, event→socket
+//     latency p50/p90/p99/max, the request's own latency until its 202, lost, duplicates,
+//     gaps, and events whose 202 counted other than -fanout notifications (another rule
+//     matching bench.fanout, say). With -start-server the bench writes the rule into a
+//     rules file in the server's temporary directory and sets HERALD_RULES (over the
+//     caller's); for a server it does not start, -print-rules prints the rule to add to
+//     the server's HERALD_RULES file (reloaded on SIGHUP).
+//
 // While running it prints a progress line on stderr every second; at the end a Markdown
 // table on stdout and, with -out, the same figures as JSON. The exit status is 1 when a
 // check failed (anything lost, duplicated or skipped, a connection that failed), 2 when
@@ -45,7 +61,8 @@
 // The server is either one already running (-url, with -server-pid for its memory and
 // CPU) or one the bench starts itself (-start-server /path/to/herald): on loopback, with
 // the embedded store in a temporary directory unless HERALD_DATABASE_URL or
-// HERALD_DATA_DIR says otherwise, rate limits off, and the generated secret and API key.
+// HERALD_DATA_DIR says otherwise, rate limits off, the generated secret and API key,
+// and for events the bench's rules file.
 // CPU figures are cores used (CPU seconds per second of wall time) over the measured
 // phase, read from /proc/PID/stat.
 //
@@ -55,4 +72,7 @@
 //	herald-bench -start-server ./herald -scenario deliver -n 1000 -rate 10000 -duration 20s -out deliver.json
 //	herald-bench -url http://127.0.0.1:8080 -server-pid 4242 -scenario broadcast -n 5000
 //	herald-bench -start-server ./herald -scenario reconnect-storm -n 2000 -rate 2000 -duration 20s
+//	herald-bench -start-server ./herald -scenario events -n 1000 -fanout 10 -rate 1000 -duration 20s
+//	herald-bench -print-rules > bench-rules.yaml # HERALD_RULES=bench-rules.yaml, or add its rule to the server's file
+//	herald-bench -url http://127.0.0.1:8080 -server-pid 4242 -scenario events -n 1000 -rate 0
 package main

@@ -15,7 +15,8 @@ import (
 )
 
 // TestScenariosAgainstTheServer builds the real server, starts it on the embedded store
-// and runs every scenario at a tiny scale: nothing may be lost or duplicated.
+// with the events scenario's rule, and runs every scenario at a tiny scale: nothing may
+// be lost or duplicated.
 func TestScenariosAgainstTheServer(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -27,7 +28,7 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 	}
 	secret, key := randomSecret(), "bench-test-"+randomSecret()
 	var logs lockedBuffer
-	srv, err := startServer(t.Context(), bin, secret, key, &logs)
+	srv, err := startServer(t.Context(), bin, secret, key, []byte(fanoutRules), &logs)
 	if err != nil {
 		t.Fatalf("starting the server: %v\n%s", err, logs.String())
 	}
@@ -57,6 +58,8 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 		{name: "deliver batch and single", args: []string{"-scenario", "deliver", "-rate", "400", "-publish", "both", "-batch-size", "10", "-publishers", "4"}, delivered: "delivered", acked: "published (201)"},
 		{name: "broadcast", args: []string{"-scenario", "broadcast", "-rounds", "2"}, delivered: "delivered", acked: "acknowledged notifications"},
 		{name: "reconnect-storm", args: []string{"-scenario", "reconnect-storm", "-rate", "200"}, delivered: "delivered", acked: "published (201)"},
+		{name: "events", args: []string{"-scenario", "events", "-rate", "40", "-fanout", "7", "-publishers", "4"}, delivered: "delivered", acked: "notifications stored"},
+		{name: "events flat out", args: []string{"-scenario", "events", "-rate", "0", "-fanout", "20", "-duration", "1s", "-publishers", "2"}, delivered: "delivered", acked: "notifications stored"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,8 +96,48 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 			if acked == 0 || delivered != acked {
 				t.Errorf("acknowledged %v, delivered %v: want equal and positive", acked, delivered)
 			}
+			if r.Scenario == scenarioEvents {
+				fanout := float64(7)
+				if tt.name == "events flat out" {
+					fanout = 20
+				}
+				if events := metricValue(t, &r, "events accepted (202)"); events == 0 || acked != events*fanout {
+					t.Errorf("%v events accepted, %v notifications stored: want %v each", events, acked, fanout)
+				}
+			}
 		})
 	}
+
+	// With -start-server, the bench loads its rule into the server it starts.
+	t.Run("events on a server the bench starts", func(t *testing.T) {
+		args := []string{"-start-server", bin, "-scenario", "events", "-n", "10", "-fanout", "3", "-rate", "50",
+			"-duration", "1s", "-drain", "10s", "-connect-timeout", "30s", "-quiet"}
+		var stdout, stderr lockedBuffer
+		if code := run(t.Context(), args, nil, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+		}
+		if !strings.Contains(stdout.String(), "| lost (acknowledged, never received) | 0 (ok) |") {
+			t.Errorf("no clean result:\n%s", stdout.String())
+		}
+	})
+
+	// A server without the rule: the bench says which rule to load, before connecting.
+	t.Run("events without the rule", func(t *testing.T) {
+		var logs lockedBuffer
+		bare, err := startServer(t.Context(), bin, secret, key, nil, &logs)
+		if err != nil {
+			t.Fatalf("starting a server without rules: %v\n%s", err, logs.String())
+		}
+		defer bare.stop()
+		args := []string{"-url", bare.base, "-jwt-secret", secret, "-api-key", key, "-scenario", "events", "-n", "5", "-fanout", "2", "-quiet"}
+		var stdout, stderr lockedBuffer
+		if code := run(t.Context(), args, nil, &stdout, &stderr); code != exitError {
+			t.Fatalf("exit status %d, want %d\n%s", code, exitError, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "-print-rules") {
+			t.Errorf("the error does not point at -print-rules:\n%s", stderr.String())
+		}
+	})
 
 	t.Run("progress lines", func(t *testing.T) {
 		args := append(append([]string{}, common...), "-scenario", "deliver", "-rate", "100")

@@ -26,6 +26,10 @@ func TestDecodeFrame(t *testing.T) {
 			`","object":"o","receiverId":"u","senderId":"system","type":"bench.deliver","payload":{"t":1700000000000000000,"m":99},"channels":["realtime"],"createdAt":"2026-11-27T10:00:00Z","readAt":null,"seq":7}}`,
 		want: frame{Event: eventNew, Seq: 7, Data: frameData{ID: id, Payload: benchPayload{T: 1700000000000000000, M: 99}}},
 	}, {
+		name: "a payload rendered by a rule's templates: integers in strings",
+		in:   `{"event":"new-notification","seq":3,"data":{"id":"` + id.String() + `","payload":{"t":"1700000000000000000","m":"-12"}}}`,
+		want: frame{Event: eventNew, Seq: 3, Data: frameData{ID: id, Payload: benchPayload{T: 1700000000000000000, M: -12}}},
+	}, {
 		name: "someone else's payload",
 		in:   `{"event":"new-notification","seq":1,"data":{"id":"` + id.String() + `","payload":{"message":"hi"}}}`,
 		want: frame{Event: eventNew, Seq: 1, Data: frameData{ID: id}},
@@ -66,6 +70,8 @@ func TestDecodeFrameRejects(t *testing.T) {
 		``, `not json`, `[]`, `{"event":}`, `{"event":"new-notification"`, `{"event":"x"} {}`,
 		`{"seq":"7"}`, `{"seq":1.5}`, `{"seq":99999999999999999999}`, `{"seq":01}`, `{"seq":-}`,
 		`{"data":{"id":"not-a-uuid"}}`, `{"data":{"payload":{"t":"soon"}}}`,
+		`{"data":{"payload":{"m":""}}}`, `{"data":{"payload":{"m":" 1"}}}`, `{"data":{"payload":{"m":"+1"}}}`,
+		`{"data":{"payload":{"m":"01"}}}`, `{"data":{"payload":{"m":"1.5"}}}`, `{"data":{"payload":{"t":"99999999999999999999"}}}`,
 		`{"a":tru}`, `{"a":nul}`, "{\"a\":\"\x01\"}", `{"a":"\q"}`, `{"a":"\u12"}`, `{"a":"open}`,
 		`{"a":[1,]}`, `{"a":1,}`, `{"a" 1}`, `{"a":1 "b":2}`, `{"a":1e}`, `{"a":.5}`,
 		`{"a":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`,
@@ -79,9 +85,12 @@ func TestDecodeFrameRejects(t *testing.T) {
 
 func TestDecodeFrameDoesNotAllocate(t *testing.T) {
 	in := []byte(`{"event":"new-notification","seq":7,"unread":3,"data":{"id":"0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b","payload":{"t":17,"m":99},"channels":["realtime"],"readAt":null}}`)
+	quoted := []byte(`{"event":"new-notification","seq":7,"unread":3,"data":{"id":"0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b","payload":{"t":"17","m":"99"}}}`)
 	var f frame
-	if allocs := testing.AllocsPerRun(100, func() { _ = decodeFrame(in, &f) }); allocs != 0 {
-		t.Fatalf("decodeFrame allocates %v times a frame", allocs)
+	for _, b := range [][]byte{in, quoted} {
+		if allocs := testing.AllocsPerRun(100, func() { _ = decodeFrame(b, &f) }); allocs != 0 {
+			t.Fatalf("decodeFrame allocates %v times a frame", allocs)
+		}
 	}
 }
 

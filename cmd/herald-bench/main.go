@@ -33,6 +33,7 @@ const (
 	scenarioDeliver   = "deliver"
 	scenarioBroadcast = "broadcast"
 	scenarioStorm     = "reconnect-storm"
+	scenarioEvents    = "events"
 )
 
 // options are the command line.
@@ -59,9 +60,11 @@ type options struct {
 	sourceIPs      int
 	perProcess     int
 	maxNotes       int64
+	fanout         int
 
-	out   string
-	quiet bool
+	out        string
+	quiet      bool
+	printRules bool
 }
 
 // parseOptions reads the command line; defaults for the credentials come from the
@@ -71,11 +74,11 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("herald-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: herald-bench -scenario %s|%s|%s|%s [flags]\n\n",
-			scenarioIdle, scenarioDeliver, scenarioBroadcast, scenarioStorm)
+		fmt.Fprintf(stderr, "usage: herald-bench -scenario %s|%s|%s|%s|%s [flags]\n       herald-bench -print-rules\n\n",
+			scenarioIdle, scenarioDeliver, scenarioBroadcast, scenarioStorm, scenarioEvents)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.scenario, "scenario", "", "what to measure: idle, deliver, broadcast or reconnect-storm (see the package doc)")
+	fs.StringVar(&o.scenario, "scenario", "", "what to measure: idle, deliver, broadcast, reconnect-storm or events (see the package doc)")
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "base URL of a running server (ignored with -start-server)")
 	fs.StringVar(&o.startServer, "start-server", "", "path of a herald binary to start on loopback for the run")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "pid of the running server, for its memory and CPU figures")
@@ -84,7 +87,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.apiKey, "api-key", "", "service API key (default the first of $HERALD_API_KEYS; random with -start-server)")
 	fs.IntVar(&o.n, "n", 1000, "connections (idle) or users, one connection each")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to hold the connections (idle) or to publish")
-	fs.Float64Var(&o.rate, "rate", 1000, "notifications per second in all (deliver, reconnect-storm); 0: as fast as acknowledged")
+	fs.Float64Var(&o.rate, "rate", 1000, "notifications per second in all (deliver, reconnect-storm), events per second (events); 0: as fast as acknowledged")
 	fs.StringVar(&o.publish, "publish", publishSingle, "how to publish: single (POST /notifications), batch (POST /notifications/batch with items) or both")
 	fs.IntVar(&o.batchSize, "batch-size", 100, "notifications per batch request (1..1000)")
 	fs.IntVar(&o.publishers, "publishers", 32, "concurrent publishing requests")
@@ -96,6 +99,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.sourceIPs, "source-ips", 0, "spread connections over source addresses 127.0.0.1..127.0.0.N (default one per 5,000 connections)")
 	fs.IntVar(&o.perProcess, "per-process", 18000, "most connections one process holds; idle uses child processes above it")
 	fs.Int64Var(&o.maxNotes, "max-notifications", 5_000_000, "most notifications one run publishes")
+	fs.IntVar(&o.fanout, "fanout", 10, "receivers of each event (events; 1..1000, at most -n)")
+	fs.BoolVar(&o.printRules, "print-rules", false, "print the rules file the events scenario needs on a server the bench does not start, and exit")
 	fs.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
@@ -120,9 +125,13 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 }
 
 func (o *options) validate() error {
+	if o.printRules {
+		return nil
+	}
 	switch {
-	case o.scenario != scenarioIdle && o.scenario != scenarioDeliver && o.scenario != scenarioBroadcast && o.scenario != scenarioStorm:
-		return fmt.Errorf("-scenario: %q is not idle, deliver, broadcast or reconnect-storm", o.scenario)
+	case o.scenario != scenarioIdle && o.scenario != scenarioDeliver && o.scenario != scenarioBroadcast &&
+		o.scenario != scenarioStorm && o.scenario != scenarioEvents:
+		return fmt.Errorf("-scenario: %q is not idle, deliver, broadcast, reconnect-storm or events", o.scenario)
 	case o.n < 1 || o.n > 1_000_000:
 		return errors.New("-n must be within 1..1000000")
 	case o.duration <= 0 || o.duration > 24*time.Hour:
@@ -151,6 +160,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("-n %d exceeds -per-process %d: only idle spreads over processes", o.n, o.perProcess)
 	case o.maxNotes < 1:
 		return errors.New("-max-notifications must be positive")
+	case o.fanout < 1 || o.fanout > 1000:
+		return errors.New("-fanout must be within 1..1000 (herald stores at most 1,000 notifications per event)")
+	case o.scenario == scenarioEvents && o.fanout > o.n:
+		return fmt.Errorf("-fanout %d exceeds -n %d: an event's receivers are distinct users", o.fanout, o.n)
 	case o.startServer == "" && o.secret == "":
 		return errors.New("-jwt-secret (or HERALD_JWT_SECRET) is required to mint user tokens")
 	case o.startServer == "" && o.apiKey == "" && o.scenario != scenarioIdle:
@@ -178,6 +191,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		fmt.Fprintln(stderr, "herald-bench:", err)
 		return exitError
+	}
+	if o.printRules {
+		if _, err := io.WriteString(stdout, fanoutRules); err != nil {
+			fmt.Fprintln(stderr, "herald-bench:", err)
+			return exitError
+		}
+		return exitOK
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.bound())
 	defer cancel()
@@ -239,7 +259,11 @@ func connectTarget(ctx context.Context, o *options, logs io.Writer) (*target, er
 	if o.apiKey == "" {
 		o.apiKey = "bench-" + randomSecret()
 	}
-	return startServer(ctx, o.startServer, o.secret, o.apiKey, logs)
+	var rules []byte
+	if o.scenario == scenarioEvents {
+		rules = []byte(fanoutRules)
+	}
+	return startServer(ctx, o.startServer, o.secret, o.apiKey, rules, logs)
 }
 
 // session is one scenario run against one target.
@@ -267,6 +291,8 @@ func (s *session) runScenario(ctx context.Context) (*Result, error) {
 		err = s.broadcast(ctx, r)
 	case scenarioStorm:
 		err = s.storm(ctx, r)
+	case scenarioEvents:
+		err = s.events(ctx, r)
 	}
 	return r, err
 }

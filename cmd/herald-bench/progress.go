@@ -67,6 +67,12 @@ func deliverLine(name string, elapsed time.Duration, published int64, pubRate fl
 		name, fmtElapsed(elapsed), published, fmtRate(pubRate), delivered, fmtDuration(p99))
 }
 
+// eventsLine is the progress line of the events scenario.
+func eventsLine(name string, elapsed time.Duration, events int64, eventRate float64, stored, delivered int64, p99 time.Duration) string {
+	return fmt.Sprintf("%s %s: events %d (%s) stored %d delivered %d p99 %s",
+		name, fmtElapsed(elapsed), events, fmtRate(eventRate), stored, delivered, fmtDuration(p99))
+}
+
 // connectLine is the progress line while connections open.
 func connectLine(name string, elapsed time.Duration, connected, n int64, rate float64, failed int64) string {
 	return fmt.Sprintf("%s %s: connected %d/%d (%s) failed %d",

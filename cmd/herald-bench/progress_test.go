@@ -15,6 +15,14 @@ func TestDeliverLine(t *testing.T) {
 	}
 }
 
+func TestEventsLine(t *testing.T) {
+	got := eventsLine("events", 3*time.Second, 3001, 1000.4, 30010, 29990, 2100*time.Microsecond)
+	want := "events 3s: events 3001 (1000/s) stored 30010 delivered 29990 p99 2.1ms"
+	if got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}
+
 func TestConnectLine(t *testing.T) {
 	got := connectLine("idle", 3*time.Second, 4210, 15000, 1402.2, 0)
 	want := "idle 3s: connected 4210/15000 (1402/s) failed 0"

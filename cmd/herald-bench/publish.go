@@ -53,20 +53,35 @@ func (e *httpError) Error() string { return "HTTP " + strconv.Itoa(e.status) + "
 // post sends body to path and returns the status, the Retry-After of a 429, and for
 // any status but 2xx an *httpError with the start of the body.
 func (r *rest) post(ctx context.Context, path string, body []byte) (status int, retry time.Duration, err error) {
+	status, retry, _, err = r.postRead(ctx, path, body, nil)
+	return status, retry, err
+}
+
+// answerLimit bounds the answer postRead keeps: an event's 202 lists every notification
+// it stored, up to herald's batch limit of 1,000.
+const answerLimit = 8 << 20
+
+// postRead is post that also returns a 2xx answer's body, appended to buf[:0] (nil buf:
+// the body is discarded).
+func (r *rest) postRead(ctx context.Context, path string, body, buf []byte) (status int, retry time.Duration, answer []byte, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, buf, err
 	}
 	req.Header["Authorization"] = r.auth
 	req.Header["Content-Type"] = jsonContent
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, buf, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
+	answer = buf
+	switch {
+	case resp.StatusCode/100 != 2:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
 		err = &httpError{resp.StatusCode, string(bytes.TrimSpace(b))}
+	case buf != nil:
+		answer, err = readAll(io.LimitReader(resp.Body, answerLimit), buf[:0])
 	}
 	_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
 	if resp.StatusCode == http.StatusTooManyRequests {
@@ -74,18 +89,35 @@ func (r *rest) post(ctx context.Context, path string, body []byte) (status int, 
 			retry = time.Duration(s) * time.Second
 		}
 	}
-	return resp.StatusCode, retry, err
+	return resp.StatusCode, retry, answer, err
 }
 
 // publishStats counts requests and their outcomes.
 type publishStats struct {
 	requests atomic.Int64
-	acked    atomic.Int64 // notifications acknowledged with 201
-	latency  histogram    // request sent → 201 received: the commit, as a caller sees it
+	acked    atomic.Int64 // notifications acknowledged with 201 (events: stored, as the 202 counts them)
+	latency  histogram    // request sent → 201 (202) received: the commit, as a caller sees it
+
+	events    atomic.Int64 // events answered 202
+	offFanout atomic.Int64 // events answered 202 with a count of notifications other than the fan-out
 
 	mu       sync.Mutex
-	statuses map[int]int64 // requests answered other than 201, by status; 0: no answer
+	statuses map[int]int64 // requests answered other than 201 (202), by status; 0: no answer
 	firstErr error
+	firstOff string // the first 202 that counted other than the fan-out
+}
+
+// off records a 202 whose count of notifications was not the fan-out.
+func (s *publishStats) off(answer []byte, err error) {
+	s.offFanout.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.firstOff == "" {
+		s.firstOff = string(answer[:min(len(answer), errorBodyLimit)])
+		if err != nil {
+			s.firstOff = err.Error() + ": " + s.firstOff
+		}
+	}
 }
 
 func (s *publishStats) fail(status int, err error) {
@@ -115,10 +147,16 @@ const (
 	publishSingle = "single" // POST /notifications
 	publishBatch  = "batch"  // POST /notifications/batch with items[]
 	publishBoth   = "both"   // publishers alternate between the two
+
+	// publishEvents is the events scenario's: POST /events, one event fanned out to
+	// fanout users by the bench's rule. Not a -publish value.
+	publishEvents = "events"
 )
 
 // publishing is a run of publishers sending to users[m % len(users)] for marker m, at
-// rate notifications/s in all (0: flat out), from start until end.
+// rate notifications/s in all (0: flat out), from start until end. In mode
+// publishEvents the rate counts events, and an event with markers m..m+fanout-1 goes to
+// users[(m+j) % len(users)] for j < fanout.
 type publishing struct {
 	rest       *rest
 	ledger     *ledger
@@ -127,6 +165,7 @@ type publishing struct {
 	start, end time.Time
 	mode       string
 	batchSize  int
+	fanout     int // publishEvents: receivers of each event
 	stats      publishStats
 }
 
@@ -136,7 +175,10 @@ func (p *publishing) run(ctx context.Context, n int) {
 	var wg sync.WaitGroup
 	for i := range n {
 		k := 1
-		if p.mode == publishBatch || p.mode == publishBoth && i%2 == 1 {
+		switch {
+		case p.mode == publishEvents:
+			k = p.fanout
+		case p.mode == publishBatch || p.mode == publishBoth && i%2 == 1:
 			k = p.batchSize
 		}
 		wg.Go(func() { p.publisher(ctx, k) })
@@ -144,11 +186,18 @@ func (p *publishing) run(ctx context.Context, n int) {
 	wg.Wait()
 }
 
-// publisher sends requests of k notifications (k = 1: single creates), each due at the
-// time the rate gives its first marker.
+// publisher sends requests of k notifications (k = 1: single creates; events: one
+// event of k receivers), each due at the time the rate gives its first marker.
 func (p *publishing) publisher(ctx context.Context, k int) {
 	path := "/notifications"
-	if k > 1 {
+	perSecond := p.rate // markers
+	var answer []byte   // the answers of /events, which the bench reads
+	switch {
+	case p.mode == publishEvents:
+		path = "/events"
+		perSecond *= float64(k) // the rate counts events: k markers each
+		answer = make([]byte, 0, 512*k)
+	case k > 1:
 		path = "/notifications/batch"
 	}
 	body := make([]byte, 0, 128*k)
@@ -174,21 +223,36 @@ func (p *publishing) publisher(ctx context.Context, k int) {
 		}
 		due := p.start
 		if p.rate > 0 {
-			due = p.start.Add(time.Duration(float64(first) / p.rate * float64(time.Second)))
+			due = p.start.Add(time.Duration(float64(first) / perSecond * float64(time.Second)))
 		}
 		if !due.Before(p.end) || !wait(time.Until(due)) || !time.Now().Before(p.end) {
 			return
 		}
 		t := time.Now().UnixNano()
-		body = p.body(body[:0], first, k, t)
+		if p.mode == publishEvents {
+			body = p.event(body[:0], first, k, t)
+		} else {
+			body = p.body(body[:0], first, k, t)
+		}
 		p.ledger.sent(first, k, t)
 		p.stats.requests.Add(1)
-		status, retry, err := p.rest.post(ctx, path, body)
-		if status == http.StatusCreated {
+		status, retry, ans, err := p.rest.postRead(ctx, path, body, answer)
+		answer = ans
+		switch {
+		case p.mode != publishEvents && status == http.StatusCreated,
+			p.mode == publishEvents && status == http.StatusAccepted:
 			now := time.Now().UnixNano()
+			p.stats.latency.record(time.Duration(now - t))
+			if p.mode == publishEvents {
+				p.stats.events.Add(1)
+				// The ledger only owes the bench what the answer says was stored.
+				if n, err := eventNotifications(answer); err != nil || n != int64(k) {
+					p.stats.off(answer, err)
+					continue
+				}
+			}
 			p.ledger.ack(first, k, now)
 			p.stats.acked.Add(int64(k))
-			p.stats.latency.record(time.Duration(now - t))
 			continue
 		}
 		if ctx.Err() != nil {

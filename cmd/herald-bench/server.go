@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -84,8 +85,10 @@ func randomSecret() string {
 
 // startServer starts the herald binary at path on loopback and waits for its ready
 // line. The environment of the bench passes through after the bench's defaults, so a
-// HERALD_DATABASE_URL (PostgreSQL) or HERALD_DATA_DIR set by the caller wins.
-func startServer(ctx context.Context, path, secret, apiKey string, logs io.Writer) (*target, error) {
+// HERALD_DATABASE_URL (PostgreSQL) or HERALD_DATA_DIR set by the caller wins. With
+// rules, the server routes events by them (a rules file in the temporary directory,
+// named by HERALD_RULES, which wins over the caller's).
+func startServer(ctx context.Context, path, secret, apiKey string, rules []byte, logs io.Writer) (*target, error) {
 	tmp, err := os.MkdirTemp("", "herald-bench-")
 	if err != nil {
 		return nil, err
@@ -94,13 +97,21 @@ func startServer(ctx context.Context, path, secret, apiKey string, logs io.Write
 	cmd := exec.Command(path, "serve")
 	cmd.Env = append([]string{
 		"HERALD_ADDR=127.0.0.1:0",
-		"HERALD_DATA_DIR=" + tmp,
+		"HERALD_DATA_DIR=" + filepath.Join(tmp, "data"),
 		"HERALD_USER_RATE=0",
 		"HERALD_SERVICE_RATE=0",
 		"HERALD_LOG_LEVEL=warn",
 	}, os.Environ()...)
 	// The bench's own credentials come last: the server must accept what it mints.
 	cmd.Env = append(cmd.Env, "HERALD_JWT_SECRET="+secret, "HERALD_API_KEYS="+apiKey)
+	if rules != nil {
+		p, err := writeRules(tmp, rules)
+		if err != nil {
+			os.RemoveAll(tmp)
+			return nil, err
+		}
+		cmd.Env = append(cmd.Env, "HERALD_RULES="+p)
+	}
 	cmd.Stderr = logs
 	out, err := cmd.StdoutPipe()
 	if err != nil {
