@@ -72,11 +72,15 @@ type Options struct {
 	WSTokenTTL     time.Duration
 	AllowedOrigins []string
 
-	MaxPayload  int
-	BatchMax    int
-	BatchDelay  time.Duration
-	UserRate    api.Rate
-	ServiceRate api.Rate
+	MaxPayload int
+	BatchMax   int
+	BatchDelay time.Duration
+	// CommitsInFlight is how many store transactions may run at once; 0 means 2 on
+	// PostgreSQL (one is written while the other waits for its flush) and 1 on the
+	// embedded store (which writes one at a time anyway).
+	CommitsInFlight int
+	UserRate        api.Rate
+	ServiceRate     api.Rate
 
 	// WebSocket limits.
 	WSMaxPerUser   int
@@ -197,6 +201,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	n.writerPID = n.engine.Spawn(persist.New(n.store, persist.Options{
 		MaxBatch:   o.BatchMax,
 		FlushDelay: o.BatchDelay,
+		InFlight:   commitsInFlight(&o),
 		OnCommit: func(entries []herald.Entry) {
 			toInboxes(entries)
 			if pid := n.wake.Load(); pid != nil && hasDeliveries(entries) {
@@ -331,6 +336,16 @@ func (n *Node) waitStopped(stopped context.Context, what string) {
 	case <-time.After(5 * time.Second):
 		n.log.Warn("actor did not stop within 5s; going on", "actor", what)
 	}
+}
+
+func commitsInFlight(o *Options) int {
+	switch {
+	case o.CommitsInFlight > 0:
+		return o.CommitsInFlight
+	case o.DatabaseURL != "":
+		return 2
+	}
+	return 1
 }
 
 func loadRules(o *Options) (*rules.Set, error) {

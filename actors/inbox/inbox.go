@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -54,6 +55,9 @@ type inbox struct {
 	head         int64     // the latest seq received
 	cache        unreadCache
 	ring         []ringEntry // live entries head-len(ring)+1 .. head, kept while retaining()
+	ahead        []aheadEntry
+	reorderArmed bool
+	reorderGen   uint64
 }
 
 func newInbox(user string, opts Options, router *actor.PID) actor.Producer {
@@ -85,6 +89,11 @@ func (ib *inbox) Receive(c *actor.Context) {
 		ib.cacheLoaded(m)
 	case fetched:
 		ib.fetched(m)
+	case reorderOver:
+		if m.gen == ib.reorderGen {
+			ib.reorderArmed = false
+			ib.drainAhead(true)
+		}
 	case graceOver:
 		if m.gen == ib.graceGen && len(ib.socks) == 0 {
 			c.Send(ib.router, idle{user: ib.user, pid: ib.self, attaches: ib.attaches})
@@ -356,62 +365,118 @@ func (ib *inbox) cacheLoaded(m cacheLoaded) {
 	}
 }
 
-// deliver takes in live entries: the cache, the ring and every live socket move on.
+// deliver takes in live entries. With several commits in flight, a user's entries can
+// arrive out of seq order: one ahead of the next expected waits (Options.ReorderWait)
+// for those before it, and only then counts as a gap, which live sockets repair from the
+// store.
 func (ib *inbox) deliver(d deliver) {
 	if !ib.loaded {
 		ib.early = append(ib.early, d)
 		return
 	}
+	for i := range d.entries {
+		e := &d.entries[i]
+		switch {
+		case e.Seq <= ib.head: // already seen
+		case e.Seq == ib.head+1:
+			ib.accept(e, d.at)
+		default:
+			ib.ahead = append(ib.ahead, aheadEntry{entry: *e, at: d.at})
+			ib.armReorder()
+		}
+	}
+	ib.drainAhead(false)
+}
+
+// aheadEntry is a live entry that arrived before one it follows.
+type aheadEntry struct {
+	entry herald.Entry
+	at    time.Time
+}
+
+// drainAhead takes the waiting entries that are next in seq order; with force, all of
+// them, gaps included (the wait is over).
+func (ib *inbox) drainAhead(force bool) {
+	if len(ib.ahead) == 0 {
+		return
+	}
+	slices.SortFunc(ib.ahead, func(a, b aheadEntry) int { return cmp.Compare(a.entry.Seq, b.entry.Seq) })
+	i := 0
+	for ; i < len(ib.ahead); i++ {
+		e := &ib.ahead[i].entry
+		if e.Seq <= ib.head {
+			continue
+		}
+		if e.Seq != ib.head+1 && !force {
+			break
+		}
+		ib.accept(e, ib.ahead[i].at)
+	}
+	if i == len(ib.ahead) {
+		ib.ahead = nil
+		ib.reorderGen++ // the wait, if any, is over
+		ib.reorderArmed = false
+		return
+	}
+	ib.ahead = append(ib.ahead[:0:0], ib.ahead[i:]...)
+}
+
+// armReorder starts the wait for the entries before the ones ahead.
+func (ib *inbox) armReorder() {
+	if ib.reorderArmed {
+		return
+	}
+	ib.reorderArmed = true
+	gen, engine, self := ib.reorderGen, ib.engine, ib.self
+	time.AfterFunc(ib.opts.ReorderWait, func() { engine.Send(self, reorderOver{gen: gen}) })
+}
+
+// accept moves the cache, the ring and every live socket past e, the next entry in seq
+// order (or the first after a gap).
+func (ib *inbox) accept(e *herald.Entry, at time.Time) {
 	retain := ib.retaining()
 	encode := retain
 	for _, sk := range ib.socks {
 		encode = encode || sk.state == stLive
 	}
-	for i := range d.entries {
-		e := &d.entries[i]
-		if e.Seq <= ib.head {
-			continue // already seen
+	if e.Seq != ib.head+1 {
+		ib.ring = ib.ring[:0] // not contiguous any more; readers fall back to the store
+	}
+	ib.head = e.Seq
+	ib.cache.apply(e)
+	if !encode {
+		return
+	}
+	data, err := EncodeEntry(e)
+	if err != nil {
+		ib.opts.Log.Error("inbox: encoding an entry failed", "user", ib.user, "seq", e.Seq, "err", err)
+		ib.ring = ib.ring[:0]
+		return // live sockets see the gap and read it from the store
+	}
+	f := Frame{Data: data, Stored: at}
+	if retain {
+		if len(ib.ring) >= ib.opts.Ring {
+			n := copy(ib.ring, ib.ring[len(ib.ring)/2:])
+			clear(ib.ring[n:])
+			ib.ring = ib.ring[:n]
 		}
-		if e.Seq != ib.head+1 {
-			ib.ring = ib.ring[:0] // not contiguous any more; readers fall back to the store
-		}
-		ib.head = e.Seq
-		ib.cache.apply(e)
-		if !encode {
+		ib.ring = append(ib.ring, ringEntry{entry: *e, frame: f})
+	}
+	for _, sk := range ib.socks {
+		if sk.state != stLive {
 			continue
 		}
-		data, err := EncodeEntry(e)
-		if err != nil {
-			ib.opts.Log.Error("inbox: encoding an entry failed", "user", ib.user, "seq", e.Seq, "err", err)
-			ib.ring = ib.ring[:0]
-			continue // live sockets see the gap and read it from the store
-		}
-		f := Frame{Data: data, Stored: d.at}
-		if retain {
-			if len(ib.ring) >= ib.opts.Ring {
-				n := copy(ib.ring, ib.ring[len(ib.ring)/2:])
-				clear(ib.ring[n:])
-				ib.ring = ib.ring[:n]
-			}
-			ib.ring = append(ib.ring, ringEntry{entry: *e, frame: f})
-		}
-		for _, sk := range ib.socks {
-			if sk.state != stLive {
-				continue
-			}
-			switch {
-			case e.Seq <= sk.sent:
-			case e.Seq == sk.sent+1 && sk.s.Room() > 0:
-				ib.send(sk, f)
-				sk.sent = e.Seq
-			default:
-				// This socket missed entries (read them rather than skip them), or its
-				// queue is full for now (a burst: catch up at its own pace, from the
-				// ring or the store, rather than overflow; a socket that never makes
-				// room is closed as a slow consumer by the read).
-				ib.fetch(sk)
-				retain = true
-			}
+		switch {
+		case e.Seq <= sk.sent:
+		case e.Seq == sk.sent+1 && sk.s.Room() > 0:
+			ib.send(sk, f)
+			sk.sent = e.Seq
+		default:
+			// This socket missed entries (read them rather than skip them), or its
+			// queue is full for now (a burst: catch up at its own pace, from the ring
+			// or the store, rather than overflow; a socket that never makes room is
+			// closed as a slow consumer by the read).
+			ib.fetch(sk)
 		}
 	}
 }

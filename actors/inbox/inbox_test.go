@@ -71,6 +71,20 @@ type rig struct {
 	router *actor.PID
 	writer persist.Client
 	drop   *atomic.Bool
+	reads  *atomic.Int64 // catch-up reads (Events) the inboxes made
+	held   chan []herald.Entry
+	hold   *atomic.Bool // while set, committed batches go to held instead of the router
+}
+
+// countingStore is the real store, counting the inboxes' catch-up reads.
+type countingStore struct {
+	persistence.Store
+	reads *atomic.Int64
+}
+
+func (s countingStore) Events(ctx context.Context, user string, since int64, limit int) (persistence.EventsPage, error) {
+	s.reads.Add(1)
+	return s.Store.Events(ctx, user, since, limit)
 }
 
 // newRig runs the router and the persistence actor on an embedded store; while drop
@@ -86,11 +100,14 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{engine: engine, drop: new(atomic.Bool)}
-	r.router = engine.Spawn(inbox.NewRouter(inbox.Options{Store: store, Grace: time.Millisecond}), "inbox")
+	r := &rig{engine: engine, drop: new(atomic.Bool), reads: new(atomic.Int64), held: make(chan []herald.Entry, 10), hold: new(atomic.Bool)}
+	r.router = engine.Spawn(inbox.NewRouter(inbox.Options{Store: countingStore{store, r.reads}, Grace: time.Millisecond}), "inbox")
 	hook := inbox.OnCommit(engine, r.router)
 	pid := engine.Spawn(persist.New(store, persist.Options{OnCommit: func(es []herald.Entry) {
-		if !r.drop.Load() {
+		switch {
+		case r.hold.Load():
+			r.held <- es
+		case !r.drop.Load():
 			hook(es)
 		}
 	}}), "persist")
@@ -209,4 +226,33 @@ func TestRefreshDuringCatchUp(t *testing.T) {
 		t.Fatalf("frame %+v, want seq 4 after the snapshot", w)
 	}
 	r.engine.Send(r.router, inbox.Detach{User: "carol", Socket: s})
+}
+
+// TestOutOfOrderBatches: batches of one user handed over out of seq order (several
+// commits in flight) are put back in order without reading the store.
+func TestOutOfOrderBatches(t *testing.T) {
+	r := newRig(t)
+	s := newMemSocket()
+	r.engine.Send(r.router, inbox.Attach{User: "dora", Socket: s})
+	if w := s.next(t); w.Event != inbox.EventUnread {
+		t.Fatalf("first frame %+v", w)
+	}
+	r.hold.Store(true)
+	r.create(t, "dora")
+	r.create(t, "dora")
+	first, second := <-r.held, <-r.held
+	r.hold.Store(false)
+	reads := r.reads.Load()
+	onCommit := inbox.OnCommit(r.engine, r.router)
+	onCommit(second) // seq 2 first
+	onCommit(first)
+	for want := int64(1); want <= 2; want++ {
+		if w := s.next(t); w.Seq != want {
+			t.Fatalf("frame %+v, want seq %d", w, want)
+		}
+	}
+	if n := r.reads.Load() - reads; n != 0 {
+		t.Fatalf("%d catch-up reads for entries that were only out of order", n)
+	}
+	r.engine.Send(r.router, inbox.Detach{User: "dora", Socket: s})
 }

@@ -60,6 +60,9 @@ type idle struct {
 	attaches uint64
 }
 
+// reorderOver ends the wait for entries that arrived after later ones.
+type reorderOver struct{ gen uint64 }
+
 // graceOver fires Options.Grace after an inbox lost its last socket; gen tells a stale
 // timer from the current one.
 type graceOver struct{ gen uint64 }

@@ -27,6 +27,10 @@ type Options struct {
 	// Ring caps the live entries an inbox keeps while a socket catches up; a socket
 	// that falls further behind reads the store again. Default 1,024.
 	Ring int
+	// ReorderWait is how long an entry that arrived ahead of its turn (several commits
+	// in flight) waits for the entries before it before they count as lost and are read
+	// from the store. Default 100 ms.
+	ReorderWait time.Duration
 	// CacheBytes caps the unread list an inbox keeps between snapshots (about that
 	// many bytes of notifications); a longer list is read again when a snapshot is
 	// asked for. Default 4 KiB.
@@ -52,6 +56,9 @@ func (o *Options) defaults() {
 	}
 	if o.Ring <= 0 {
 		o.Ring = 1024
+	}
+	if o.ReorderWait <= 0 {
+		o.ReorderWait = 100 * time.Millisecond
 	}
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 4 << 10

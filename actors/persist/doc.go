@@ -8,14 +8,17 @@
 // every caller in the batch gets the same `unavailable` error and nothing of the batch was
 // written.
 //
-// Batching is group commit: while a commit is in flight the actor keeps accepting writes,
-// and the next batch leaves the moment the store is free again, so batches grow with load
-// and an idle system commits a lone write at once. A batch also leaves when it reaches
-// Options.MaxBatch notifications, or after Options.FlushDelay (default 0: no waiting).
-// One commit at a time keeps the commit order equal to the seq order per user.
+// Batching is group commit: while Options.InFlight commits are running the actor keeps
+// accepting writes, and the next batch leaves the moment one ends, so batches grow with
+// load and an idle system commits a lone write at once. A batch also leaves when it
+// reaches Options.MaxBatch notifications, or after Options.FlushDelay (default 0: no
+// waiting). With one commit at a time, OnCommit sees each user's entries in seq order;
+// with more, a user's batches may be handed over in either order, and the consumer
+// reorders (the inbox waits briefly for an entry that is missing before treating it as
+// lost).
 //
-// Ownership and shutdown: the actor owns the pending batch and the single commit goroutine
-// it starts per batch. Drain flushes what is pending and answers once nothing is in
+// Ownership and shutdown: the actor owns the pending batch and the commit goroutines it
+// starts, one per batch. Drain flushes what is pending and answers once nothing is in
 // flight; Poison after Drain then loses nothing (hollywood drops queued messages on
 // Poison, so Drain must come first).
 package persist

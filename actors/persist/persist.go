@@ -41,10 +41,17 @@ type Options struct {
 	// FlushDelay is how long a first write waits for company when the store is idle.
 	// Default 0: commit at once; batches still form while a commit is in flight.
 	FlushDelay time.Duration
+	// InFlight is how many commits may run at once. Default 1. More helps a store
+	// whose commit waits on a disk flush (PostgreSQL): the next batch is written while
+	// the previous one is being flushed. Seq stays 1..N per user whatever the value (a
+	// store serialises the batches that share a user), but with more than one, a user's
+	// entries may reach OnCommit out of seq order, by a batch: the consumer puts them
+	// back in order (the inbox does).
+	InFlight int
 	// CommitTimeout bounds one Store.Apply. Default 10 s.
 	CommitTimeout time.Duration
-	// OnCommit receives the entries of each committed batch, in commit (and so per-user
-	// seq) order, before the callers are answered. It runs on the commit goroutine and
+	// OnCommit receives the entries of each committed batch, before the callers are
+	// answered; with one commit in flight, in commit (and so per-user seq) order. It runs on the commit goroutine and
 	// must not block: it hands the entries on (to the router) and returns.
 	OnCommit func([]herald.Entry)
 	// Metrics, when not nil, records batches, stored notifications and store errors.
@@ -56,6 +63,9 @@ type Options struct {
 func (o *Options) defaults() {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 1000
+	}
+	if o.InFlight <= 0 {
+		o.InFlight = 1
 	}
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = 10 * time.Second
@@ -78,15 +88,15 @@ type flushTick struct{}
 type committed struct{}
 
 type writer struct {
-	store   persistence.Store
-	opts    Options
-	engine  *actor.Engine
-	self    *actor.PID
-	pending []Write
-	size    int // notifications and ops in pending
-	busy    bool
-	armed   bool // a flushTick is scheduled
-	drains  []chan<- struct{}
+	store    persistence.Store
+	opts     Options
+	engine   *actor.Engine
+	self     *actor.PID
+	pending  []Write
+	size     int  // notifications and ops in pending
+	inflight int  // commits running
+	armed    bool // a flushTick is scheduled
+	drains   []chan<- struct{}
 }
 
 func opSize(op *persistence.Op) int {
@@ -109,7 +119,7 @@ func (w *writer) Receive(c *actor.Context) {
 		w.pending = append(w.pending, m)
 		w.size += opSize(&m.Op)
 		switch {
-		case w.busy:
+		case w.inflight >= w.opts.InFlight:
 			// The batch leaves when the commit in flight ends.
 		case w.size >= w.opts.MaxBatch || w.opts.FlushDelay <= 0:
 			w.flush()
@@ -119,15 +129,15 @@ func (w *writer) Receive(c *actor.Context) {
 		}
 	case flushTick:
 		w.armed = false
-		if !w.busy {
+		if w.inflight < w.opts.InFlight {
 			w.flush()
 		}
 	case committed:
-		w.busy = false
+		w.inflight--
 		w.flush()
 	case Drain:
 		w.drains = append(w.drains, m.Done)
-		if !w.busy {
+		if w.inflight < w.opts.InFlight {
 			w.flush()
 		}
 	}
@@ -137,6 +147,9 @@ func (w *writer) Receive(c *actor.Context) {
 // answers the drains waiting for quiet.
 func (w *writer) flush() {
 	if len(w.pending) == 0 {
+		if w.inflight > 0 {
+			return // the drains are answered when the last commit ends
+		}
 		for _, d := range w.drains {
 			close(d)
 		}
@@ -154,11 +167,12 @@ func (w *writer) flush() {
 	clear(w.pending[rest:])
 	w.pending = w.pending[:rest]
 	w.size -= size
-	w.busy = true
+	w.inflight++
 	go w.commit(batch)
 }
 
-// commit runs on its own goroutine, one at a time; it tells the actor when it is done.
+// commit runs on its own goroutine, up to Options.InFlight at a time; it tells the
+// actor when it is done.
 func (w *writer) commit(batch []Write) {
 	defer w.engine.Send(w.self, committed{})
 	live := batch[:0:0]
