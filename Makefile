@@ -5,7 +5,7 @@ FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 BENCHSTAT_VERSION   ?= v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: run build test fuzz lint bench clean
+.PHONY: run build test fuzz lint bench bench-load clean
 
 ## run: start Herald on the embedded store with development credentials
 run:
@@ -35,12 +35,47 @@ lint:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 
 ## bench: stored notifications/s through the persistence actor, on PostgreSQL (fsync on)
-## and the embedded store; six runs each, summarised by benchstat (medians)
+## and the embedded store; six runs each, summarised by benchstat (medians); then bench-load
 bench:
 	@mkdir -p .bench
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x -count 6 ./actors/persist/ ./persistence/... | tee .bench/latest.txt
 	@command -v benchstat >/dev/null 2>&1 || $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" benchstat .bench/latest.txt
+	$(MAKE) bench-load
+
+## bench-load: herald-bench's standard suite against bin/herald on loopback, on the embedded
+## store and on a throwaway PostgreSQL (fsync on): each run's JSON and Markdown in
+## .bench/load-*, one table of them all in .bench/load.md (and on stdout). A few minutes.
+## The server runs with its defaults (HERALD_* variables unset), rate limits off.
+LOAD_TIMEOUT ?= 150s
+bench-load:
+	@mkdir -p .bench $(BIN)
+	$(GO) build -o $(BIN)/herald ./cmd/herald
+	$(GO) build -o $(BIN)/herald-bench ./cmd/herald-bench
+	@rm -f .bench/load-*.json .bench/load-*.md .bench/load.md
+	@for v in $$(env | sed -n 's/^\(HERALD_[A-Za-z0-9_]*\)=.*/\1/p'); do unset $$v; done; \
+	if [ "$$(ulimit -n)" != unlimited ] && [ "$$(ulimit -n)" -lt 20000 ]; then \
+		ulimit -n 20000 2>/dev/null || echo "bench-load: cannot raise the open-file limit to 20000 (it is $$(ulimit -n)): the 15,000-connection runs may fail" >&2; \
+	fi; \
+	status=0; files=; \
+	load() { \
+		name=$$1; shift; files="$$files .bench/load-$$name.json"; \
+		echo "bench-load: $$name: herald-bench $$*" >&2; \
+		$(BIN)/herald-bench -start-server $(BIN)/herald -quiet -timeout $(LOAD_TIMEOUT) -connect-timeout 60s \
+			-out .bench/load-$$name.json "$$@" > .bench/load-$$name.md || { status=1; echo "bench-load: $$name failed: see .bench/load-$$name.md" >&2; }; \
+	}; \
+	load 01-idle -scenario idle -n 15000 -duration 10s; \
+	load 02-deliver -scenario deliver -n 1000 -rate 10000 -duration 15s -publish batch -batch-size 100; \
+	load 03-deliver-flat -scenario deliver -n 5000 -rate 0 -duration 15s -publish batch -batch-size 100; \
+	load 04-broadcast -scenario broadcast -n 15000 -rounds 3; \
+	load 05-storm -scenario reconnect-storm -n 2000 -rate 2000 -duration 15s; \
+	load 06-events -scenario events -n 1000 -fanout 10 -rate 500 -duration 15s; \
+	load 07-pg-deliver -postgres throwaway -scenario deliver -n 5000 -rate 10000 -duration 15s -publish batch -batch-size 100; \
+	load 08-pg-deliver-flat -postgres throwaway -scenario deliver -n 5000 -rate 0 -duration 15s -publish batch -batch-size 100; \
+	load 09-pg-broadcast -postgres throwaway -scenario broadcast -n 15000 -rounds 3; \
+	$(BIN)/herald-bench -summarize $$files > .bench/load.md || status=1; \
+	cat .bench/load.md; \
+	exit $$status
 
 clean:
 	rm -rf $(BIN)

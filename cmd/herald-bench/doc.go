@@ -56,13 +56,25 @@
 // While running it prints a progress line on stderr every second; at the end a Markdown
 // table on stdout and, with -out, the same figures as JSON. The exit status is 1 when a
 // check failed (anything lost, duplicated or skipped, a connection that failed), 2 when
-// the run could not be made.
+// the run could not be made. -timeout bounds a run (by default, the sum of its phases'
+// limits); stopping the server and PostgreSQL afterwards has bounds of its own.
+// -summarize prints one Markdown table of several -out files, one row each (make
+// bench-load runs a standard suite and tabulates it so).
 //
 // The server is either one already running (-url, with -server-pid for its memory and
 // CPU) or one the bench starts itself (-start-server /path/to/herald): on loopback, with
 // the embedded store in a temporary directory unless HERALD_DATABASE_URL or
 // HERALD_DATA_DIR says otherwise, rate limits off, the generated secret and API key,
-// and for events the bench's rules file.
+// and for events the bench's rules file. With -postgres throwaway as well, the bench first
+// starts a PostgreSQL cluster of its own (internal/pgtest: initdb into a temporary
+// directory, a free port of 127.0.0.1, fsync and synchronous_commit on), creates a
+// database in it and points the server's HERALD_DATABASE_URL at it (over the caller's);
+// the conditions say "store: postgres (throwaway, fsync on)" and give PostgreSQL's
+// version and settings. After the run, also on failure or interrupt, it stops the server
+// and then the cluster, and removes the cluster's files. PostgreSQL's binaries are looked
+// up on PATH, then under /usr/lib/postgresql/*/bin; as root they run as the postgres
+// user. The server and PostgreSQL get a parent-death signal on Linux, so that a bench
+// that is killed leaves neither running.
 // CPU figures are cores used (CPU seconds per second of wall time) over the measured
 // phase, read from /proc/PID/stat.
 //
@@ -70,6 +82,8 @@
 //
 //	herald-bench -start-server ./herald -scenario idle -n 15000 -duration 30s
 //	herald-bench -start-server ./herald -scenario deliver -n 1000 -rate 10000 -duration 20s -out deliver.json
+//	herald-bench -start-server ./herald -postgres throwaway -scenario deliver -n 5000 -rate 0 -publish batch -out pg.json
+//	herald-bench -summarize deliver.json pg.json
 //	herald-bench -url http://127.0.0.1:8080 -server-pid 4242 -scenario broadcast -n 5000
 //	herald-bench -start-server ./herald -scenario reconnect-storm -n 2000 -rate 2000 -duration 20s
 //	herald-bench -start-server ./herald -scenario events -n 1000 -fanout 10 -rate 1000 -duration 20s

@@ -18,17 +18,10 @@ import (
 // with the events scenario's rule, and runs every scenario at a tiny scale: nothing may
 // be lost or duplicated.
 func TestScenariosAgainstTheServer(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build the server: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	if out, err := exec.Command(gobin, "build", "-o", bin, "github.com/heraldhq/herald/cmd/herald").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
-	}
+	bin := buildHerald(t)
 	secret, key := randomSecret(), "bench-test-"+randomSecret()
 	var logs lockedBuffer
-	srv, err := startServer(t.Context(), bin, secret, key, []byte(fanoutRules), &logs)
+	srv, err := startServer(t.Context(), bin, secret, key, []byte(fanoutRules), nil, &logs)
 	if err != nil {
 		t.Fatalf("starting the server: %v\n%s", err, logs.String())
 	}
@@ -61,9 +54,12 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 		{name: "events", args: []string{"-scenario", "events", "-rate", "40", "-fanout", "7", "-publishers", "4"}, delivered: "delivered", acked: "notifications stored"},
 		{name: "events flat out", args: []string{"-scenario", "events", "-rate", "0", "-fanout", "20", "-duration", "1s", "-publishers", "2"}, delivered: "delivered", acked: "notifications stored"},
 	}
-	for _, tt := range tests {
+	var results []string // for -summarize
+	resultsDir := t.TempDir()
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "results.json")
+			out := filepath.Join(resultsDir, strconv.Itoa(i)+".json")
+			results = append(results, out)
 			args := append(append(append([]string{}, common...), tt.args...), "-out", out)
 			var stdout, stderr lockedBuffer
 			code := run(t.Context(), args, nil, &stdout, &stderr)
@@ -108,6 +104,51 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 		})
 	}
 
+	// One row for each result, every cell the scenario has filled in.
+	t.Run("summarize", func(t *testing.T) {
+		if len(results) != len(tests) {
+			t.Skipf("needs the results of all %d scenario subtests (%d ran)", len(tests), len(results))
+		}
+		missing := filepath.Join(resultsDir, "never-written.json")
+		var stdout, stderr lockedBuffer
+		if code := run(t.Context(), append([]string{"-summarize"}, append(results, missing)...), nil, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit status %d\n%s", code, stderr.String())
+		}
+		rows := tableRows(t, stdout.String())
+		if len(rows) != len(tests)+1 {
+			t.Fatalf("%d rows for %d results and a missing one:\n%s", len(rows), len(tests), stdout.String())
+		}
+		for i, tt := range tests {
+			row := rows[i]
+			if !strings.HasPrefix(row[0], tt.args[1]) {
+				t.Errorf("row %d is %q, want scenario %s", i, row[0], tt.args[1])
+			}
+			if row[1] != "—" || row[2] != "20" || row[10] != "ok" {
+				t.Errorf("row %d: store %q (want — for a server the bench did not start), N %q, checks %q", i, row[1], row[2], row[10])
+			}
+			want := map[int]string{4: "achieved", 7: "server CPU", 8: "bench CPU"}
+			if tt.delivered != "" {
+				want[5], want[9] = "p50 / p99", "lost / dup."
+			} else {
+				want[6] = "RSS per connection"
+			}
+			for col, what := range want {
+				if strings.Contains(row[col], "—") || row[col] == "" {
+					t.Errorf("row %d (%s): %s is %q", i, tt.name, what, row[col])
+				}
+			}
+			if strings.Contains(row[11], "—") {
+				t.Errorf("row %d (%s): notes %q lack a figure", i, tt.name, row[11])
+			}
+			if tt.delivered != "" && row[9] != "0 / 0" {
+				t.Errorf("row %d (%s): lost / dup. %q", i, tt.name, row[9])
+			}
+		}
+		if last := rows[len(rows)-1]; last[0] != "never-written" || !strings.Contains(last[10], "no result") {
+			t.Errorf("the missing result's row: %q", last)
+		}
+	})
+
 	// With -start-server, the bench loads its rule into the server it starts.
 	t.Run("events on a server the bench starts", func(t *testing.T) {
 		args := []string{"-start-server", bin, "-scenario", "events", "-n", "10", "-fanout", "3", "-rate", "50",
@@ -124,7 +165,7 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 	// A server without the rule: the bench says which rule to load, before connecting.
 	t.Run("events without the rule", func(t *testing.T) {
 		var logs lockedBuffer
-		bare, err := startServer(t.Context(), bin, secret, key, nil, &logs)
+		bare, err := startServer(t.Context(), bin, secret, key, nil, nil, &logs)
 		if err != nil {
 			t.Fatalf("starting a server without rules: %v\n%s", err, logs.String())
 		}
@@ -150,6 +191,47 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 			t.Errorf("no progress line on stderr:\n%s", stderr.String())
 		}
 	})
+}
+
+// buildHerald builds the server into a temporary directory and returns its path.
+func buildHerald(t *testing.T) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build the server: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "herald")
+	if out, err := exec.Command(gobin, "build", "-o", bin, "github.com/heraldhq/herald/cmd/herald").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// tableRows returns the cells of the rows of the first Markdown table in md, header
+// and separator left out.
+func tableRows(t *testing.T, md string) [][]string {
+	t.Helper()
+	var rows [][]string
+	seen := false
+	for line := range strings.Lines(md) {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "|") {
+			if seen {
+				break
+			}
+			continue
+		}
+		seen = true
+		cells := strings.Split(strings.Trim(line, "|"), " | ")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		rows = append(rows, cells)
+	}
+	if len(rows) < 2 {
+		t.Fatalf("no Markdown table in:\n%s", md)
+	}
+	return rows[2:]
 }
 
 // probeWebSocket skips the test while the server does not upgrade /notifications/ws.

@@ -42,6 +42,7 @@ type options struct {
 
 	url         string
 	startServer string
+	postgres    string
 	serverPID   int
 	secret      string
 	apiKey      string
@@ -62,9 +63,13 @@ type options struct {
 	maxNotes       int64
 	fanout         int
 
+	timeout time.Duration // 0: bound()
+
 	out        string
 	quiet      bool
 	printRules bool
+	summarize  bool
+	files      []string // -summarize: the JSON results to tabulate
 }
 
 // parseOptions reads the command line; defaults for the credentials come from the
@@ -74,13 +79,14 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("herald-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: herald-bench -scenario %s|%s|%s|%s|%s [flags]\n       herald-bench -print-rules\n\n",
+		fmt.Fprintf(stderr, "usage: herald-bench -scenario %s|%s|%s|%s|%s [flags]\n       herald-bench -print-rules\n       herald-bench -summarize RESULT.json...\n\n",
 			scenarioIdle, scenarioDeliver, scenarioBroadcast, scenarioStorm, scenarioEvents)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.scenario, "scenario", "", "what to measure: idle, deliver, broadcast, reconnect-storm or events (see the package doc)")
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "base URL of a running server (ignored with -start-server)")
 	fs.StringVar(&o.startServer, "start-server", "", "path of a herald binary to start on loopback for the run")
+	fs.StringVar(&o.postgres, "postgres", "", "with -start-server: \"throwaway\" runs the server on a PostgreSQL cluster started for the run (fsync on) and removed after it")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "pid of the running server, for its memory and CPU figures")
 	// Defaults from the environment are filled in after parsing, so -h never shows them.
 	fs.StringVar(&o.secret, "jwt-secret", "", "HS256 secret of user JWTs (default $HERALD_JWT_SECRET; random with -start-server)")
@@ -100,11 +106,20 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.perProcess, "per-process", 18000, "most connections one process holds; idle uses child processes above it")
 	fs.Int64Var(&o.maxNotes, "max-notifications", 5_000_000, "most notifications one run publishes")
 	fs.IntVar(&o.fanout, "fanout", 10, "receivers of each event (events; 1..1000, at most -n)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "bound of the whole run, stopping the server and PostgreSQL excepted (default the sum of the phases' limits)")
+	fs.BoolVar(&o.summarize, "summarize", false, "print one Markdown table of the JSON results (-out files) named as arguments, and exit")
 	fs.BoolVar(&o.printRules, "print-rules", false, "print the rules file the events scenario needs on a server the bench does not start, and exit")
 	fs.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.summarize {
+		if fs.NArg() == 0 {
+			return nil, errors.New("-summarize needs the JSON results to tabulate as arguments")
+		}
+		o.files = fs.Args()
+		return o, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -164,6 +179,12 @@ func (o *options) validate() error {
 		return errors.New("-fanout must be within 1..1000 (herald stores at most 1,000 notifications per event)")
 	case o.scenario == scenarioEvents && o.fanout > o.n:
 		return fmt.Errorf("-fanout %d exceeds -n %d: an event's receivers are distinct users", o.fanout, o.n)
+	case o.postgres != "" && o.postgres != postgresThrowaway:
+		return fmt.Errorf("-postgres: %q is not %s", o.postgres, postgresThrowaway)
+	case o.postgres != "" && o.startServer == "":
+		return errors.New("-postgres needs -start-server: the bench starts PostgreSQL only for a server it starts")
+	case o.timeout < 0:
+		return errors.New("-timeout must not be negative")
 	case o.startServer == "" && o.secret == "":
 		return errors.New("-jwt-secret (or HERALD_JWT_SECRET) is required to mint user tokens")
 	case o.startServer == "" && o.apiKey == "" && o.scenario != scenarioIdle:
@@ -172,9 +193,16 @@ func (o *options) validate() error {
 	return nil
 }
 
-// bound is the longest a run may take, all phases at their limits.
+// bound is the longest a run may take: -timeout, or all phases at their limits.
 func (o *options) bound() time.Duration {
-	return o.connectTimeout + o.duration + time.Duration(o.rounds)*o.drain + o.connectTimeout + 2*time.Minute
+	if o.timeout > 0 {
+		return o.timeout
+	}
+	b := o.connectTimeout + o.duration + time.Duration(o.rounds)*o.drain + o.connectTimeout + 2*time.Minute
+	if o.postgres != "" {
+		b += pgStartBound
+	}
+	return b
 }
 
 func firstKey(keys string) string {
@@ -195,6 +223,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if o.printRules {
 		if _, err := io.WriteString(stdout, fanoutRules); err != nil {
 			fmt.Fprintln(stderr, "herald-bench:", err)
+			return exitError
+		}
+		return exitOK
+	}
+	if o.summarize {
+		if err := summarize(o.files, stdout); err != nil {
+			fmt.Fprintln(stderr, "herald-bench -summarize:", err)
 			return exitError
 		}
 		return exitOK
@@ -263,7 +298,22 @@ func connectTarget(ctx context.Context, o *options, logs io.Writer) (*target, er
 	if o.scenario == scenarioEvents {
 		rules = []byte(fanoutRules)
 	}
-	return startServer(ctx, o.startServer, o.secret, o.apiKey, rules, logs)
+	if o.postgres != postgresThrowaway {
+		return startServer(ctx, o.startServer, o.secret, o.apiKey, rules, nil, logs)
+	}
+	pg, err := startPostgres(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := startServer(ctx, o.startServer, o.secret, o.apiKey, rules, []string{"HERALD_DATABASE_URL=" + pg.url}, logs)
+	if err != nil {
+		if cerr := pg.close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, err
+	}
+	t.pg, t.store = pg, pg.store
+	return t, nil
 }
 
 // session is one scenario run against one target.
@@ -276,8 +326,14 @@ type session struct {
 }
 
 func (s *session) runScenario(ctx context.Context) (*Result, error) {
-	r := &Result{Scenario: s.o.scenario, Started: time.Now().UTC()}
+	r := &Result{Scenario: s.o.scenario, Started: time.Now().UTC(), Store: s.t.store, Params: s.o.params()}
 	r.cond("server", s.t.desc)
+	if s.t.store != "" {
+		r.cond("store", s.t.store)
+	}
+	if s.t.pg != nil {
+		r.cond("postgres", s.t.pg.desc)
+	}
 	r.cond("run", s.run)
 	r.cond("bench GOMAXPROCS", runtime.GOMAXPROCS(0))
 	r.cond("CPUs", runtime.NumCPU())

@@ -12,15 +12,52 @@ import (
 
 // Result is what a scenario measured, as printed in Markdown and written as JSON.
 type Result struct {
-	Scenario   string    `json:"scenario"`
-	Started    time.Time `json:"started"`
-	Conditions []Field   `json:"conditions"`
-	Metrics    []Metric  `json:"metrics"`
+	Scenario string    `json:"scenario"`
+	Started  time.Time `json:"started"`
+	// Store is the store of the server, as it names it ("embedded DIR", "postgres") or
+	// as the bench does ("postgres (throwaway, fsync on)"); "" when unknown.
+	Store string `json:"store,omitempty"`
+	// Params are the flags that shape the load, for tools comparing runs (-summarize).
+	Params     Params   `json:"params"`
+	Conditions []Field  `json:"conditions"`
+	Metrics    []Metric `json:"metrics"`
 	// Checks are counts that must be zero.
 	Checks []Check `json:"checks"`
 	// Notes are things worth knowing that are not figures (why connections closed, the
 	// first error).
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Params are the flags that shape a run's load; those of no use to its scenario are
+// left out.
+type Params struct {
+	N          int     `json:"n"`
+	Duration   string  `json:"duration,omitempty"` // hold (idle) or publish for
+	Rate       float64 `json:"rate"`               // per second; 0: flat out (publishing scenarios)
+	Publish    string  `json:"publish,omitempty"`
+	BatchSize  int     `json:"batchSize,omitempty"`
+	Publishers int     `json:"publishers,omitempty"`
+	Rounds     int     `json:"rounds,omitempty"`
+	Fanout     int     `json:"fanout,omitempty"`
+}
+
+// params returns the flags of o that shape its scenario's load.
+func (o *options) params() Params {
+	p := Params{N: o.n}
+	switch o.scenario {
+	case scenarioIdle:
+		p.Duration = o.duration.String()
+	case scenarioBroadcast:
+		p.Rounds, p.Publishers = o.rounds, o.publishers
+	case scenarioEvents:
+		p.Duration, p.Rate, p.Publishers, p.Fanout = o.duration.String(), o.rate, o.publishers, o.fanout
+	default: // deliver, reconnect-storm
+		p.Duration, p.Rate, p.Publishers, p.Publish = o.duration.String(), o.rate, o.publishers, o.publish
+		if o.publish != publishSingle {
+			p.BatchSize = o.batchSize
+		}
+	}
+	return p
 }
 
 // Field is one condition of the run.

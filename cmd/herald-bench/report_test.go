@@ -94,10 +94,21 @@ func TestOptions(t *testing.T) {
 		{"-scenario", "reconnect-storm", "-duration", "10s", "-storm-at", "10s"},
 		{"-scenario", "idle", "-source-ips", "255"},
 		{"-scenario", "idle", "extra"},
+		{"-scenario", "deliver", "-postgres", "throwaway"}, // only for a server the bench starts
+		{"-scenario", "deliver", "-start-server", "./herald", "-postgres", "shared"},
+		{"-scenario", "deliver", "-timeout", "-1s"},
+		{"-summarize"}, // no results named
 	} {
 		if _, err := parseOptions(args, new(strings.Builder)); err == nil {
 			t.Errorf("%q: accepted", args)
 		}
+	}
+	o, err = parseOptions([]string{"-scenario", "deliver", "-start-server", "./herald", "-postgres", "throwaway", "-timeout", "90s"}, new(strings.Builder))
+	if err != nil || o.postgres != postgresThrowaway || o.bound() != 90*time.Second {
+		t.Errorf("-postgres throwaway -timeout 90s: %v, bound %v", err, o.bound())
+	}
+	if o, err := parseOptions([]string{"-summarize", "a.json", "b.json"}, new(strings.Builder)); err != nil || len(o.files) != 2 {
+		t.Errorf("-summarize a.json b.json: %v", err)
 	}
 	if code := run(t.Context(), []string{"-scenario", "nope"}, nil, new(strings.Builder), new(strings.Builder)); code != exitError {
 		t.Errorf("run with a bad flag = %d, want %d", code, exitError)

@@ -29,11 +29,13 @@ type target struct {
 	secret []byte
 	apiKey string
 	desc   string // how the bench reached it, for the conditions
+	store  string // the store it runs on, "" when unknown
 
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
 	tmpDir  string
+	pg      *throwaway // a PostgreSQL the bench started for the server, removed after it
 }
 
 // wsURL is the WebSocket endpoint.
@@ -85,10 +87,10 @@ func randomSecret() string {
 
 // startServer starts the herald binary at path on loopback and waits for its ready
 // line. The environment of the bench passes through after the bench's defaults, so a
-// HERALD_DATABASE_URL (PostgreSQL) or HERALD_DATA_DIR set by the caller wins. With
-// rules, the server routes events by them (a rules file in the temporary directory,
-// named by HERALD_RULES, which wins over the caller's).
-func startServer(ctx context.Context, path, secret, apiKey string, rules []byte, logs io.Writer) (*target, error) {
+// HERALD_DATABASE_URL (PostgreSQL) or HERALD_DATA_DIR set by the caller wins; env
+// (NAME=value) wins over both. With rules, the server routes events by them (a rules
+// file in the temporary directory, named by HERALD_RULES, which wins over the caller's).
+func startServer(ctx context.Context, path, secret, apiKey string, rules []byte, env []string, logs io.Writer) (*target, error) {
 	tmp, err := os.MkdirTemp("", "herald-bench-")
 	if err != nil {
 		return nil, err
@@ -104,6 +106,8 @@ func startServer(ctx context.Context, path, secret, apiKey string, rules []byte,
 	}, os.Environ()...)
 	// The bench's own credentials come last: the server must accept what it mints.
 	cmd.Env = append(cmd.Env, "HERALD_JWT_SECRET="+secret, "HERALD_API_KEYS="+apiKey)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.SysProcAttr = serverProcAttr()
 	if rules != nil {
 		p, err := writeRules(tmp, rules)
 		if err != nil {
@@ -144,7 +148,7 @@ func startServer(ctx context.Context, path, secret, apiKey string, rules []byte,
 	select {
 	case s := <-ready:
 		base, store, _ := strings.Cut(s, "\x00")
-		t.base = base
+		t.base, t.store = base, store
 		t.desc = fmt.Sprintf("%s (started by the bench, pid %d, store: %s)", base, t.pid, store)
 		return t, nil
 	case <-t.exited:
@@ -169,9 +173,22 @@ func parseReady(line string) (base, store string, ok bool) {
 	return base, store, strings.HasPrefix(base, "http://")
 }
 
-// stop ends a server the bench started (SIGTERM, then SIGKILL after a timeout) and
-// removes its temporary directory. It does nothing to a server it did not start.
+// stop ends a server the bench started (SIGTERM, then SIGKILL after a timeout),
+// removes its temporary directory and then the throwaway PostgreSQL it ran on, if any.
+// It does nothing to a server it did not start.
 func (t *target) stop() error {
+	err := t.stopServer()
+	// After the server, which writes what it holds to PostgreSQL as it stops.
+	if t.pg != nil {
+		if cerr := t.pg.close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		t.pg = nil
+	}
+	return err
+}
+
+func (t *target) stopServer() error {
 	if t.cmd == nil {
 		return nil
 	}
