@@ -144,7 +144,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if res.Suppressed == nil {
-		writeJSON(w, http.StatusCreated, map[string]any{"data": res.Notifications})
+		writeNotifications(w, http.StatusCreated, res.Notifications)
 		return nil
 	}
 	// Some receivers turned the type off: data lists what was stored, in request order,
