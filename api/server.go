@@ -138,12 +138,6 @@ func New(o Options) *Server {
 	return s
 }
 
-// Handle registers another handler on the server's mux, instrumented like the built-in
-// routes.
-func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, s.metrics.instrument(pattern, h))
-}
-
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 

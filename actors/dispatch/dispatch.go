@@ -126,11 +126,8 @@ type (
 		err error
 	}
 	finished struct{ err error }
-	flushed  struct {
-		n   int
-		err error
-	}
-	stats struct {
+	flushed  struct{ err error }
+	stats    struct {
 		s   []persistence.ChannelStats
 		err error
 	}
@@ -151,8 +148,7 @@ type dispatcher struct {
 	finishing bool // a FinishDeliveries is in flight
 	draining  bool
 	drains    []chan<- struct{}
-	ticker    *time.Ticker
-	tickDone  chan struct{}
+	poll      actor.SendRepeater // the tick every Options.Poll
 	lastStats time.Time
 	statsBusy bool
 	flushing  bool // a round of digest flushes is in flight
@@ -163,21 +159,10 @@ func (d *dispatcher) Receive(c *actor.Context) {
 	case actor.Started:
 		d.engine, d.self = c.Engine(), c.PID()
 		d.ctx, d.cancel = context.WithCancel(context.Background())
-		d.ticker, d.tickDone = time.NewTicker(d.opts.Poll), make(chan struct{})
-		go func(t *time.Ticker, done chan struct{}, e *actor.Engine, self *actor.PID) {
-			for {
-				select {
-				case <-t.C:
-					e.Send(self, tick{})
-				case <-done:
-					return
-				}
-			}
-		}(d.ticker, d.tickDone, d.engine, d.self)
+		d.poll = c.SendRepeat(d.self, tick{}, d.opts.Poll) // stopped in Stopped
 		d.claim()
 	case actor.Stopped:
-		d.ticker.Stop()
-		close(d.tickDone)
+		d.poll.Stop()
 		d.cancel()
 	case tick:
 		d.claim()
@@ -374,7 +359,7 @@ func (d *dispatcher) flushDigests() {
 				first = err
 			}
 		}
-		engine.Send(self, flushed{n: len(keys), err: first})
+		engine.Send(self, flushed{err: first})
 	}()
 }
 

@@ -33,7 +33,7 @@ func checkDigestIndex(t *testing.T, s *Store) []persistence.DigestBucket {
 	var out []persistence.DigestBucket
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := open(tx)
-		var want, got [][]byte
+		var want [][]byte
 		err := b.digests.ForEach(func(k, v []byte) error {
 			d, err := decodeDigest(k, v)
 			if err != nil {
@@ -49,21 +49,7 @@ func checkDigestIndex(t *testing.T, s *Store) []persistence.DigestBucket {
 		if err != nil {
 			return err
 		}
-		err = b.digestDue.ForEach(func(k, v []byte) error {
-			if len(v) != 0 {
-				t.Errorf("digestdue value %x, want empty", v)
-			}
-			got = append(got, bytes.Clone(k))
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		slices.SortFunc(want, bytes.Compare)
-		if !slices.EqualFunc(got, want, bytes.Equal) {
-			t.Errorf("digestdue keys\n%x\nwant one per digest\n%x", got, want)
-		}
-		return nil
+		return checkIndex(t, "digestdue", b.digestDue, want, "one per digest")
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -174,13 +174,35 @@ func txID(t *testing.T, s *Store) int {
 	return id
 }
 
+// checkIndex checks that index bucket idx holds exactly the keys want (in any order),
+// each with an empty value; what says what want is, for the failure message.
+func checkIndex(t *testing.T, name string, idx *bolt.Bucket, want [][]byte, what string) error {
+	t.Helper()
+	var got [][]byte
+	err := idx.ForEach(func(k, v []byte) error {
+		if len(v) != 0 {
+			t.Errorf("%s value %x, want empty", name, v)
+		}
+		got = append(got, bytes.Clone(k))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(want, bytes.Compare)
+	if !slices.EqualFunc(got, want, bytes.Equal) {
+		t.Errorf("%s keys\n%x\nwant %s\n%x", name, got, what, want)
+	}
+	return nil
+}
+
 // logKeys returns the user:seq of every log row, checking that logtime holds exactly
 // one key per row, at the row's time.
 func logKeys(t *testing.T, s *Store) []string {
 	t.Helper()
 	var rows []string
 	err := s.db.View(func(tx *bolt.Tx) error {
-		var want, got [][]byte
+		var want [][]byte
 		err := tx.Bucket(bucketLog).ForEach(func(k, v []byte) error {
 			at, err := logAt(v)
 			if err != nil {
@@ -194,21 +216,7 @@ func logKeys(t *testing.T, s *Store) []string {
 		if err != nil {
 			return err
 		}
-		err = tx.Bucket(bucketLogTime).ForEach(func(k, v []byte) error {
-			if len(v) != 0 {
-				t.Errorf("logtime value %x, want empty", v)
-			}
-			got = append(got, bytes.Clone(k))
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		slices.SortFunc(want, bytes.Compare)
-		if !slices.EqualFunc(got, want, bytes.Equal) {
-			t.Errorf("logtime keys\n%x\nwant one per log row\n%x", got, want)
-		}
-		return nil
+		return checkIndex(t, "logtime", tx.Bucket(bucketLogTime), want, "one per log row")
 	})
 	if err != nil {
 		t.Fatal(err)

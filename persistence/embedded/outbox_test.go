@@ -45,27 +45,10 @@ func checkIndexes(t *testing.T, s *Store) {
 		if err != nil {
 			return err
 		}
-		for _, c := range []struct {
-			name string
-			idx  *bolt.Bucket
-			want [][]byte
-		}{{"due", b.due, wantDue}, {"bystate", b.byState, wantState}} {
-			var got [][]byte
-			if err := c.idx.ForEach(func(k, v []byte) error {
-				if len(v) != 0 {
-					t.Errorf("%s value %x, want empty", c.name, v)
-				}
-				got = append(got, bytes.Clone(k))
-				return nil
-			}); err != nil {
-				return err
-			}
-			slices.SortFunc(c.want, bytes.Compare)
-			if !slices.EqualFunc(got, c.want, bytes.Equal) {
-				t.Errorf("%s keys\n%x\nwant\n%x", c.name, got, c.want)
-			}
+		if err := checkIndex(t, "due", b.due, wantDue, "one per pending delivery"); err != nil {
+			return err
 		}
-		return nil
+		return checkIndex(t, "bystate", b.byState, wantState, "one per delivery")
 	})
 	if err != nil {
 		t.Fatal(err)
