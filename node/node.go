@@ -76,8 +76,10 @@ type Options struct {
 	BatchMax   int
 	BatchDelay time.Duration
 	// CommitsInFlight is how many store transactions may run at once (the next batch
-	// is written while the last waits for its flush). Default 1: on a 2-core machine
-	// running PostgreSQL too, 2 measured no faster (CPU is the limit there).
+	// is written while the last waits for its flush). Default (0): 2 on PostgreSQL,
+	// where it measured 28-40% more notifications/s flat out on a 2-core machine
+	// running PostgreSQL too; 1 on the embedded store, whose single writer gains
+	// nothing from a second.
 	CommitsInFlight int
 	UserRate        api.Rate
 	ServiceRate     api.Rate
@@ -339,7 +341,14 @@ func (n *Node) waitStopped(stopped context.Context, what string) {
 }
 
 func commitsInFlight(o *Options) int {
-	return max(1, o.CommitsInFlight)
+	switch {
+	case o.CommitsInFlight > 0:
+		return o.CommitsInFlight
+	case o.DatabaseURL != "":
+		return 2
+	default:
+		return 1
+	}
 }
 
 func loadRules(o *Options) (*rules.Set, error) {

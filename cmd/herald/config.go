@@ -30,7 +30,7 @@ type config struct {
 	MaxPayload      int           `env:"HERALD_MAX_PAYLOAD" envDefault:"16384"`
 	BatchMax        int           `env:"HERALD_BATCH_MAX" envDefault:"1000"`
 	BatchDelay      time.Duration `env:"HERALD_BATCH_DELAY" envDefault:"0s"`
-	CommitsInFlight int           `env:"HERALD_COMMITS_IN_FLIGHT" envDefault:"1"`
+	CommitsInFlight int           `env:"HERALD_COMMITS_IN_FLIGHT"`
 	DBMaxConns      int32         `env:"HERALD_DB_MAX_CONNS" envDefault:"16"`
 	UserRate        float64       `env:"HERALD_USER_RATE" envDefault:"10"`
 	UserBurst       int           `env:"HERALD_USER_BURST" envDefault:"50"`
@@ -108,8 +108,8 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_WS_TOKEN_TTL must be positive")
 	case c.JWKSMaxAge <= 0:
 		return c, fmt.Errorf("configuration: HERALD_JWKS_MAX_AGE must be positive")
-	case c.CommitsInFlight < 1:
-		return c, fmt.Errorf("configuration: HERALD_COMMITS_IN_FLIGHT must be at least 1")
+	case c.CommitsInFlight < 0:
+		return c, fmt.Errorf("configuration: HERALD_COMMITS_IN_FLIGHT must be at least 1 (or unset: 2 on PostgreSQL, 1 on the embedded store)")
 	case c.BatchDelay < 0:
 		return c, fmt.Errorf("configuration: HERALD_BATCH_DELAY must not be negative")
 	case c.ShutdownTimeout <= 0:
