@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/api/ws"
 )
 
 // openWebSocket is GET /notifications/ws: it authenticates, checks the origin and the
@@ -46,7 +47,8 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) error {
 	if s.hub.Closing() {
 		return herald.Errorf(herald.CodeUnavailable, "the server is shutting down")
 	}
-	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	h := &hijacker{ResponseWriter: w}
+	c, err := websocket.Accept(h, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // the origin is checked above, with JSON errors
 		CompressionMode:    websocket.CompressionDisabled,
 	})
@@ -56,7 +58,7 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) error {
 	// The connection runs on a goroutine of its own: returning lets net/http drop the
 	// request, its headers and its connection state, which an idle socket would
 	// otherwise hold for its whole life.
-	s.hub.Start(c, p.UserID, since, hasSince)
+	s.hub.Start(c, h.conn, p.UserID, since, hasSince)
 	return nil
 }
 
@@ -68,23 +70,29 @@ const (
 	wsWriteBuffer = 1024
 )
 
-// smallBuffers hijacks the connection with smaller buffers than net/http's, keeping
-// net/http's where they already hold bytes.
-type smallBuffers struct{ http.ResponseWriter }
+// hijacker hijacks the connection with smaller buffers than net/http's, and with the
+// writes going through a ws.NetConn, which the connection's writer batches.
+type hijacker struct {
+	http.ResponseWriter
+	conn *ws.NetConn
+}
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return conn, brw, err
 	}
-	r, wr := brw.Reader, brw.Writer
+	r := brw.Reader
 	if r.Buffered() == 0 {
 		r = bufio.NewReaderSize(conn, wsReadBuffer)
 	}
-	if wr.Buffered() == 0 {
-		wr = bufio.NewWriterSize(conn, wsWriteBuffer)
+	// Whatever net/http still holds goes first, straight to the connection.
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
 	}
-	return conn, bufio.NewReadWriter(r, wr), nil
+	h.conn = ws.NewNetConn(conn)
+	return h.conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.conn, wsWriteBuffer)), nil
 }
 
 // headerHas reports whether header name of h lists token (case-insensitively).

@@ -459,6 +459,42 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 	}
 }
 
+// TestWebSocketWriteTimeout: a client that stops reading, with room left in its queue,
+// is dropped once a write to it has not finished within the write timeout; it loses
+// nothing it reconnects for.
+func TestWebSocketWriteTimeout(t *testing.T) {
+	e := newEnvOpts(t, stores["embedded"](t), envOptions{
+		api:   api.Options{MaxPayload: 16 << 10},
+		ws:    ws.Options{QueueSize: 8192, WriteTimeout: 300 * time.Millisecond},
+		inbox: inbox.Options{ReadTimeout: time.Minute},
+	})
+	stuck := e.dial(t, "stuck", "")
+	stuck.expect(inboxSnapshot, 0)
+
+	payload := map[string]any{"blob": strings.Repeat("x", 15<<10)}
+	items := make([]map[string]any, 50)
+	for i := range items {
+		items[i] = map[string]any{"receiverId": "stuck", "type": "t", "payload": payload}
+	}
+	stored := int64(0)
+	for round := 0; round < 100 && e.metric("herald_ws_slow_consumer_closes_total") == 0; round++ {
+		if r := e.do("POST", "/notifications/batch", testKey, map[string]any{"items": items}); r.code != http.StatusCreated {
+			t.Fatalf("batch: %d %s", r.code, r.body[:min(len(r.body), 200)])
+		}
+		stored += int64(len(items))
+	}
+	// 75 MiB is well past the kernel's socket buffers: a write is blocked.
+	waitFor(t, "the write timeout", func() bool { return e.metric("herald_ws_slow_consumer_closes_total") > 0 })
+	if n := e.metric("herald_ws_slow_consumer_closes_total"); n != 1 {
+		t.Fatalf("slow-consumer closes = %v, want 1", n)
+	}
+	waitFor(t, "the connection to be dropped", func() bool { return e.metric("herald_ws_connections") == 0 })
+	again := e.dial(t, "stuck", "?since=0")
+	for s := int64(1); s <= stored; s++ {
+		again.expect("new-notification", s)
+	}
+}
+
 func TestWebSocketBadFrames(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		c := e.dial(t, "alice", "")

@@ -2,9 +2,9 @@ package ws
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -26,6 +26,7 @@ const idleQueueCap = 8
 type Conn struct {
 	hub  *Hub
 	ws   *websocket.Conn
+	nc   *NetConn // under ws
 	user string
 
 	// mu guards the fields below: Send (on the inbox's goroutine, and the reader's for
@@ -40,11 +41,17 @@ type Conn struct {
 	ping    *time.Timer
 
 	wg sync.WaitGroup // the writer, pinger and closer goroutines
+
+	// writeStart is when the batch being written began (nanotime), 0 between batches;
+	// timedOut is set by the hub's sweep when it dropped the connection for a batch that
+	// took longer than the write timeout.
+	writeStart atomic.Int64
+	timedOut   atomic.Bool
 }
 
-func newConn(h *Hub, wc *websocket.Conn, user string) *Conn {
+func newConn(h *Hub, wc *websocket.Conn, nc *NetConn, user string) *Conn {
 	wc.SetReadLimit(h.opts.ReadLimit)
-	return &Conn{hub: h, ws: wc, user: user}
+	return &Conn{hub: h, ws: wc, nc: nc, user: user}
 }
 
 // run reads client frames until the connection ends, then waits for the connection's
@@ -248,26 +255,20 @@ func (c *Conn) writeQueued() {
 		c.wakeLocked()
 		c.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.WriteTimeout)
-		var err error
-		for i := range batch {
-			if err = c.ws.Write(ctx, websocket.MessageText, batch[i].Data); err != nil {
-				break
-			}
-			m.sent(batch[i].Stored)
-		}
-		timedOut := ctx.Err() != nil
-		cancel()
+		err := c.writeBatch(batch)
 		if err != nil {
 			c.mu.Lock()
 			c.closed, c.writing, c.queue = true, false, nil
 			c.wakeLocked()
 			c.mu.Unlock()
-			if timedOut || errors.Is(err, context.DeadlineExceeded) {
+			if c.timedOut.Load() {
 				m.slowConsumer()
 			}
 			_ = c.ws.CloseNow()
 			return
+		}
+		for i := range batch {
+			m.sent(batch[i].Stored)
 		}
 		clear(batch)
 		c.mu.Lock()
@@ -276,6 +277,30 @@ func (c *Conn) writeQueued() {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// writeBatch writes frames. More than one go out in one write to the network. The
+// hub's sweep drops the connection when the batch takes longer than the write timeout.
+func (c *Conn) writeBatch(frames []inbox.Frame) error {
+	c.writeStart.Store(nanotime())
+	defer c.writeStart.Store(0)
+	corked := len(frames) > 1
+	if corked {
+		c.nc.cork()
+	}
+	var err error
+	for i := range frames {
+		// No context deadline: a timer per frame costs more than the sweep.
+		if err = c.ws.Write(context.Background(), websocket.MessageText, frames[i].Data); err != nil {
+			break
+		}
+	}
+	if corked {
+		if uerr := c.nc.uncork(); err == nil {
+			err = uerr
+		}
+	}
+	return err
 }
 
 // pingPeer sends a protocol ping and waits for the pong; a peer that does not answer in

@@ -73,9 +73,10 @@ func (o *Options) defaults() {
 type Hub struct {
 	opts Options
 
-	mu      sync.Mutex // guards conns and closing
+	mu      sync.Mutex // guards conns, closing and sweeper
 	conns   map[*Conn]struct{}
 	closing bool
+	sweeper *time.Timer   // runs sweep while there are connections; nil otherwise
 	done    chan struct{} // closed when closing and the last connection has ended
 }
 
@@ -92,12 +93,12 @@ func (h *Hub) Closing() bool {
 	return h.closing
 }
 
-// Start runs an accepted connection of user on a goroutine of its own, the
-// connection's reader, until it ends. With hasSince the connection resumes after since;
+// Start runs an accepted connection of user, wc over nc, on a goroutine of its own,
+// the connection's reader, until it ends. With hasSince the connection resumes after since;
 // otherwise it starts with the unread snapshot. After Shutdown has begun, the
 // connection is closed with 1001 instead.
-func (h *Hub) Start(wc *websocket.Conn, user string, since int64, hasSince bool) {
-	c := newConn(h, wc, user)
+func (h *Hub) Start(wc *websocket.Conn, nc *NetConn, user string, since int64, hasSince bool) {
+	c := newConn(h, wc, nc, user)
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
@@ -105,6 +106,9 @@ func (h *Hub) Start(wc *websocket.Conn, user string, since int64, hasSince bool)
 		return
 	}
 	h.conns[c] = struct{}{} // before Start returns: Shutdown waits for it
+	if h.sweeper == nil {
+		h.sweeper = time.AfterFunc(h.sweepEvery(), h.sweep)
+	}
 	h.mu.Unlock()
 	h.opts.Metrics.connected(1)
 	go h.serve(c, user, since, hasSince)
@@ -123,6 +127,41 @@ func (h *Hub) serve(c *Conn, user string, since int64, hasSince bool) {
 	}
 	h.mu.Unlock()
 }
+
+// sweepEvery is how often sweep runs: a quarter of the write timeout, at most a second.
+func (h *Hub) sweepEvery() time.Duration {
+	return min(time.Second, h.opts.WriteTimeout/4)
+}
+
+// sweep drops the connections whose writer has been writing one batch for longer than
+// the write timeout: a peer that stopped reading. One timer for the whole hub costs
+// less than a deadline per write. It runs again while connections remain.
+func (h *Hub) sweep() {
+	now := nanotime()
+	limit := int64(h.opts.WriteTimeout)
+	var stuck []*Conn
+	h.mu.Lock()
+	for c := range h.conns {
+		if start := c.writeStart.Load(); start != 0 && now-start > limit {
+			stuck = append(stuck, c)
+		}
+	}
+	if len(h.conns) > 0 {
+		h.sweeper.Reset(h.sweepEvery())
+	} else {
+		h.sweeper = nil
+	}
+	h.mu.Unlock()
+	for _, c := range stuck {
+		c.timedOut.Store(true)
+		_ = c.ws.CloseNow() // the blocked write returns
+	}
+}
+
+// nanotime is a monotonic clock reading in nanoseconds.
+func nanotime() int64 { return int64(time.Since(epoch)) }
+
+var epoch = time.Now()
 
 // Shutdown refuses new connections, closes the open ones with 1001 and waits until they
 // have ended or ctx is done; then it drops the rest without a handshake.
