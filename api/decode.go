@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald"
@@ -21,16 +23,20 @@ const bodyReadTimeout = 30 * time.Second
 func decodeBody(r *http.Request, w http.ResponseWriter, limit int64, v any) error {
 	// A body trickling in must not hold a handler (and a drain) for ever.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		if isMaxBytes(err) {
 			return herald.Errorf(herald.CodeTooLarge, "request body is larger than %d bytes", limit)
 		}
 		return herald.Errorf(herald.CodeBadRequest, "could not read the request body")
 	}
-	return decodeJSON(body, v)
+	// The decoded values do not point into the buffer: encoding/json copies strings and
+	// raw messages out of its input.
+	return decodeJSON(buf.Bytes(), v)
 }
 
+// decodeJSON decodes the JSON object body into v.
 func decodeJSON(body []byte, v any) error {
 	t := bytes.TrimLeft(body, " \t\r\n")
 	if len(t) == 0 {
@@ -39,19 +45,25 @@ func decodeJSON(body []byte, v any) error {
 	if t[0] != '{' {
 		return herald.Errorf(herald.CodeBadRequest, "request body must be a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
+	err := json.Unmarshal(body, v)
+	if se := (*json.SyntaxError)(nil); errors.As(err, &se) && strings.HasSuffix(se.Error(), "after top-level value") {
+		// More data follows the object: the object's own errors come first.
+		if err = json.Unmarshal(body[:se.Offset-1], v); err == nil {
+			return herald.Errorf(herald.CodeBadRequest, "malformed JSON: unexpected data after the object")
+		}
+	}
+	if err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			if te.Field == "channels" || len(te.Field) > 9 && te.Field[len(te.Field)-9:] == ".channels" {
-				return &herald.Error{Code: herald.CodeBadRequest, Message: "channels must be an array of channel names", Field: te.Field}
+			// encoding/json names an embedded struct by its Go type: the batch body
+			// embeds a notification's fields at its top level.
+			field := strings.TrimPrefix(te.Field, "NewNotification.")
+			if field == "channels" || strings.HasSuffix(field, ".channels") {
+				return &herald.Error{Code: herald.CodeBadRequest, Message: "channels must be an array of channel names", Field: field}
 			}
-			return herald.FieldError(te.Field, "%s must be a JSON %s", te.Field, jsonKind(te.Type.Kind().String()))
+			return herald.FieldError(field, "%s must be a JSON %s", field, jsonKind(te.Type.Kind().String()))
 		}
 		return herald.Errorf(herald.CodeBadRequest, "malformed JSON: %s", jsonMessage(err))
-	}
-	if dec.More() {
-		return herald.Errorf(herald.CodeBadRequest, "malformed JSON: unexpected data after the object")
 	}
 	return nil
 }
@@ -72,6 +84,9 @@ func jsonKind(goKind string) string {
 
 func jsonMessage(err error) string {
 	var se *json.SyntaxError
+	if errors.As(err, &se) && se.Error() == "unexpected end of JSON input" {
+		return "unexpected end of input"
+	}
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
 	}
@@ -92,4 +107,24 @@ func queryInt(r *http.Request, name string, def, min, max int64) (int64, error) 
 		return 0, herald.FieldError(name, "%s must be an integer from %d to %d", name, min, max)
 	}
 	return v, nil
+}
+
+// Request and answer buffers are pooled: a batch create reads and writes tens of
+// kilobytes per request.
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer is the largest buffer put back in the pool; bigger ones are left to
+// the collector rather than held.
+const maxPooledBuffer = 1 << 20
+
+func getBuffer() *bytes.Buffer {
+	b := bufferPool.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		bufferPool.Put(b)
+	}
 }

@@ -80,7 +80,10 @@ func writeNotifications(w http.ResponseWriter, code int, ns []herald.Notificatio
 	for i := range ns {
 		size += 320 + len(ns[i].Payload)
 	}
-	b := make([]byte, 0, size)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	buf.Grow(size)
+	b := buf.AvailableBuffer()
 	b = append(b, `{"data":[`...)
 	for i := range ns {
 		if i > 0 {
@@ -88,7 +91,9 @@ func writeNotifications(w http.ResponseWriter, code int, ns []herald.Notificatio
 		}
 		b = ns[i].AppendJSON(b)
 	}
-	writeRaw(w, code, append(b, "]}"...))
+	b = append(b, "]}"...)
+	buf.Write(b) // keeps the array in the pool if it grew
+	writeRaw(w, code, buf.Bytes())
 }
 
 func writeRaw(w http.ResponseWriter, code int, b []byte) {
