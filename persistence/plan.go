@@ -36,6 +36,18 @@ type Keys struct {
 // KeysOf returns what planning ops needs.
 func KeysOf(ops []Op) Keys {
 	var k Keys
+	users := 0 // with repeats: one per created notification and per other op
+	for i := range ops {
+		switch ops[i].Kind {
+		case OpCreate:
+			users += len(ops[i].Creates)
+		case OpMarkRead, OpReadAll, OpFlushDigest:
+			users++
+		}
+	}
+	if users > 0 {
+		k.Users = make([]string, 0, users)
+	}
 	seenID := map[string]bool{}
 	seenKey := map[IdemKey]bool{}
 	seenDigest := map[DigestKey]bool{}
@@ -147,23 +159,38 @@ type Plan struct {
 // precision every store keeps, so what is sent live equals what is read back.
 func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
+// planner applies one batch. A notification created in this batch lives in its row of
+// plan.Created, which mark-read and read-all change in place; an existing one that an
+// op looked at lives in loaded. Both stay as the ops so far left them.
+//
+// Most batches only create, and never look a notification up: the maps used to find
+// one (loaded, rows, readAll, idem) are built only when an op needs them.
 type planner struct {
 	now   time.Time
 	prior Prior
 	plan  Plan
-	users map[string]*UserState
-	notes map[string]*herald.Notification // existing and created in this batch, by id
-	rows  map[string]int                  // index in plan.Created by id
-	idem  map[IdemKey]Idempotent          // keys created in this batch
-	// fresh lists, per user, the ids created in this batch (for read-all).
-	fresh   map[string][]string
-	readAll map[string]int // index in plan.ReadAll by user
+	users map[string]int // index in plan.Users by user; nil until the first
+
+	// idem maps the idempotency keys created in this batch to their row in plan.Created;
+	// nil when no create of the batch has a key.
+	idem map[IdemKey]int
+	// loaded holds the existing notifications (of prior.Notifications) the batch has
+	// looked at, by id, with what the batch did to them; nil until the first.
+	loaded map[string]*herald.Notification
+	// rows indexes plan.Created[:indexed] by id, for a mark-read of a notification
+	// created in this batch. It is brought up to date (index) only on such a lookup,
+	// so a batch without one never builds it.
+	rows    map[string]int
+	indexed int
+	readAll map[string]int // index in plan.ReadAll by user; nil until the first
+	marks   int            // mark-read ops in the batch, to size loaded and plan.Read
+	readAt  *time.Time     // the batch time, as the ReadAt of whatever the batch reads
 
 	// Backing arrays sized for the whole batch, so the hot path allocates per batch
-	// rather than per notification. Pointers into notes stay valid: it never grows
+	// rather than per notification. Pointers into the arena stay valid: it never grows
 	// past its capacity (alloc falls back to the heap instead).
-	arena    []herald.Notification
-	results  []herald.Notification
+	arena    []herald.Notification // entries' snapshots and loaded notifications
+	results  []herald.Notification // Result.Notifications of creates and mark-reads
 	replayed []bool
 	random   []byte // unused random bytes for ids
 
@@ -185,7 +212,7 @@ func (p *planner) alloc(n *herald.Notification) *herald.Notification {
 // randomness from one read per batch.
 func (p *planner) newID() string {
 	if len(p.random) < 10 {
-		p.random = make([]byte, 10*max(64, cap(p.results)))
+		p.random = make([]byte, 10*max(64, cap(p.plan.Created)))
 		if _, err := rand.Read(p.random); err != nil {
 			panic("crypto/rand failed: " + err.Error()) // never returns an error on Linux
 		}
@@ -203,32 +230,43 @@ func (p *planner) newID() string {
 // NewPlan applies ops, in order, to prior and returns what to write and one Result per op.
 func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 	now = now.UTC().Truncate(time.Microsecond)
-	creates, others := 0, 0
+	// Upper bounds of what the batch makes, to size its backing arrays.
+	creates, keyed, marks, others := 0, 0, 0, 0
 	for i := range ops {
 		switch ops[i].Kind {
 		case OpCreate:
 			creates += len(ops[i].Creates)
+			for j := range ops[i].Creates {
+				if ops[i].Creates[j].IdempotencyKey != "" {
+					keyed++
+				}
+			}
 		case OpFlushDigest:
 			creates++ // one notification at most
+		case OpMarkRead:
+			marks++
 		default:
 			others++
 		}
 	}
 	p := &planner{
-		now:      now,
-		prior:    prior,
-		users:    make(map[string]*UserState, len(prior.Users)),
-		notes:    make(map[string]*herald.Notification, creates+others),
-		rows:     make(map[string]int, creates),
-		idem:     map[IdemKey]Idempotent{},
-		fresh:    make(map[string][]string, len(prior.Users)),
-		readAll:  map[string]int{},
-		arena:    make([]herald.Notification, 0, 2*(creates+others)),
-		results:  make([]herald.Notification, 0, creates),
+		now:   now,
+		prior: prior,
+		marks: marks,
+		// Per created notification, its entry's snapshot; per mark-read, the existing
+		// notification it loads and its entry's snapshot.
+		arena:    make([]herald.Notification, 0, creates+2*marks),
+		results:  make([]herald.Notification, 0, creates+marks),
 		replayed: make([]bool, 0, creates),
 	}
+	if keyed > 0 {
+		p.idem = make(map[IdemKey]int, keyed)
+	}
 	p.plan.Created = make([]StoredNotification, 0, creates)
-	p.plan.Entries = make([]herald.Entry, 0, creates+others)
+	p.plan.Entries = make([]herald.Entry, 0, creates+marks+others)
+	if marks+others > 0 {
+		p.plan.Log = make([]herald.Entry, 0, marks+others)
+	}
 	results := make([]Result, len(ops))
 	for i := range ops {
 		switch ops[i].Kind {
@@ -244,9 +282,6 @@ func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 			results[i] = Result{Err: herald.Errorf(herald.CodeInternal, "unknown operation %d", ops[i].Kind)}
 		}
 	}
-	for _, u := range p.users {
-		p.plan.Users = append(p.plan.Users, *u)
-	}
 	for k := range p.dirty {
 		if b := p.digests[k]; b == nil {
 			p.plan.DigestDeletes = append(p.plan.DigestDeletes, k)
@@ -256,75 +291,103 @@ func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 	}
 	slices.SortFunc(p.plan.Digests, func(a, b DigestBucket) int { return compareDigestKeys(a.Key, b.Key) })
 	slices.SortFunc(p.plan.DigestDeletes, compareDigestKeys)
-	slices.SortFunc(p.plan.Users, func(a, b UserState) int {
-		switch {
-		case a.UserID < b.UserID:
-			return -1
-		case a.UserID > b.UserID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(p.plan.Users, func(a, b UserState) int { return strings.Compare(a.UserID, b.UserID) })
 	return p.plan, results
 }
 
+// user returns the state of user id as the batch has it so far, adding it to plan.Users
+// on first use. The pointer is into plan.Users: it is only valid until the next call.
 func (p *planner) user(id string) *UserState {
-	if u, ok := p.users[id]; ok {
-		return u
+	if i, ok := p.users[id]; ok {
+		return &p.plan.Users[i]
+	}
+	if p.users == nil {
+		// PostgreSQL loads every user of the batch (the embedded store only those it
+		// has): usually the batch's users, or close.
+		p.users = make(map[string]int, len(p.prior.Users))
+		p.plan.Users = make([]UserState, 0, len(p.prior.Users))
 	}
 	u := p.prior.Users[id]
 	u.UserID = id
-	p.users[id] = &u
-	return &u
+	p.users[id] = len(p.plan.Users)
+	p.plan.Users = append(p.plan.Users, u)
+	return &p.plan.Users[len(p.plan.Users)-1]
 }
 
-func (p *planner) lookupIdem(k IdemKey) (Idempotent, bool) {
-	if v, ok := p.idem[k]; ok {
-		return v, true
+// at returns the batch time as a ReadAt. Every notification the batch marks read shares
+// it: a ReadAt is only ever set, never changed in place.
+func (p *planner) at() *time.Time {
+	if p.readAt == nil {
+		at := p.now
+		p.readAt = &at
+	}
+	return p.readAt
+}
+
+// lookupIdem returns the fingerprint of the notification stored under k, by this
+// batch or before it.
+func (p *planner) lookupIdem(k IdemKey) ([]byte, bool) {
+	if row, ok := p.idem[k]; ok {
+		return p.plan.Created[row].Fingerprint, true
 	}
 	v, ok := p.prior.Idempotent[k]
-	return v, ok
+	return v.Fingerprint, ok
+}
+
+// replay returns the notification stored under k, by this batch or before it, as the
+// ops so far left it.
+func (p *planner) replay(k IdemKey) (herald.Notification, bool) {
+	if row, ok := p.idem[k]; ok {
+		return p.plan.Created[row].Notification, true // the row is kept current
+	}
+	if v, ok := p.prior.Idempotent[k]; ok {
+		return p.current(v.Notification), true
+	}
+	return herald.Notification{}, false
 }
 
 func (p *planner) create(items []herald.NewNotification) Result {
 	// First pass: decide replays and conflicts, so a failing op changes nothing.
-	var fps [][]byte
-	var local map[IdemKey]int // key -> item index within this op
+	type keyed struct {
+		key IdemKey
+		fp  []byte
+	}
+	var keys []keyed          // by item, for the items with an idempotency key
+	var local map[IdemKey]int // key -> item index within this op, when it has several items
 	for i := range items {
 		it := &items[i]
 		if it.IdempotencyKey == "" {
 			continue
 		}
-		if fps == nil {
-			fps, local = make([][]byte, len(items)), map[IdemKey]int{}
+		if keys == nil {
+			keys = make([]keyed, len(items))
 		}
-		fps[i] = it.Fingerprint()
-		k := idemKeyOf(it)
+		k, fp := idemKeyOf(it), it.Fingerprint()
+		keys[i] = keyed{k, fp}
 		if j, ok := local[k]; ok {
-			if !bytes.Equal(fps[j], fps[i]) {
+			if !bytes.Equal(keys[j].fp, fp) {
 				return Result{Err: conflict(i, len(items))}
 			}
 			continue
 		}
-		if prev, ok := p.lookupIdem(k); ok && !bytes.Equal(prev.Fingerprint, fps[i]) {
+		if prev, ok := p.lookupIdem(k); ok && !bytes.Equal(prev, fp) {
 			return Result{Err: conflict(i, len(items))}
 		}
-		local[k] = i
+		if len(items) > 1 {
+			if local == nil {
+				local = map[IdemKey]int{}
+			}
+			local[k] = i
+		}
 	}
 	// Second pass: store or replay.
-	start := len(p.results)
-	p.results = p.results[:start+len(items)]
-	p.replayed = p.replayed[:start+len(items)]
-	res := Result{
-		Notifications: p.results[start : start+len(items) : start+len(items)],
-		Replayed:      p.replayed[start : start+len(items) : start+len(items)],
-	}
+	res := Result{Notifications: take(&p.results, len(items)), Replayed: take(&p.replayed, len(items))}
 	firstEntry := len(p.plan.Entries)
 	for i := range items {
 		it := &items[i]
 		if it.IdempotencyKey != "" {
-			if prev, ok := p.lookupIdem(idemKeyOf(it)); ok {
-				res.Notifications[i] = p.current(prev.Notification)
+			if prev, ok := p.replay(keys[i].key); ok {
+				res.Notifications[i] = prev
 				res.Replayed[i] = true
 				continue
 			}
@@ -362,14 +425,12 @@ func (p *planner) create(items []herald.NewNotification) Result {
 		}
 		row := StoredNotification{Notification: n, UnreadAfter: u.Unread}
 		if it.IdempotencyKey != "" {
-			k := idemKeyOf(it)
-			row.IdempotencyKey, row.Fingerprint = k.Key, fps[i]
-			p.idem[k] = Idempotent{Notification: n, Fingerprint: fps[i]}
+			row.IdempotencyKey, row.Fingerprint = keys[i].key.Key, keys[i].fp
+			p.idem[keys[i].key] = len(p.plan.Created)
 		}
-		p.rows[n.ID] = len(p.plan.Created)
 		p.plan.Created = append(p.plan.Created, row)
-		p.notes[n.ID] = p.alloc(&n)
-		p.fresh[n.ReceiverID] = append(p.fresh[n.ReceiverID], n.ID)
+		// The entry gets its own copy: it shows the notification as created (unread)
+		// even when a later op of the batch marks the row read.
 		e := herald.Entry{UserID: n.ReceiverID, Seq: u.Seq, Event: herald.EventCreated, Unread: u.Unread, At: p.now, Notification: p.alloc(&n)}
 		p.plan.Entries = append(p.plan.Entries, e)
 		res.Notifications[i] = n
@@ -522,60 +583,112 @@ func conflict(i, n int) *herald.Error {
 		Message: "this idempotencyKey was already used with a different body"}
 }
 
-func (p *planner) note(id string) *herald.Notification {
-	if n, ok := p.notes[id]; ok {
-		return n
+// note returns notification id, existing or created in this batch, as the ops so far
+// left it, to be changed in place; created says which. It returns nil when there is
+// no such notification.
+func (p *planner) note(id string) (n *herald.Notification, created bool) {
+	if n, ok := p.loaded[id]; ok {
+		return n, false
 	}
-	n, ok := p.prior.Notifications[id]
-	if !ok {
-		return nil
+	if n, ok := p.prior.Notifications[id]; ok {
+		n = p.current(n)
+		if p.loaded == nil {
+			p.loaded = make(map[string]*herald.Notification, p.marks)
+		}
+		live := p.alloc(&n)
+		p.loaded[id] = live
+		return live, false
 	}
-	n = p.current(n)
-	p.notes[id] = &n
-	return &n
+	// Not an existing notification (the ids this batch creates are new UUIDs, never
+	// among them): maybe one created earlier in this batch.
+	p.index()
+	if i, ok := p.rows[id]; ok {
+		return &p.plan.Created[i].Notification, true
+	}
+	return nil, false
 }
 
-// current returns n, as loaded or created, as the ops so far in this batch left it.
+// index brings rows up to date with plan.Created.
+func (p *planner) index() {
+	if p.indexed == len(p.plan.Created) {
+		return
+	}
+	if p.rows == nil {
+		p.rows = make(map[string]int, cap(p.plan.Created))
+	}
+	for i := p.indexed; i < len(p.plan.Created); i++ {
+		p.rows[p.plan.Created[i].ID] = i
+	}
+	p.indexed = len(p.plan.Created)
+}
+
+// current returns n, an existing notification as loaded, as the ops so far in this batch
+// left it.
 func (p *planner) current(n herald.Notification) herald.Notification {
-	if live, ok := p.notes[n.ID]; ok {
+	if live, ok := p.loaded[n.ID]; ok {
 		return *live
 	}
 	if n.ReadAt == nil {
 		// A read-all earlier in this batch already covered every existing row of its user.
 		if ra, ok := p.readAll[n.ReceiverID]; ok && n.Seq < p.plan.ReadAll[ra].BeforeSeq {
-			at := p.plan.ReadAll[ra].ReadAt
-			n.ReadAt = &at
+			n.ReadAt = p.at() // the read-all's ReadAt
 		}
 	}
 	return n
 }
 
+// take returns the next n elements of *backing, a batch's backing array, and moves past
+// them. The arrays are sized for the whole batch; should one be short, take still works
+// (the next views go to a new array).
+func take[T any](backing *[]T, n int) []T {
+	b := *backing
+	if len(b)+n > cap(b) {
+		b = slices.Grow(b, n)
+	}
+	*backing = b[:len(b)+n]
+	return b[len(b) : len(b)+n : len(b)+n]
+}
+
+// result returns n as the one notification of a result, in the batch's backing array.
+func (p *planner) result(n *herald.Notification) []herald.Notification {
+	r := take(&p.results, 1)
+	r[0] = *n
+	return r
+}
+
+// logEntry appends e, a read or read-all entry, to the plan and returns it as the
+// entries of its op's result.
+func (p *planner) logEntry(e herald.Entry) []herald.Entry {
+	p.plan.Log = append(p.plan.Log, e)
+	p.plan.Entries = append(p.plan.Entries, e)
+	k := len(p.plan.Entries)
+	return p.plan.Entries[k-1 : k : k] // only ever appended to: this view stays as it is
+}
+
 func (p *planner) markRead(userID, id string) Result {
 	var n *herald.Notification
+	var created bool
 	if _, ok := ParseID(id); ok {
-		n = p.note(id)
+		n, created = p.note(id)
 	}
 	if n == nil || n.ReceiverID != userID {
 		return Result{Err: &herald.Error{Code: herald.CodeNotFound, Message: "no notification " + id + " for this user", Field: "id"}}
 	}
 	if n.ReadAt != nil {
-		return Result{Notifications: []herald.Notification{*n}}
+		return Result{Notifications: p.result(n)}
 	}
-	at := p.now
-	n.ReadAt = &at
-	if i, ok := p.rows[id]; ok {
-		p.plan.Created[i].ReadAt = &at
-	} else {
-		p.plan.Read = append(p.plan.Read, ReadRow{ID: id, ReadAt: at})
+	n.ReadAt = p.at() // for a notification created in this batch, n is its row
+	if !created {
+		if p.plan.Read == nil {
+			p.plan.Read = make([]ReadRow, 0, p.marks)
+		}
+		p.plan.Read = append(p.plan.Read, ReadRow{ID: id, ReadAt: p.now})
 	}
 	u := p.user(userID)
 	u.Seq++
 	u.Unread--
-	snapshot := *n
-	e := herald.Entry{UserID: userID, Seq: u.Seq, Event: herald.EventRead, Unread: u.Unread, At: at, Notification: &snapshot}
-	p.plan.Log = append(p.plan.Log, e)
-	p.plan.Entries = append(p.plan.Entries, e)
-	return Result{Notifications: []herald.Notification{*n}, Entries: []herald.Entry{e}}
+	e := herald.Entry{UserID: userID, Seq: u.Seq, Event: herald.EventRead, Unread: u.Unread, At: p.now, Notification: p.alloc(n)}
+	return Result{Notifications: p.result(n), Entries: p.logEntry(e)}
 }
 
 func (p *planner) markAllRead(userID string) Result {
@@ -587,26 +700,28 @@ func (p *planner) markAllRead(userID string) Result {
 	}
 	u.Seq++
 	u.Unread = 0
-	for _, id := range p.fresh[userID] {
-		if n := p.notes[id]; n.ReadAt == nil {
-			n.ReadAt = &at
-			p.plan.Created[p.rows[id]].ReadAt = &at
-		}
-	}
-	for _, n := range p.notes { // existing rows already loaded for this batch
-		if n.ReceiverID == userID && n.ReadAt == nil {
-			n.ReadAt = &at
-		}
-	}
 	row := ReadAllRow{UserID: userID, ReadAt: at, BeforeSeq: u.Seq}
+	e := herald.Entry{UserID: userID, Seq: u.Seq, Event: herald.EventReadAll, Unread: 0, At: at, ReadAll: ra}
+	// The rows created in this batch: a scan rather than an index by user, which every
+	// batch would have to build for the rare read-all.
+	for i := range p.plan.Created {
+		if n := &p.plan.Created[i]; n.ReceiverID == userID && n.ReadAt == nil {
+			n.ReadAt = p.at()
+		}
+	}
+	for _, n := range p.loaded { // existing rows already loaded for this batch
+		if n.ReceiverID == userID && n.ReadAt == nil {
+			n.ReadAt = p.at()
+		}
+	}
 	if i, ok := p.readAll[userID]; ok {
 		p.plan.ReadAll[i] = row
 	} else {
+		if p.readAll == nil {
+			p.readAll = map[string]int{}
+		}
 		p.readAll[userID] = len(p.plan.ReadAll)
 		p.plan.ReadAll = append(p.plan.ReadAll, row)
 	}
-	e := herald.Entry{UserID: userID, Seq: u.Seq, Event: herald.EventReadAll, Unread: 0, At: at, ReadAll: ra}
-	p.plan.Log = append(p.plan.Log, e)
-	p.plan.Entries = append(p.plan.Entries, e)
-	return Result{ReadAll: ra, Entries: []herald.Entry{e}}
+	return Result{ReadAll: ra, Entries: p.logEntry(e)}
 }
