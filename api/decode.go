@@ -21,19 +21,30 @@ const bodyReadTimeout = 30 * time.Second
 // decodeBody reads a JSON object of at most limit bytes into v. Malformed JSON is
 // bad_request; a value of the wrong type for a field is validation_failed naming it.
 func decodeBody(r *http.Request, w http.ResponseWriter, limit int64, v any) error {
-	// A body trickling in must not hold a handler (and a drain) for ever.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	buf := getBuffer()
-	defer putBuffer(buf)
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
-		if isMaxBytes(err) {
-			return herald.Errorf(herald.CodeTooLarge, "request body is larger than %d bytes", limit)
-		}
-		return herald.Errorf(herald.CodeBadRequest, "could not read the request body")
+	buf, err := readBody(r, w, limit)
+	if err != nil {
+		return err
 	}
+	defer putBuffer(buf)
 	// The decoded values do not point into the buffer: encoding/json copies strings and
 	// raw messages out of its input.
 	return decodeJSON(buf.Bytes(), v)
+}
+
+// readBody reads a request body of at most limit bytes into a pooled buffer, which the
+// caller puts back with putBuffer.
+func readBody(r *http.Request, w http.ResponseWriter, limit int64) (*bytes.Buffer, error) {
+	// A body trickling in must not hold a handler (and a drain) for ever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	buf := getBuffer()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		putBuffer(buf)
+		if isMaxBytes(err) {
+			return nil, herald.Errorf(herald.CodeTooLarge, "request body is larger than %d bytes", limit)
+		}
+		return nil, herald.Errorf(herald.CodeBadRequest, "could not read the request body")
+	}
+	return buf, nil
 }
 
 // decodeJSON decodes the JSON object body into v.

@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -19,6 +21,8 @@ func FuzzCreateRequest(f *testing.F) {
 		`{"receiverIds":["a","b"],"type":"t","idempotencyKey":"k"}`,
 		`{"items":[{"receiverId":"a","type":"t"},{}]}`,
 		`[]`, `{`, `{"payload":"\u0000"}`, `{"channels":"realtime"}`,
+		`{"items":[]}`, `{"items":null,"receiverIds":["a","b"],"type":"t","payload":{"receiverId":"x"}}`,
+		`{"receiverIds":["a"],"type":"t","payload":{"items":{"receiverId":1,"receiverId":2}}}`,
 	} {
 		f.Add([]byte(s), false)
 		f.Add([]byte(s), true)
@@ -26,14 +30,20 @@ func FuzzCreateRequest(f *testing.F) {
 	codes := map[herald.Code]bool{herald.CodeBadRequest: true, herald.CodeValidation: true, herald.CodeTooLarge: true}
 	f.Fuzz(func(t *testing.T, body []byte, service bool) {
 		caller := herald.Caller{UserID: "caller", Service: service}
-		var b batchBody
-		if err := decodeJSON(body, &b); err != nil {
+		b, err := decodeBatch(body)
+		// Sizing the items array first changes nothing in what is decoded.
+		var plain batchBody
+		perr := decodeJSON(body, &plain)
+		if fmt.Sprint(err) != fmt.Sprint(perr) || err == nil && !reflect.DeepEqual(*b, plain) {
+			t.Fatalf("decodeBatch: %v %+v, decodeJSON: %v %+v", err, b, perr, plain)
+		}
+		if err != nil {
 			if !codes[herald.ErrorCode(err)] {
 				t.Fatalf("decode error %v is not a contract error", err)
 			}
 			return
 		}
-		items, err := batchItems(&b)
+		items, err := batchItems(b)
 		if err != nil {
 			items = []herald.NewNotification{b.NewNotification}
 		}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,13 +22,24 @@ const sqlCopyNotes = `COPY notifications (id, receiver_id, seq, unread_after, cr
 // encoded here, in PostgreSQL's binary COPY format, into one buffer: no value is boxed
 // into an interface and nothing is allocated per row.
 func copyCreated(ctx context.Context, conn *pgx.Conn, rows []persistence.StoredNotification) error {
-	buf, err := encodeCopy(make([]byte, 0, len(rows)*384), rows)
-	if err != nil {
-		return err
+	pooled := copyBuffers.Get().(*[]byte)
+	buf, err := encodeCopy(slices.Grow((*pooled)[:0], len(rows)*384), rows)
+	if err == nil {
+		_, err = conn.PgConn().CopyFrom(ctx, bytes.NewReader(buf), sqlCopyNotes)
 	}
-	_, err = conn.PgConn().CopyFrom(ctx, bytes.NewReader(buf), sqlCopyNotes)
+	if cap(buf) <= maxPooledCopy { // CopyFrom is done with it
+		*pooled = buf[:0]
+		copyBuffers.Put(pooled)
+	}
 	return err
 }
+
+// copyBuffers holds the buffers of past COPYs: a batch of 1,000 notifications encodes
+// to a few hundred kilobytes.
+var copyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledCopy is the largest buffer copyBuffers keeps.
+const maxPooledCopy = 4 << 20
 
 // The binary COPY format: a signature, flags and an empty header extension; per row
 // the number of fields, then each field as its length (-1 for NULL) and its value in
