@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,10 +90,6 @@ func TestServeDev(t *testing.T) {
 	}()
 	out := watch(pr)
 	base := out.waitReady(t)
-	// Without GOGC in its environment, the server sets the collector's target.
-	if got := debug.SetGCPercent(100); got != defaultGOGC {
-		t.Errorf("GOGC unset: the collector runs at %d, want %d", got, defaultGOGC)
-	}
 
 	var printed []string
 	deadline := time.After(10 * time.Second)
