@@ -8,11 +8,13 @@
 // every caller in the batch gets the same `unavailable` error and nothing of the batch was
 // written.
 //
-// Batching is group commit: while Options.InFlight commits are running the actor keeps
-// accepting writes, and the next batch leaves the moment one ends, so batches grow with
-// load and an idle system commits a lone write at once. A batch also leaves when it
-// reaches Options.MaxBatch notifications, or after Options.FlushDelay (default 0: no
-// waiting). With one commit at a time, OnCommit sees each user's entries in seq order;
+// Batching is group commit: while a commit is running the actor keeps accepting writes,
+// and the next batch leaves the moment it ends, so batches grow with load and an idle
+// system commits a lone write at once. A batch also leaves when it reaches
+// Options.MaxBatch notifications, or after Options.FlushDelay (default 0: no waiting).
+// Up to Options.InFlight commits run at once, but one beyond the first only starts for a
+// full batch: two small transactions would share users, the second would wait on the
+// first's locks anyway, and each would pay for its own flush. With one commit at a time, OnCommit sees each user's entries in seq order;
 // with more, a user's batches may be handed over in either order, and the consumer
 // reorders (the inbox waits briefly for an entry that is missing before treating it as
 // lost).

@@ -1,6 +1,8 @@
 package persist
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldhq/herald/persistence"
@@ -10,6 +12,7 @@ import (
 type Metrics struct {
 	stored      prometheus.Counter
 	batchSize   prometheus.Histogram
+	commitTime  prometheus.Histogram
 	storeErrors prometheus.Counter
 }
 
@@ -25,12 +28,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Operations per committed store transaction.",
 			Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000},
 		}),
+		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_store_commit_seconds",
+			Help:    "Time of one store transaction (Store.Apply), failed ones included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_store_errors_total",
 			Help: "Store transactions that failed (every caller in the batch got 503).",
 		}),
 	}
-	reg.MustRegister(m.stored, m.batchSize, m.storeErrors)
+	reg.MustRegister(m.stored, m.batchSize, m.commitTime, m.storeErrors)
 	return m
 }
 
@@ -48,6 +56,13 @@ func (m *Metrics) batch(ops []persistence.Op, results []persistence.Result) {
 		}
 	}
 	m.stored.Add(float64(stored))
+}
+
+func (m *Metrics) commitTook(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.commitTime.Observe(d.Seconds())
 }
 
 func (m *Metrics) storeError() {

@@ -43,7 +43,8 @@ type Options struct {
 	FlushDelay time.Duration
 	// InFlight is how many commits may run at once. Default 1. More helps a store
 	// whose commit waits on a disk flush (PostgreSQL): the next batch is written while
-	// the previous one is being flushed. Seq stays 1..N per user whatever the value (a
+	// the previous one is being flushed. A commit beyond the first starts only for a
+	// full batch (MaxBatch): below that load, batches grow while one commit runs. Seq stays 1..N per user whatever the value (a
 	// store serialises the batches that share a user), but with more than one, a user's
 	// entries may reach OnCommit out of seq order, by a batch: the consumer puts them
 	// back in order (the inbox does).
@@ -120,8 +121,13 @@ func (w *writer) Receive(c *actor.Context) {
 		w.size += opSize(&m.Op)
 		switch {
 		case w.inflight >= w.opts.InFlight:
-			// The batch leaves when the commit in flight ends.
-		case w.size >= w.opts.MaxBatch || w.opts.FlushDelay <= 0:
+			// The batch leaves when a commit in flight ends.
+		case w.size >= w.opts.MaxBatch:
+			w.flush()
+		case w.inflight > 0:
+			// Another commit only pays with a backlog (a full batch waiting): otherwise
+			// the batch grows until the commit in flight ends, as group commit wants.
+		case w.opts.FlushDelay <= 0:
 			w.flush()
 		case !w.armed:
 			w.armed = true
@@ -129,15 +135,17 @@ func (w *writer) Receive(c *actor.Context) {
 		}
 	case flushTick:
 		w.armed = false
-		if w.inflight < w.opts.InFlight {
+		if w.inflight == 0 {
 			w.flush()
 		}
 	case committed:
 		w.inflight--
-		w.flush()
+		if w.inflight == 0 || w.size >= w.opts.MaxBatch {
+			w.flush()
+		}
 	case Drain:
 		w.drains = append(w.drains, m.Done)
-		if w.inflight < w.opts.InFlight {
+		if w.inflight == 0 {
 			w.flush()
 		}
 	}
@@ -246,7 +254,9 @@ func (w *writer) apply(ops []persistence.Op) (results []persistence.Result, err 
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), w.opts.CommitTimeout)
 	defer cancel()
+	start := time.Now()
 	results, err = w.store.Apply(ctx, persistence.Now(), ops)
+	w.opts.Metrics.commitTook(time.Since(start))
 	if err == nil && len(results) != len(ops) {
 		err = fmt.Errorf("store returned %d results for %d ops", len(results), len(ops))
 	}

@@ -319,3 +319,57 @@ func TestBatchLimits(t *testing.T) {
 		t.Fatalf("stored %v, want 160", got)
 	}
 }
+
+// gateStore is a store whose transactions wait for release: the test sees each one's
+// size as it starts.
+type gateStore struct {
+	persistence.Store
+	entered chan int
+	release chan struct{}
+}
+
+func (g *gateStore) Apply(ctx context.Context, now time.Time, ops []persistence.Op) ([]persistence.Result, error) {
+	n := 0
+	for _, op := range ops {
+		n += max(1, len(op.Creates))
+	}
+	g.entered <- n
+	<-g.release
+	return g.Store.Apply(ctx, now, ops)
+}
+
+// TestSecondCommitWaitsForAFullBatch: with two commits allowed in flight, writes that
+// arrive while one runs wait for it, and the second commit starts only once they make a
+// full batch.
+func TestSecondCommitWaitsForAFullBatch(t *testing.T) {
+	g := &gateStore{Store: openEmbedded(t), entered: make(chan int, 4), release: make(chan struct{})}
+	c := spawn(t, g, persist.Options{InFlight: 2, MaxBatch: 10})
+	var once sync.Once
+	open := func() { once.Do(func() { close(g.release) }) }
+	t.Cleanup(open) // before the actor stops, even when the test fails
+	errs := make(chan error, 11)
+	write := func(user string) {
+		go func() {
+			_, err := c.Write(context.Background(), createOp(user))
+			errs <- err
+		}()
+	}
+	write("first")
+	if n := <-g.entered; n != 1 {
+		t.Fatalf("the first commit holds %d notifications, want 1", n)
+	}
+	for i := range 10 {
+		write(fmt.Sprint("next", i))
+	}
+	// With a commit running, the ten wait for each other: the second commit starts
+	// with all of them, not with the first to arrive.
+	if n := <-g.entered; n != 10 {
+		t.Fatalf("the second commit holds %d notifications, want 10 (a full batch)", n)
+	}
+	open()
+	for range 11 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
