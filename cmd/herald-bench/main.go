@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -67,6 +68,7 @@ type options struct {
 
 	out        string
 	quiet      bool
+	cpuProfile string
 	printRules bool
 	summarize  bool
 	files      []string // -summarize: the JSON results to tabulate
@@ -111,6 +113,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.printRules, "print-rules", false, "print the rules file the events scenario needs on a server the bench does not start, and exit")
 	fs.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (go tool pprof) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -236,6 +239,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.bound())
 	defer cancel()
+	if o.cpuProfile != "" && os.Getenv(childEnv) == "" {
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "herald-bench: -cpuprofile:", err)
+			return exitError
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if spec := os.Getenv(childEnv); spec != "" {
 		if err := runChild(ctx, o, spec, stdin, stdout); err != nil {
 			fmt.Fprintln(stderr, "herald-bench child:", err)
