@@ -279,28 +279,12 @@ func (c *Conn) writeQueued() {
 	}
 }
 
-// writeBatch writes frames. More than one go out in one write to the network. The
-// hub's sweep drops the connection when the batch takes longer than the write timeout.
+// writeBatch writes frames in one write to the network. The hub's sweep drops the
+// connection when that takes longer than the write timeout.
 func (c *Conn) writeBatch(frames []inbox.Frame) error {
 	c.writeStart.Store(nanotime())
 	defer c.writeStart.Store(0)
-	corked := len(frames) > 1
-	if corked {
-		c.nc.cork()
-	}
-	var err error
-	for i := range frames {
-		// No context deadline: a timer per frame costs more than the sweep.
-		if err = c.ws.Write(context.Background(), websocket.MessageText, frames[i].Data); err != nil {
-			break
-		}
-	}
-	if corked {
-		if uerr := c.nc.uncork(); err == nil {
-			err = uerr
-		}
-	}
-	return err
+	return c.nc.writeText(frames)
 }
 
 // pingPeer sends a protocol ping and waits for the pong; a peer that does not answer in

@@ -17,10 +17,21 @@
 // Each connection queues at most Options.QueueSize frames. When a burst finds the queue
 // full, the inbox stops pushing and lets the socket catch up at its own pace (from its
 // ring of recent entries or the store, a page whenever the queue has room). A client
-// that makes no room for the inbox's read timeout (10 s), or whose writes do not finish
-// within Options.WriteTimeout, is closed with 4008 and counted
+// that makes no room for the inbox's read timeout (10 s) is closed with 4008; one whose
+// writes do not finish within Options.WriteTimeout is dropped without a close frame (a
+// stuck write leaves no way to send one). Both are counted
 // (herald_ws_slow_consumer_closes_total): the inbox never waits for a socket, and the
 // client reconnects with since and loses nothing.
+//
+// # Writes
+//
+// The writer takes the whole queue at once and writes it as data frames in one
+// vectored write to the network (NetConn): one system call per batch, no copy, none
+// of the WebSocket library's per-message locking. The library still writes the control
+// frames (pings, pongs, the close) through the same NetConn, under the same mutex, and
+// NetConn refuses data frames once a close frame has gone out. The write timeout is one
+// sweep per hub (Options.WriteTimeout / 4, at most every second) over the connections
+// whose batch has been writing for too long, not a timer per write.
 //
 // # Shutdown
 //

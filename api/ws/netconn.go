@@ -1,84 +1,100 @@
 package ws
 
 import (
+	"encoding/binary"
 	"net"
 	"sync"
+
+	"github.com/heraldhq/herald/actors/inbox"
 )
 
-// NetConn is the network connection under an accepted WebSocket, as the WebSocket
-// library writes to it. It lets the connection's writer put a batch of frames on the
-// wire in one write: one system call instead of one per frame.
+// NetConn is the network connection under an accepted WebSocket. The WebSocket library
+// writes its control frames (pings, pongs, the close) through it; the connection's
+// writer writes the data frames itself, a whole batch in one vectored write (one system
+// call, no copy), without the library's per-message locks and buffering.
 //
-// While corked, writes are kept in memory, in order, and written out by uncork (or
-// sooner, once corkLimit bytes are held). Writes and the flush are serialised, so frames
-// written meanwhile by the library (pongs, a close) keep their place in the stream.
+// Both paths take one mutex, so frames never interleave. The library writes each
+// control frame in one Write (it flushes its buffer at the end of every frame, and a
+// control frame is at most 127 bytes, far less than the buffer), so a Write that starts
+// with a close frame's header marks the close as sent: no data frame may follow it
+// (RFC 6455, 5.5.1).
 type NetConn struct {
 	net.Conn
 
-	mu     sync.Mutex
-	corked bool
-	buf    []byte
+	mu        sync.Mutex
+	closeSent bool
 }
-
-// corkLimit bounds the bytes a corked connection holds before writing them out.
-const corkLimit = 64 << 10
-
-// bufPool holds the buffers of corked batches, so that an idle connection keeps none.
-var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // NewNetConn wraps c.
 func NewNetConn(c net.Conn) *NetConn { return &NetConn{Conn: c} }
 
-// Write writes p, or keeps it while the connection is corked.
+// The first header byte of a final frame: FIN and the opcode.
+const (
+	finText  = 0x81
+	opMask   = 0x0f
+	opClose  = 0x8
+	maxHdrSz = 10 // FIN/opcode, 127, 8-byte length: a server's frames are not masked
+)
+
+// Write writes p, a control frame of the library.
 func (c *NetConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.corked {
-		return c.Conn.Write(p)
+	if len(p) > 0 && p[0]&opMask == opClose {
+		c.closeSent = true
 	}
-	if c.buf == nil {
-		c.buf = (*bufPool.Get().(*[]byte))[:0]
-	}
-	if len(c.buf)+len(p) > corkLimit {
-		if err := c.flushLocked(); err != nil {
-			return 0, err
-		}
-		if len(p) > corkLimit {
-			return c.Conn.Write(p)
-		}
-	}
-	c.buf = append(c.buf, p...)
-	return len(p), nil
+	return c.Conn.Write(p)
 }
 
-// cork holds writes in memory until uncork.
-func (c *NetConn) cork() {
-	c.mu.Lock()
-	c.corked = true
-	c.mu.Unlock()
+// frameBufs is the scratch of one batch: the frames' headers and the vector of the
+// write. Pooled, so that an idle connection holds none.
+type frameBufs struct {
+	hdrs []byte
+	vec  net.Buffers
 }
 
-// uncork writes out what cork held and writes through again.
-func (c *NetConn) uncork() error {
+var frameBufPool = sync.Pool{New: func() any { return new(frameBufs) }}
+
+// writeText writes frames, each as one final text frame, in one vectored write. After
+// the library has sent a close frame it writes nothing and returns net.ErrClosed.
+func (c *NetConn) writeText(frames []inbox.Frame) error {
+	b := frameBufPool.Get().(*frameBufs)
+	defer func() {
+		clear(b.vec[:cap(b.vec)]) // drop the frames' references
+		b.vec = b.vec[:0]
+		frameBufPool.Put(b)
+	}()
+	// The headers go in one array sized first, so the vector's views of it stay valid.
+	if cap(b.hdrs) < maxHdrSz*len(frames) {
+		b.hdrs = make([]byte, 0, maxHdrSz*len(frames))
+	}
+	hdrs := b.hdrs[:0]
+	vec := b.vec[:0]
+	for i := range frames {
+		start := len(hdrs)
+		hdrs = appendTextHeader(hdrs, len(frames[i].Data))
+		vec = append(vec, hdrs[start:len(hdrs):len(hdrs)], frames[i].Data)
+	}
+	b.hdrs, b.vec = hdrs, vec
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.corked = false
-	err := c.flushLocked()
-	if c.buf != nil {
-		if cap(c.buf) <= corkLimit {
-			b := c.buf[:0]
-			bufPool.Put(&b)
-		}
-		c.buf = nil
+	if c.closeSent {
+		return net.ErrClosed
 	}
+	w := vec // WriteTo consumes the vector it is called on
+	_, err := w.WriteTo(c.Conn)
 	return err
 }
 
-func (c *NetConn) flushLocked() error {
-	if len(c.buf) == 0 {
-		return nil
+// appendTextHeader appends the header of an unmasked final text frame of n bytes.
+func appendTextHeader(b []byte, n int) []byte {
+	switch {
+	case n < 126:
+		return append(b, finText, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, finText, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, finText, 127), uint64(n))
 	}
-	_, err := c.Conn.Write(c.buf)
-	c.buf = c.buf[:0]
-	return err
 }

@@ -1,26 +1,16 @@
 package ws
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"io"
 	"net"
-	"sync"
 	"testing"
+
+	"github.com/heraldhq/herald/actors/inbox"
 )
-
-// countingConn counts the writes that reach the network.
-type countingConn struct {
-	net.Conn
-	mu     sync.Mutex
-	writes int
-}
-
-func (c *countingConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	c.writes++
-	c.mu.Unlock()
-	return c.Conn.Write(p)
-}
 
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (client, server net.Conn) {
@@ -47,60 +37,102 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
-// TestNetConnCork: writes made while corked reach the peer in one network write, in
-// order, with the writes made before and after; a corked batch over corkLimit is
-// written out as it goes, never held whole.
-func TestNetConnCork(t *testing.T) {
-	client, server := tcpPair(t)
-	cc := &countingConn{Conn: server}
-	nc := NewNetConn(cc)
-	read := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(client) // until the server end closes
-		read <- b
-	}()
-
-	var want bytes.Buffer
-	write := func(s string) {
-		t.Helper()
-		if _, err := nc.Write([]byte(s)); err != nil {
-			t.Fatal(err)
+// readFrame reads one frame as RFC 6455 lays it out: FIN and opcode, the mask bit and
+// length (7 bits, or 126 and 16 bits, or 127 and 64 bits), then the payload.
+func readFrame(r *bufio.Reader) (first byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err = io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	if h[1]&0x80 != 0 {
+		return 0, nil, errors.New("a server frame is masked")
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var l [2]byte
+		_, err = io.ReadFull(r, l[:])
+		n = uint64(binary.BigEndian.Uint16(l[:]))
+		if n < 126 {
+			return 0, nil, errors.New("16-bit length for a short frame")
 		}
-		want.WriteString(s)
+	case 127:
+		var l [8]byte
+		_, err = io.ReadFull(r, l[:])
+		n = binary.BigEndian.Uint64(l[:])
+		if n <= 0xffff {
+			return 0, nil, errors.New("64-bit length for a frame under 64 KiB")
+		}
 	}
-	write("before;")
-	nc.cork()
-	for i := range 50 {
-		write(string(rune('a'+i%26)) + ";")
+	if err != nil {
+		return 0, nil, err
 	}
-	if cc.writes != 1 {
-		t.Fatalf("corked writes reached the network: %d writes, want 1 (the one before cork)", cc.writes)
+	payload = make([]byte, n)
+	_, err = io.ReadFull(r, payload)
+	return h[0], payload, err
+}
+
+// TestNetConnFrames: a batch of data frames of every length class reaches the peer
+// whole and in order, each a final unmasked text frame with the shortest length form,
+// between control frames written by the library before and after.
+func TestNetConnFrames(t *testing.T) {
+	client, server := tcpPair(t)
+	nc := NewNetConn(server)
+	sizes := []int{0, 1, 125, 126, 127, 1000, 0xffff, 0x10000, 300_000}
+	frames := make([]inbox.Frame, len(sizes))
+	for i, n := range sizes {
+		frames[i].Data = bytes.Repeat([]byte{byte('a' + i)}, n)
 	}
-	if err := nc.uncork(); err != nil {
+	got := make(chan error, 1)
+	go func() {
+		r := bufio.NewReader(client)
+		expect := func(first byte, payload []byte) error {
+			f, p, err := readFrame(r)
+			if err != nil {
+				return err
+			}
+			if f != first || !bytes.Equal(p, payload) {
+				return errors.New("a frame differs from what was written")
+			}
+			return nil
+		}
+		err := expect(0x89, []byte("hi")) // the library's ping
+		for i := 0; err == nil && i < len(frames); i++ {
+			err = expect(0x81, frames[i].Data)
+		}
+		if err == nil {
+			err = expect(0x8a, nil) // the library's pong
+		}
+		got <- err
+	}()
+	if _, err := nc.Write([]byte{0x89, 2, 'h', 'i'}); err != nil {
 		t.Fatal(err)
 	}
-	if cc.writes != 2 {
-		t.Fatalf("uncork made %d network writes, want 1", cc.writes-1)
-	}
-	write("after;")
-
-	big := bytes.Repeat([]byte("x"), corkLimit/2+1)
-	nc.cork()
-	for range 3 {
-		write(string(big))
-	}
-	if cc.writes < 4 || len(nc.buf) > corkLimit {
-		t.Fatalf("a corked batch of 3×%d bytes: %d network writes so far, %d bytes held (limit %d)", len(big), cc.writes-3, len(nc.buf), corkLimit)
-	}
-	if err := nc.uncork(); err != nil {
+	if err := nc.writeText(frames); err != nil {
 		t.Fatal(err)
 	}
-	if nc.buf != nil {
-		t.Fatal("an uncorked connection keeps its buffer")
+	if _, err := nc.Write([]byte{0x8a, 0}); err != nil {
+		t.Fatal(err)
 	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
 
+// TestNetConnNoDataAfterClose: once the library has written a close frame, data frames
+// are refused and nothing more reaches the peer.
+func TestNetConnNoDataAfterClose(t *testing.T) {
+	client, server := tcpPair(t)
+	nc := NewNetConn(server)
+	if _, err := nc.Write([]byte{0x88, 2, 0x03, 0xe8}); err != nil { // close, 1000
+		t.Fatal(err)
+	}
+	if err := nc.writeText([]inbox.Frame{{Data: []byte("late")}}); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a data frame after the close frame: %v, want net.ErrClosed", err)
+	}
 	server.Close()
-	if got := <-read; !bytes.Equal(got, want.Bytes()) {
-		t.Fatal("the peer read other bytes than were written, or in another order")
+	rest, _ := io.ReadAll(client)
+	if !bytes.Equal(rest, []byte{0x88, 2, 0x03, 0xe8}) {
+		t.Fatalf("the peer read %q, want the close frame only", rest)
 	}
 }
