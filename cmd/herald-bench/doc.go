@@ -68,7 +68,9 @@
 // and for events the bench's rules file. With -postgres throwaway as well, the bench first
 // starts a PostgreSQL cluster of its own (internal/pgtest: initdb into a temporary
 // directory, a free port of 127.0.0.1, fsync and synchronous_commit on), creates a
-// database in it and points the server's HERALD_DATABASE_URL at it (over the caller's);
+// database in it, writes and checkpoints 640 MB of WAL so that the run reuses WAL files
+// as a long-running cluster does (a new one stalls commits while it creates each 16 MB
+// file), and points the server's HERALD_DATABASE_URL at it (over the caller's);
 // the conditions say "store: postgres (throwaway, fsync on)" and give PostgreSQL's
 // version and settings. After the run, also on failure or interrupt, it stops the server
 // and then the cluster, and removes the cluster's files. PostgreSQL's binaries are looked

@@ -20,6 +20,10 @@ const (
 	pgStartBound    = 2 * time.Minute  // initdb and start, when an interrupt cannot cut them short
 	pgSetupTimeout  = 30 * time.Second // creating the database and reading its settings
 	throwawayDBName = "herald_bench"
+	// pgWarmupTimeout bounds the warm-up of the cluster's WAL (see warmWAL).
+	pgWarmupTimeout = 2 * time.Minute
+	// walWarmup is how much WAL warmWAL writes, and the cluster keeps for reuse.
+	walWarmup = "640MB"
 )
 
 // throwaway is a PostgreSQL cluster the bench started for one run, with fsync on, and
@@ -43,7 +47,7 @@ func startPostgres(ctx context.Context) (*throwaway, error) {
 	}
 	done := make(chan started, 1)
 	go func() {
-		srv, err := pgtest.Start(pgtest.Options{Fsync: true})
+		srv, err := pgtest.Start(pgtest.Options{Fsync: true, Settings: []string{"min_wal_size=" + walWarmup}})
 		done <- started{srv, err}
 	}()
 	var srv *pgtest.Server
@@ -101,7 +105,27 @@ func (tw *throwaway) setup(ctx context.Context) error {
 	version, fsync, syncCommit, fpw := string(row[0]), string(row[1]), string(row[2]), string(row[3])
 	tw.store = fmt.Sprintf("postgres (%s, fsync %s)", postgresThrowaway, fsync)
 	tw.desc = fmt.Sprintf("PostgreSQL %s on 127.0.0.1:%d, fsync %s, synchronous_commit %s, full_page_writes %s; "+
-		"a throwaway cluster in %s, removed after the run", version, tw.srv.Port(), fsync, syncCommit, fpw, tw.srv.Dir())
+		"a throwaway cluster in %s, removed after the run; %s of WAL written and checkpointed before the run, kept for reuse (min_wal_size)",
+		version, tw.srv.Port(), fsync, syncCommit, fpw, tw.srv.Dir(), walWarmup)
+	return warmWAL(ctx, conn)
+}
+
+// warmWAL makes the new cluster write its WAL as a cluster that has been running does.
+// A new cluster has one WAL file: every 16 MB of WAL, a commit waits while the next file
+// is created and filled with zeros, which shows as stalls of tens to hundreds of
+// milliseconds in a run's tail latency. A running cluster reuses the files its
+// checkpoints free (up to min_wal_size). So the warm-up writes walWarmup of WAL (a
+// table made and dropped) and checkpoints: the run then writes into reused files.
+func warmWAL(ctx context.Context, conn *pgconn.PgConn) error {
+	ctx, cancel := context.WithTimeout(ctx, pgWarmupTimeout)
+	defer cancel()
+	_, err := conn.Exec(ctx, `CREATE TABLE herald_bench_warmup AS
+  SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, (pg_size_bytes('`+walWarmup+`') / 1100)::int) AS g;
+DROP TABLE herald_bench_warmup;
+CHECKPOINT;`).ReadAll()
+	if err != nil {
+		return fmt.Errorf("warming up the WAL: %w", err)
+	}
 	return nil
 }
 

@@ -67,6 +67,8 @@ type Options struct {
 	// stay on. Off by default, which is what tests want; benchmarks that should reflect
 	// production turn it on.
 	Fsync bool
+	// Settings are more server settings, each "name=value" (passed as -c).
+	Settings []string
 }
 
 // Server is a PostgreSQL server for tests: one started by Start, or an existing one
@@ -271,6 +273,9 @@ func (s *Server) Start() error {
 	}
 	if !s.opts.Fsync {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	for _, kv := range s.opts.Settings {
+		args = append(args, "-c", kv)
 	}
 	cmd := exec.Command(s.postgres, args...)
 	cmd.Dir = s.dir
