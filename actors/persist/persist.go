@@ -140,7 +140,11 @@ func (w *writer) Receive(c *actor.Context) {
 		}
 	case committed:
 		w.inflight--
-		if w.inflight == 0 || w.size >= w.opts.MaxBatch {
+		if w.inflight == 0 && len(w.pending) == 0 {
+			w.flush() // answers the drains
+		}
+		// The next batch, and more while full ones wait and commits may start.
+		for len(w.pending) > 0 && w.inflight < w.opts.InFlight && (w.inflight == 0 || w.size >= w.opts.MaxBatch) {
 			w.flush()
 		}
 	case Drain:

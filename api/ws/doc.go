@@ -26,10 +26,11 @@
 // # Writes
 //
 // The writer takes the whole queue at once and writes it as data frames in one
-// vectored write to the network (NetConn): one system call per batch, no copy, none
-// of the WebSocket library's per-message locking. The library still writes the control
-// frames (pings, pongs, the close) through the same NetConn, under the same mutex, and
-// NetConn refuses data frames once a close frame has gone out. The write timeout is one
+// vectored write to the network (NetConn): one system call per batch (per 64 KiB of a
+// burst), no copy, none of the WebSocket library's per-message locking. The library
+// still writes the control frames (pings, pongs, the close) through the same NetConn,
+// under the same mutex, between those writes, and NetConn refuses data frames once a
+// close frame has gone out. The write timeout is one
 // sweep per hub (Options.WriteTimeout / 4, at most every second) over the connections
 // whose batch has been writing for too long, not a timer per write.
 //

@@ -128,9 +128,10 @@ func (h *Hub) serve(c *Conn, user string, since int64, hasSince bool) {
 	h.mu.Unlock()
 }
 
-// sweepEvery is how often sweep runs: a quarter of the write timeout, at most a second.
+// sweepEvery is how often sweep runs: a quarter of the write timeout, from 10 ms to a
+// second.
 func (h *Hub) sweepEvery() time.Duration {
-	return min(time.Second, h.opts.WriteTimeout/4)
+	return max(10*time.Millisecond, min(time.Second, h.opts.WriteTimeout/4))
 }
 
 // sweep drops the connections whose writer has been writing one batch for longer than
@@ -153,8 +154,15 @@ func (h *Hub) sweep() {
 	}
 	h.mu.Unlock()
 	for _, c := range stuck {
-		c.timedOut.Store(true)
-		_ = c.ws.CloseNow() // the blocked write returns
+		c.mu.Lock()
+		closing := c.closed // closed already (4008, shutdown): counted there, if at all
+		c.mu.Unlock()
+		if !c.swept.CompareAndSwap(false, true) {
+			continue // dropped by an earlier sweep
+		}
+		c.timedOut.Store(!closing)
+		// CloseNow waits for a closing handshake already under way: not on the timer.
+		go func() { _ = c.ws.CloseNow() }() // the blocked write returns
 	}
 }
 

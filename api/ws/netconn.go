@@ -10,8 +10,9 @@ import (
 
 // NetConn is the network connection under an accepted WebSocket. The WebSocket library
 // writes its control frames (pings, pongs, the close) through it; the connection's
-// writer writes the data frames itself, a whole batch in one vectored write (one system
-// call, no copy), without the library's per-message locks and buffering.
+// writer writes the data frames itself, a batch in one vectored write (one system call,
+// no copy; a burst in writes of up to 64 KiB), without the library's per-message locks
+// and buffering.
 //
 // Both paths take one mutex, so frames never interleave. The library writes each
 // control frame in one Write (it flushes its buffer at the end of every frame, and a
@@ -77,13 +78,34 @@ func (c *NetConn) writeText(frames []inbox.Frame) error {
 	}
 	b.hdrs, b.vec = hdrs, vec
 
+	// The frames go out in groups of at most groupBytes, the mutex released between
+	// groups: a control frame the library has to write (a pong, a ping, the close, each
+	// bounded by its own 5 s timeout) never waits behind a whole burst to a slow reader.
+	for len(vec) > 0 {
+		n, size := 0, 0
+		for n < len(vec) && (n == 0 || size+len(vec[n])+len(vec[n+1]) <= groupBytes) {
+			size += len(vec[n]) + len(vec[n+1])
+			n += 2
+		}
+		if err := c.writeGroup(vec[:n]); err != nil {
+			return err
+		}
+		vec = vec[n:]
+	}
+	return nil
+}
+
+// groupBytes is how many bytes of data frames one vectored write carries at most (or
+// one frame, when bigger).
+const groupBytes = 64 << 10
+
+func (c *NetConn) writeGroup(group net.Buffers) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closeSent {
 		return net.ErrClosed
 	}
-	w := vec // WriteTo consumes the vector it is called on
-	_, err := w.WriteTo(c.Conn)
+	_, err := group.WriteTo(c.Conn) // consumes group, a view of the batch's vector
 	return err
 }
 

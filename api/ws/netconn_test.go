@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/heraldhq/herald/actors/inbox"
@@ -134,5 +135,74 @@ func TestNetConnNoDataAfterClose(t *testing.T) {
 	rest, _ := io.ReadAll(client)
 	if !bytes.Equal(rest, []byte{0x88, 2, 0x03, 0xe8}) {
 		t.Fatalf("the peer read %q, want the close frame only", rest)
+	}
+}
+
+// hookConn calls onWrite before each write to the network.
+type hookConn struct {
+	net.Conn
+	onWrite func()
+}
+
+func (h *hookConn) Write(p []byte) (int, error) {
+	h.onWrite()
+	return h.Conn.Write(p)
+}
+
+// TestNetConnControlFrameInBurst: a control frame the library writes while a burst
+// bigger than one write is going out lands between two whole data frames, and every
+// data frame arrives whole and in order.
+func TestNetConnControlFrameInBurst(t *testing.T) {
+	client, server := tcpPair(t)
+	pinged := make(chan error, 1)
+	var nc *NetConn
+	var once sync.Once
+	nc = NewNetConn(&hookConn{Conn: server, onWrite: func() {
+		// During the first data write: the ping waits for the mutex, which the
+		// writer releases between groups.
+		once.Do(func() {
+			go func() {
+				_, err := nc.Write([]byte{0x89, 0})
+				pinged <- err
+			}()
+		})
+	}})
+	frames := make([]inbox.Frame, 40)
+	for i := range frames {
+		frames[i].Data = bytes.Repeat([]byte{byte('a' + i%26)}, 10<<10) // 400 KiB in all
+	}
+	done := make(chan error, 1)
+	go func() {
+		r := bufio.NewReader(client)
+		pings, next := 0, 0
+		for next < len(frames) || pings == 0 {
+			first, p, err := readFrame(r)
+			switch {
+			case err != nil:
+				done <- err
+				return
+			case first == 0x89:
+				pings++
+			case first != 0x81 || !bytes.Equal(p, frames[next].Data):
+				done <- errors.New("a data frame differs, or came out of order")
+				return
+			default:
+				next++
+			}
+		}
+		if pings != 1 {
+			done <- errors.New("the ping came more than once")
+			return
+		}
+		done <- nil
+	}()
+	if err := nc.writeText(frames); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-pinged; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -241,14 +241,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer cancel()
 	if o.cpuProfile != "" && os.Getenv(childEnv) == "" {
 		f, err := os.Create(o.cpuProfile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
 		if err != nil {
 			fmt.Fprintln(stderr, "herald-bench: -cpuprofile:", err)
 			return exitError
 		}
 		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "herald-bench: -cpuprofile:", err)
+			return exitError
+		}
 		defer pprof.StopCPUProfile()
 	}
 	if spec := os.Getenv(childEnv); spec != "" {

@@ -72,7 +72,11 @@ func startPostgres(ctx context.Context) (*throwaway, error) {
 	}
 
 	tw := &throwaway{srv: srv, url: srv.URL(throwawayDBName)}
-	if err := tw.setup(ctx); err != nil {
+	err := tw.setup(ctx)
+	if err == nil {
+		err = tw.warmWAL(ctx)
+	}
+	if err != nil {
 		if cerr := srv.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
@@ -107,7 +111,7 @@ func (tw *throwaway) setup(ctx context.Context) error {
 	tw.desc = fmt.Sprintf("PostgreSQL %s on 127.0.0.1:%d, fsync %s, synchronous_commit %s, full_page_writes %s; "+
 		"a throwaway cluster in %s, removed after the run; %s of WAL written and checkpointed before the run, kept for reuse (min_wal_size)",
 		version, tw.srv.Port(), fsync, syncCommit, fpw, tw.srv.Dir(), walWarmup)
-	return warmWAL(ctx, conn)
+	return nil
 }
 
 // warmWAL makes the new cluster write its WAL as a cluster that has been running does.
@@ -116,10 +120,15 @@ func (tw *throwaway) setup(ctx context.Context) error {
 // milliseconds in a run's tail latency. A running cluster reuses the files its
 // checkpoints free (up to min_wal_size). So the warm-up writes walWarmup of WAL (a
 // table made and dropped) and checkpoints: the run then writes into reused files.
-func warmWAL(ctx context.Context, conn *pgconn.PgConn) error {
+func (tw *throwaway) warmWAL(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, pgWarmupTimeout)
 	defer cancel()
-	_, err := conn.Exec(ctx, `CREATE TABLE herald_bench_warmup AS
+	conn, err := pgconn.Connect(ctx, tw.url)
+	if err != nil {
+		return fmt.Errorf("warming up the WAL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, `CREATE TABLE herald_bench_warmup AS
   SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, (pg_size_bytes('`+walWarmup+`') / 1100)::int) AS g;
 DROP TABLE herald_bench_warmup;
 CHECKPOINT;`).ReadAll()

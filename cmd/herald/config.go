@@ -109,7 +109,7 @@ func loadConfig(environ []string) (config, error) {
 	case c.JWKSMaxAge <= 0:
 		return c, fmt.Errorf("configuration: HERALD_JWKS_MAX_AGE must be positive")
 	case c.CommitsInFlight < 0:
-		return c, fmt.Errorf("configuration: HERALD_COMMITS_IN_FLIGHT must be at least 1 (or unset: 2 on PostgreSQL, 1 on the embedded store)")
+		return c, fmt.Errorf("configuration: HERALD_COMMITS_IN_FLIGHT must not be negative (unset or 0: 2 on PostgreSQL, 1 on the embedded store)")
 	case c.BatchDelay < 0:
 		return c, fmt.Errorf("configuration: HERALD_BATCH_DELAY must not be negative")
 	case c.ShutdownTimeout <= 0:

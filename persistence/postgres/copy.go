@@ -24,14 +24,20 @@ const sqlCopyNotes = `COPY notifications (id, receiver_id, seq, unread_after, cr
 func copyCreated(ctx context.Context, conn *pgx.Conn, rows []persistence.StoredNotification) error {
 	pooled := copyBuffers.Get().(*[]byte)
 	buf, err := encodeCopy(slices.Grow((*pooled)[:0], len(rows)*384), rows)
-	if err == nil {
-		_, err = conn.PgConn().CopyFrom(ctx, bytes.NewReader(buf), sqlCopyNotes)
+	if err != nil {
+		copyBuffers.Put(pooled) // unused
+		return err
 	}
-	if cap(buf) <= maxPooledCopy { // CopyFrom is done with it
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(buf), sqlCopyNotes); err != nil {
+		// On some failures CopyFrom returns before its reader is done with buf: the
+		// buffer is left to the collector.
+		return err
+	}
+	if cap(buf) <= maxPooledCopy {
 		*pooled = buf[:0]
 		copyBuffers.Put(pooled)
 	}
-	return err
+	return nil
 }
 
 // copyBuffers holds the buffers of past COPYs: a batch of 1,000 notifications encodes
