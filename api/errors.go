@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -92,8 +93,8 @@ func writeNotifications(w http.ResponseWriter, code int, ns []herald.Notificatio
 		b = ns[i].AppendJSON(b)
 	}
 	b = append(b, "]}"...)
-	buf.Write(b) // keeps the array in the pool if it grew
-	writeRaw(w, code, buf.Bytes())
+	writeRaw(w, code, b)
+	*buf = *bytes.NewBuffer(b[:0]) // the pool keeps the array, grown or not
 }
 
 func writeRaw(w http.ResponseWriter, code int, b []byte) {

@@ -42,12 +42,10 @@ type Conn struct {
 
 	wg sync.WaitGroup // the writer, pinger and closer goroutines
 
-	// writeStart is when the batch being written began (nanotime), 0 between batches.
-	// The hub's sweep sets swept when it drops the connection for a batch that took
-	// longer than the write timeout, and timedOut when that is what ended it (not a
-	// close already under way), for the slow-consumer count.
+	// writeStart is when the batch being written began (nanotime), 0 between batches;
+	// timedOut is set by the hub's sweep when it drops the connection for a batch that
+	// took longer than the write timeout, for the slow-consumer count.
 	writeStart atomic.Int64
-	swept      atomic.Bool
 	timedOut   atomic.Bool
 }
 

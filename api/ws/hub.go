@@ -155,14 +155,16 @@ func (h *Hub) sweep() {
 	h.mu.Unlock()
 	for _, c := range stuck {
 		c.mu.Lock()
-		closing := c.closed // closed already (4008, shutdown): counted there, if at all
+		closing := c.closed
 		c.mu.Unlock()
-		if !c.swept.CompareAndSwap(false, true) {
-			continue // dropped by an earlier sweep
+		if closing {
+			// Closed already: by the reader (whose CloseNow ends the write) or with a
+			// closing handshake (4008, shutdown) whose own timeout ends it. CloseNow
+			// would wait for that handshake here, on the hub's timer.
+			continue
 		}
-		c.timedOut.Store(!closing)
-		// CloseNow waits for a closing handshake already under way: not on the timer.
-		go func() { _ = c.ws.CloseNow() }() // the blocked write returns
+		c.timedOut.Store(true)
+		_ = c.ws.CloseNow() // the blocked write returns
 	}
 }
 

@@ -86,23 +86,34 @@ func (s *session) publishConditions(r *Result) {
 	r.cond("drain window", s.o.drain)
 }
 
-// deliver runs the deliver scenario: see the package doc.
-func (s *session) deliver(ctx context.Context, r *Result) error {
-	s.publishConditions(r)
+// startPublishing is the set-up deliver and reconnect-storm share: the ledger of what is
+// published, the receipts the sockets make in it, the connected users (stopped by the
+// caller) and the publishers, ready to publish from now for -duration.
+func (s *session) startPublishing(ctx context.Context, r *Result) (*ledger, *receipts, *fleet, *publishing, error) {
 	l := newLedger(s.o.maxNotes)
 	rc := newReceipts(l, s.o.n)
 	f, err := s.connect(ctx, r, rc.onNote)
 	if err != nil {
-		return err
+		return nil, nil, nil, nil, err
 	}
-	defer f.stop()
-
 	start := time.Now()
 	pub := &publishing{
 		rest: newREST(s.t.base, s.t.apiKey, s.o.publishers), ledger: l, users: s.userIDs(),
 		rate: s.o.rate, start: start, end: start.Add(s.o.duration),
 		mode: s.o.publish, batchSize: s.o.batchSize,
 	}
+	return l, rc, f, pub, nil
+}
+
+// deliver runs the deliver scenario: see the package doc.
+func (s *session) deliver(ctx context.Context, r *Result) error {
+	s.publishConditions(r)
+	l, rc, f, pub, err := s.startPublishing(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	start := pub.start
 	srvCPU, benchCPU := startCPU(s.t.pid), startCPU(selfPID())
 	var rm rateMeter
 	p := startProgress(s.progress, time.Second, func(el time.Duration) string {

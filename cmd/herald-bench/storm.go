@@ -10,20 +10,12 @@ import (
 func (s *session) storm(ctx context.Context, r *Result) error {
 	s.publishConditions(r)
 	r.cond("every client drops and reconnects at", s.o.stormAt)
-	l := newLedger(s.o.maxNotes)
-	rc := newReceipts(l, s.o.n)
-	f, err := s.connect(ctx, r, rc.onNote)
+	l, rc, f, pub, err := s.startPublishing(ctx, r)
 	if err != nil {
 		return err
 	}
 	defer f.stop()
-
-	start := time.Now()
-	pub := &publishing{
-		rest: newREST(s.t.base, s.t.apiKey, s.o.publishers), ledger: l, users: s.userIDs(),
-		rate: s.o.rate, start: start, end: start.Add(s.o.duration),
-		mode: s.o.publish, batchSize: s.o.batchSize,
-	}
+	start := pub.start
 	var rm rateMeter
 	p := startProgress(s.progress, time.Second, func(el time.Duration) string {
 		n := pub.stats.acked.Load()

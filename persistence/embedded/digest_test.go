@@ -16,16 +16,6 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// dropDigests removes the buckets version 4 added, as in a file of an older version.
-func dropDigests(tx *bolt.Tx) error {
-	for _, name := range digestBuckets {
-		if err := tx.DeleteBucket(name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // checkDigestIndex checks that digestdue holds exactly one key per digest, at its due
 // time, with an empty value, and returns the stored digests.
 func checkDigestIndex(t *testing.T, s *Store) []persistence.DigestBucket {
@@ -434,7 +424,7 @@ func TestOpenUpgradesVersion3(t *testing.T) {
 		if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoDigests}); err != nil {
 			return err
 		}
-		return dropDigests(tx)
+		return dropBuckets(tx, digestBuckets)
 	})
 
 	s = openStore(t, dir)

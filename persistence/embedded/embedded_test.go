@@ -439,10 +439,10 @@ func TestOpenUpgradesVersion1(t *testing.T) {
 				if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoLogTime}); err != nil {
 					return err
 				}
-				if err := dropOutbox(tx); err != nil { // version 1 had none
+				if err := dropBuckets(tx, outboxBuckets); err != nil { // version 1 had none
 					return err
 				}
-				if err := dropDigests(tx); err != nil { // nor these
+				if err := dropBuckets(tx, digestBuckets); err != nil { // nor these
 					return err
 				}
 				return c.old(tx)

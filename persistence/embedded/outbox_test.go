@@ -14,9 +14,10 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// dropOutbox removes the buckets version 3 added, as in a file of an older version.
-func dropOutbox(tx *bolt.Tx) error {
-	for _, name := range outboxBuckets {
+// dropBuckets removes names, as in a file of a version from before they were added:
+// outboxBuckets (version 3), digestBuckets (version 4).
+func dropBuckets(tx *bolt.Tx, names [][]byte) error {
+	for _, name := range names {
 		if err := tx.DeleteBucket(name); err != nil {
 			return err
 		}
@@ -134,10 +135,10 @@ func TestOpenUpgradesVersion2(t *testing.T) {
 		if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoOutbox}); err != nil {
 			return err
 		}
-		if err := dropOutbox(tx); err != nil {
+		if err := dropBuckets(tx, outboxBuckets); err != nil {
 			return err
 		}
-		return dropDigests(tx) // version 2 had none
+		return dropBuckets(tx, digestBuckets) // version 2 had none
 	})
 
 	s = openStore(t, dir)
