@@ -27,8 +27,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseClientFrame$$' -fuzztime $(FUZZTIME) ./api/ws/
 	$(GO) test -run '^$$' -fuzz '^FuzzNotificationJSON$$' -fuzztime $(FUZZTIME) .
 
-## lint: gofmt, go vet and staticcheck (installed from the Go module proxy if missing)
+## lint: no build output in git, gofmt, go vet and staticcheck (installed from the Go module proxy if missing)
 lint:
+	@bad=; for f in $$(git ls-files); do [ -f "$$f" ] || continue; \
+		size=$$(wc -c < "$$f"); \
+		if [ "$$size" -gt 1048576 ]; then bad="$$bad\n  $$f: $$size bytes (over 1 MiB)"; fi; \
+		case "$$(head -c 4 "$$f" | od -An -c | tr -d ' ')" in \
+			177ELF*|MZ*|\317\372\355\376*|\316\372\355\376*) bad="$$bad\n  $$f: an executable binary";; \
+		esac; \
+	done; if [ -n "$$bad" ]; then printf "tracked files that belong out of git (build outputs, binaries):$$bad\n"; exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
