@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +48,7 @@ func readBody(r *http.Request, w http.ResponseWriter, limit int64) (*bytes.Buffe
 	return buf, nil
 }
 
-// decodeJSON decodes the JSON object body into v.
+// decodeJSON decodes the JSON object body into v, strictly (see checkStrict).
 func decodeJSON(body []byte, v any) error {
 	t := bytes.TrimLeft(body, " \t\r\n")
 	if len(t) == 0 {
@@ -76,7 +77,7 @@ func decodeJSON(body []byte, v any) error {
 		}
 		return herald.Errorf(herald.CodeBadRequest, "malformed JSON: %s", jsonMessage(err))
 	}
-	return nil
+	return checkStrict(body, reflect.TypeOf(v))
 }
 
 func jsonKind(goKind string) string {
