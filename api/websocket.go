@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"path"
 	"strings"
 
 	"github.com/coder/websocket"
@@ -112,47 +111,4 @@ func truncated(s string) string {
 		return s[:100] + "…"
 	}
 	return s
-}
-
-// origins is the browser origin allow-list. An entry is an origin
-// ("https://app.example.com"), a pattern where * stands for any run of characters
-// within a host label or port ("https://*.example.com"), or "*" for any origin.
-// Matching ignores case. With no entry, no browser origin is allowed; requests without
-// an Origin header (non-browser clients) always are.
-type origins []string
-
-func newOrigins(list []string) origins {
-	var o origins
-	for _, p := range list {
-		if p = strings.ToLower(strings.TrimSpace(p)); p != "" {
-			o = append(o, strings.TrimSuffix(p, "/"))
-		}
-	}
-	return o
-}
-
-func (o origins) allow(origin string) bool {
-	origin = strings.ToLower(origin)
-	for _, p := range o {
-		if p == "*" || p == origin {
-			return true
-		}
-		if ok, err := path.Match(p, origin); err == nil && ok {
-			return true
-		}
-	}
-	return false
-}
-
-// ValidOrigin reports whether p can be an entry of the origin allow-list.
-func ValidOrigin(p string) bool {
-	p = strings.ToLower(strings.TrimSpace(p))
-	if p == "*" {
-		return true
-	}
-	if _, err := path.Match(p, ""); err != nil {
-		return false
-	}
-	scheme, rest, ok := strings.Cut(p, "://")
-	return ok && scheme != "" && rest != "" && !strings.ContainsAny(rest, "/?#")
 }

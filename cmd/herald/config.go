@@ -85,7 +85,7 @@ func loadConfig(environ []string) (config, error) {
 			continue
 		}
 		if !api.ValidOrigin(o) {
-			return c, fmt.Errorf("configuration: HERALD_ALLOWED_ORIGINS: %q is not an origin (scheme://host[:port], * allowed) or \"*\"", o)
+			return c, fmt.Errorf("configuration: HERALD_ALLOWED_ORIGINS: %q is not an origin (scheme://host[:port], with * for one host label or the port) or \"*\"", o)
 		}
 		origins = append(origins, o)
 	}
