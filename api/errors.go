@@ -47,12 +47,14 @@ type errorJSON struct {
 	Field   string      `json:"field,omitempty"`
 }
 
-// writeError sends err as the contract's error JSON. Causes (Error.Err) and internal
-// errors are logged, never sent.
+// writeError sends err as the contract's error JSON. Server-side failures (a 5xx with a
+// cause, and internal errors) are logged, causes never sent; a 5xx without a cause is a
+// refusal the server chose (shutting down, a budget full), counted by its metric rather
+// than logged per request.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := herald.AsError(err)
 	code := status(e.Code)
-	if code >= 500 {
+	if code >= 500 && (e.Err != nil || e.Code == herald.CodeInternal) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", err)
 	}
 	msg := e.Message

@@ -10,8 +10,9 @@ import (
 
 // httpMetrics counts requests by route pattern and status and times them.
 type httpMetrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	bodiesRefused prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -25,10 +26,16 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Help:    "HTTP request latency by route pattern.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
 		}, []string{"route"}),
+		bodiesRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_http_body_budget_refused_total",
+			Help: "Requests with large bodies (batch, events) answered 503 because HERALD_BODY_BYTES_IN_FLIGHT was reached.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency)
+	reg.MustRegister(m.requests, m.latency, m.bodiesRefused)
 	return m
 }
+
+func (m *httpMetrics) bodyRefused() { m.bodiesRefused.Inc() }
 
 func (m *httpMetrics) observe(route string, code int, d time.Duration) {
 	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()

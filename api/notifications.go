@@ -56,6 +56,19 @@ func (s *Server) limitWrite(w http.ResponseWriter, p auth.Principal) error {
 	return nil
 }
 
+// reader authenticates a user for a read route and applies the user's read rate limit.
+func (s *Server) reader(w http.ResponseWriter, r *http.Request) (auth.Principal, error) {
+	p, err := s.caller(r, true, false)
+	if err != nil {
+		return p, err
+	}
+	if ok, wait := s.readLimit.allow(p.UserID); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		return p, herald.Errorf(herald.CodeRateLimited, "read rate limit reached; retry after %s s", retryAfter(wait))
+	}
+	return p, nil
+}
+
 func herCaller(p auth.Principal) herald.Caller {
 	return herald.Caller{UserID: p.UserID, Service: p.Kind == auth.KindService}
 }
@@ -98,6 +111,11 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
+// batchBodyLimit is the largest batch body: a thousand items with the largest payload.
+func batchBodyLimit(maxPayload int) int64 {
+	return int64(herald.MaxBatch*(maxPayload+bodyOverhead/4)) + bodyOverhead
+}
+
 // batchBody is either receiverIds plus one notification, or items.
 type batchBody struct {
 	herald.NewNotification
@@ -113,8 +131,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) error {
 	if err := s.limitWrite(w, p); err != nil {
 		return err
 	}
-	limit := int64(herald.MaxBatch*(s.maxPayload+bodyOverhead/4)) + bodyOverhead
-	body, err := readBody(r, w, limit)
+	body, err := readBody(r, w, batchBodyLimit(s.maxPayload))
 	if err != nil {
 		return err
 	}
@@ -251,8 +268,8 @@ type pageQuery struct {
 }
 
 // userPage authenticates a user and reads limit and the cursor parameter named cursor.
-func (s *Server) userPage(r *http.Request, cursor string, defLimit int64) (pageQuery, error) {
-	p, err := s.caller(r, true, false)
+func (s *Server) userPage(w http.ResponseWriter, r *http.Request, cursor string, defLimit int64) (pageQuery, error) {
+	p, err := s.reader(w, r)
 	if err != nil {
 		return pageQuery{}, err
 	}
@@ -271,21 +288,27 @@ func (s *Server) userPage(r *http.Request, cursor string, defLimit int64) (pageQ
 	return pageQuery{user: p.UserID, cursor: c, limit: int(limit)}, nil
 }
 
-// trim cuts a page read with limit+1 items back to limit and returns the cursor of the
-// next page, nil when there is none.
-func trim[T any](items []T, limit int, seq func(*T) int64) ([]T, *int64) {
-	if len(items) <= limit {
+// trim cuts a page read with limit+1 items back to limit, and further to what fits in
+// maxPageBytes, and returns the cursor of the next page, nil when there is none.
+func trim[T any](items []T, limit int, seq func(*T) int64, note func(*T) *herald.Notification) ([]T, *int64) {
+	n := min(len(items), limit)
+	n = fitPage(items[:n], note)
+	if n == len(items) {
 		return nonNil(items), nil
 	}
-	items = items[:limit]
-	next := seq(&items[limit-1])
+	items = items[:n]
+	next := seq(&items[n-1])
 	return items, &next
 }
+
+func itself(n *herald.Notification) *herald.Notification { return n }
+
+func entryNote(e *herald.Entry) *herald.Notification { return e.Notification }
 
 func notificationSeq(n *herald.Notification) int64 { return n.Seq }
 
 func (s *Server) listUnread(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.userPage(r, "before", defaultUnreadLimit)
+	q, err := s.userPage(w, r, "before", defaultUnreadLimit)
 	if err != nil {
 		return err
 	}
@@ -293,7 +316,7 @@ func (s *Server) listUnread(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, next := trim(page.Items, q.limit, notificationSeq)
+	items, next := trim(page.Items, q.limit, notificationSeq, itself)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"data": items, "count": len(items), "total": page.Total, "seq": page.Seq, "next": next,
 	})
@@ -301,7 +324,7 @@ func (s *Server) listUnread(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listCreated(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.userPage(r, "since", defaultFeedLimit)
+	q, err := s.userPage(w, r, "since", defaultFeedLimit)
 	if err != nil {
 		return err
 	}
@@ -309,13 +332,13 @@ func (s *Server) listCreated(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, next := trim(items, q.limit, notificationSeq)
+	items, next := trim(items, q.limit, notificationSeq, itself)
 	writeJSON(w, http.StatusOK, map[string]any{"data": items, "next": next})
 	return nil
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.userPage(r, "since", defaultFeedLimit)
+	q, err := s.userPage(w, r, "since", defaultFeedLimit)
 	if err != nil {
 		return err
 	}
@@ -323,7 +346,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	entries, next := trim(page.Entries, q.limit, func(e *herald.Entry) int64 { return e.Seq })
+	entries, next := trim(page.Entries, q.limit, func(e *herald.Entry) int64 { return e.Seq }, entryNote)
 	body := map[string]any{"data": entries, "next": next, "seq": page.Seq}
 	if page.Reset {
 		// The cursor is past retention or beyond the latest seq: instead of entries, a
@@ -361,7 +384,7 @@ func nonNil[T any](s []T) []T {
 }
 
 func (s *Server) unreadCount(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.caller(r, true, false)
+	p, err := s.reader(w, r)
 	if err != nil {
 		return err
 	}
@@ -407,7 +430,7 @@ type wsTokenBody struct {
 }
 
 func (s *Server) wsToken(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.caller(r, true, false)
+	p, err := s.reader(w, r)
 	if err != nil {
 		return err
 	}

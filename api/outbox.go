@@ -161,7 +161,7 @@ func toPreferencesJSON(p persistence.Preferences) preferencesJSON {
 
 // getPreferences is GET /preferences (user).
 func (s *Server) getPreferences(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.caller(r, true, false)
+	p, err := s.reader(w, r)
 	if err != nil {
 		return err
 	}

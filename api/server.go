@@ -36,6 +36,14 @@ type Options struct {
 	// ServiceRate limits the write requests of each API key (single and batch
 	// creates). Zero Per: no limit.
 	ServiceRate Rate
+	// UserReadRate limits the reads of each user (the list routes, the unread count,
+	// the preferences). Zero Per: no limit.
+	UserReadRate Rate
+	// BodyBytesInFlight bounds the bytes of large request bodies (batch creates and
+	// events) being handled at once; a request that would go over it is answered 503
+	// with Retry-After, before its body is read. One request is always let through when
+	// none is in flight. Default DefaultBodyBytesInFlight; negative: no bound.
+	BodyBytesInFlight int64
 	// Registry receives the HTTP metrics and serves /metrics. Default: a new registry.
 	Registry *prometheus.Registry
 	// Log receives server-side failures. Default slog.Default().
@@ -66,6 +74,8 @@ type Server struct {
 	handler      http.Handler
 	userLimit    *limiter
 	serviceLimit *limiter
+	readLimit    *limiter
+	bodies       *byteBudget
 	hub          *ws.Hub
 	origins      origins
 	events       *events.Emitter
@@ -100,13 +110,19 @@ func New(o Options) *Server {
 		metrics:      newHTTPMetrics(o.Registry),
 		userLimit:    newLimiter(o.UserRate, time.Now),
 		serviceLimit: newLimiter(o.ServiceRate, time.Now),
+		readLimit:    newLimiter(o.UserReadRate, time.Now),
+		bodies:       newByteBudget(o.BodyBytesInFlight),
 		hub:          o.Hub,
 		origins:      newOrigins(o.AllowedOrigins),
 		events:       o.Events,
 		wake:         o.Wake,
 	}
+	o.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herald_http_body_bytes_in_flight",
+		Help: "Bytes of large request bodies (batch, events) being handled, as reserved against HERALD_BODY_BYTES_IN_FLIGHT.",
+	}, func() float64 { return float64(s.bodies.used.Load()) }))
 	s.route("POST /notifications", s.createNotification)
-	s.route("POST /notifications/batch", s.createBatch)
+	s.route("POST /notifications/batch", s.bounded(s.createBatch, batchBodyLimit(o.MaxPayload)))
 	s.route("GET /notifications", s.listCreated)
 	s.route("GET /notifications/unread", s.listUnread)
 	s.route("GET /notifications/unread/count", s.unreadCount)
@@ -114,7 +130,7 @@ func New(o Options) *Server {
 	s.route("PATCH /notifications/{id}/read", s.markRead)
 	s.route("PATCH /notifications/read-all", s.markAllRead)
 	s.route("GET /notifications/ws-token", s.wsToken)
-	s.route("POST /events", s.postEvent)
+	s.route("POST /events", s.bounded(s.postEvent, maxEventBody))
 	s.route("GET /deliveries", s.listDeliveries)
 	s.route("POST /deliveries/{id}/retry", s.retryDelivery)
 	s.route("PUT /contacts/{userId}", s.putContact)

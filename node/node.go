@@ -83,6 +83,12 @@ type Options struct {
 	CommitsInFlight int
 	UserRate        api.Rate
 	ServiceRate     api.Rate
+	// UserReadRate limits each user's reads (list routes, unread count, preferences,
+	// ws-tokens). Zero Per: no limit.
+	UserReadRate api.Rate
+	// BodyBytesInFlight bounds the bytes of batch and event bodies handled at once
+	// (see api.Options.BodyBytesInFlight). Zero: api.DefaultBodyBytesInFlight.
+	BodyBytesInFlight int64
 
 	// WebSocket limits.
 	WSMaxPerUser   int
@@ -232,7 +238,8 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	n.emitter = events.New(n.writer, set, events.NewMetrics(reg))
 	n.handler = api.New(api.Options{
 		Store: n.store, Writer: n.writer, Auth: authn, MaxPayload: o.MaxPayload,
-		UserRate: o.UserRate, ServiceRate: o.ServiceRate, Registry: reg, Log: log,
+		UserRate: o.UserRate, ServiceRate: o.ServiceRate, UserReadRate: o.UserReadRate,
+		BodyBytesInFlight: o.BodyBytesInFlight, Registry: reg, Log: log,
 		Hub: n.hub, AllowedOrigins: o.AllowedOrigins, Events: n.emitter,
 		Wake: func() { n.engine.Send(n.dispatch, dispatch.Wake{}) },
 	})

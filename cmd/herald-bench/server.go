@@ -102,6 +102,7 @@ func startServer(ctx context.Context, path, secret, apiKey string, rules []byte,
 		"HERALD_DATA_DIR=" + filepath.Join(tmp, "data"),
 		"HERALD_USER_RATE=0",
 		"HERALD_SERVICE_RATE=0",
+		"HERALD_USER_READ_RATE=0",
 		"HERALD_LOG_LEVEL=warn",
 	}, os.Environ()...)
 	// The bench's own credentials come last: the server must accept what it mints.

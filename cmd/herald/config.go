@@ -36,6 +36,9 @@ type config struct {
 	UserBurst       int           `env:"HERALD_USER_BURST" envDefault:"50"`
 	ServiceRate     float64       `env:"HERALD_SERVICE_RATE" envDefault:"10000"`
 	ServiceBurst    int           `env:"HERALD_SERVICE_BURST" envDefault:"20000"`
+	UserReadRate    float64       `env:"HERALD_USER_READ_RATE" envDefault:"20"`
+	UserReadBurst   int           `env:"HERALD_USER_READ_BURST" envDefault:"100"`
+	BodyInFlight    int64         `env:"HERALD_BODY_BYTES_IN_FLIGHT" envDefault:"67108864"`
 	AllowedOrigins  []string      `env:"HERALD_ALLOWED_ORIGINS" envSeparator:","`
 	WSMaxPerUser    int           `env:"HERALD_WS_MAX_PER_USER" envDefault:"64"`
 	WSQueue         int           `env:"HERALD_WS_QUEUE" envDefault:"256"`
@@ -116,6 +119,10 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_SHUTDOWN_TIMEOUT must be positive")
 	case c.UserRate < 0 || c.UserBurst < 1:
 		return c, fmt.Errorf("configuration: HERALD_USER_RATE must not be negative and HERALD_USER_BURST must be at least 1")
+	case c.UserReadRate < 0 || c.UserReadBurst < 1:
+		return c, fmt.Errorf("configuration: HERALD_USER_READ_RATE must not be negative and HERALD_USER_READ_BURST must be at least 1")
+	case c.BodyInFlight < 1<<20:
+		return c, fmt.Errorf("configuration: HERALD_BODY_BYTES_IN_FLIGHT must be at least 1048576 (1 MiB)")
 	case c.ServiceRate < 0 || c.ServiceBurst < 1:
 		return c, fmt.Errorf("configuration: HERALD_SERVICE_RATE must not be negative and HERALD_SERVICE_BURST must be at least 1")
 	case c.WSMaxPerUser <= 0:
