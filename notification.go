@@ -60,7 +60,10 @@ type NewNotification struct {
 	Channels       []Channel       `json:"channels,omitempty"`
 	IdempotencyKey string          `json:"idempotencyKey,omitempty"`
 	// ByService is set by Validate: the caller was a service. Idempotency keys of users
-	// and of services are apart even when a service sends as a user's id.
+	// and of services are apart even when a service sends as a user's id; only a service
+	// may ask for the email and webhook channels; and the outbox rows of the notification
+	// record it (persistence.Delivery.ByService), since an e-mail goes to the payload's
+	// "email" address only for a notification a service created.
 	ByService bool `json:"-"`
 	// Escalate, set by routing rules, also sends the notification through another
 	// channel if it is still unread after a while. Not part of the wire format.
@@ -112,7 +115,9 @@ type ValidateOptions struct {
 
 // Validate checks n as the contract says and fills its defaults: senderId from the
 // caller, object from type, payload {} and channels ["realtime"]. It returns an *Error
-// naming the field that failed.
+// naming the field that failed. A user caller asking for the email or webhook channel
+// is refused with forbidden on channels: those channels send from the operator's name
+// (its mail sender, its webhook signature), so only a service may ask for them.
 func (n *NewNotification) Validate(c Caller, o ValidateOptions) error {
 	max := o.MaxPayload
 	if max <= 0 {
@@ -170,6 +175,10 @@ func (n *NewNotification) Validate(c Caller, o ValidateOptions) error {
 		for i, ch := range n.Channels {
 			if !ch.Valid() {
 				return &Error{Code: CodeBadRequest, Message: "unknown channel " + quote(string(ch)), Field: p + "channels"}
+			}
+			if !c.Service && ch != ChannelRealtime {
+				return &Error{Code: CodeForbidden, Field: p + "channels",
+					Message: "channel " + quote(string(ch)) + " is for services: only an API key may ask for the email and webhook channels"}
 			}
 			dup := false
 			for _, prev := range n.Channels[:seen] {

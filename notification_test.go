@@ -31,6 +31,12 @@ func TestValidate(t *testing.T) {
 		{"user as another sender", NewNotification{ReceiverID: "a", Type: "t", SenderID: "u2"}, user, CodeValidation, "senderId"},
 		{"user as itself", NewNotification{ReceiverID: "a", Type: "t", SenderID: "u1"}, user, "", ""},
 		{"long idempotency key", NewNotification{ReceiverID: "a", Type: "t", IdempotencyKey: strings.Repeat("k", 257)}, service, CodeValidation, "idempotencyKey"},
+		// Only a service may make Herald send mail or signed webhooks.
+		{"user asks for email", NewNotification{ReceiverID: "a", Type: "t", Channels: []Channel{ChannelRealtime, ChannelEmail}}, user, CodeForbidden, "channels"},
+		{"user asks for webhook", NewNotification{ReceiverID: "a", Type: "t", Channels: []Channel{ChannelWebhook}}, user, CodeForbidden, "channels"},
+		{"user asks for realtime", NewNotification{ReceiverID: "a", Type: "t", Channels: []Channel{ChannelRealtime, ChannelRealtime}}, user, "", ""},
+		{"user asks for an unknown channel", NewNotification{ReceiverID: "a", Type: "t", Channels: []Channel{"sms", ChannelEmail}}, user, CodeBadRequest, "channels"},
+		{"service asks for email and webhook", NewNotification{ReceiverID: "a", Type: "t", Channels: []Channel{ChannelEmail, ChannelWebhook}}, service, "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -46,18 +52,34 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateDefaults(t *testing.T) {
-	n := NewNotification{ReceiverID: "a", Type: "project.created", Channels: []Channel{ChannelEmail, ChannelRealtime, ChannelEmail}}
+	n := NewNotification{ReceiverID: "a", Type: "project.created", Channels: []Channel{ChannelRealtime, ChannelRealtime}}
 	if err := n.Validate(Caller{UserID: "u1"}, ValidateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if n.Object != "project.created" || n.SenderID != "u1" || string(n.Payload) != "{}" ||
-		len(n.Channels) != 2 || n.Channels[0] != ChannelEmail || n.Channels[1] != ChannelRealtime {
+		len(n.Channels) != 1 || n.Channels[0] != ChannelRealtime || n.ByService {
 		t.Fatalf("defaults: %+v", n)
 	}
 	s := NewNotification{ReceiverID: "a", Type: "t"}
 	if err := s.Validate(Caller{Service: true}, ValidateOptions{}); err != nil || s.SenderID != DefaultSenderID ||
-		len(s.Channels) != 1 || s.Channels[0] != ChannelRealtime {
+		len(s.Channels) != 1 || s.Channels[0] != ChannelRealtime || !s.ByService {
 		t.Fatalf("service defaults: %+v %v", s, err)
+	}
+	d := NewNotification{ReceiverID: "a", Type: "t", Channels: []Channel{ChannelEmail, ChannelRealtime, ChannelEmail}}
+	if err := d.Validate(Caller{Service: true}, ValidateOptions{}); err != nil ||
+		len(d.Channels) != 2 || d.Channels[0] != ChannelEmail || d.Channels[1] != ChannelRealtime {
+		t.Fatalf("channels without repeats: %+v %v", d, err)
+	}
+}
+
+// TestValidateForbiddenChannelField: the refusal of a user's email channel names the
+// field with the batch item's prefix, like every other field error.
+func TestValidateForbiddenChannelField(t *testing.T) {
+	n := NewNotification{ReceiverID: "a", Type: "t", Channels: []Channel{ChannelEmail}}
+	err := n.Validate(Caller{UserID: "u1"}, ValidateOptions{FieldPrefix: "items[3]."})
+	if e := AsError(err); err == nil || e.Code != CodeForbidden || e.Field != "items[3].channels" ||
+		!strings.Contains(e.Message, "email") || !strings.Contains(e.Message, "API key") {
+		t.Fatalf("got %v (field %q), want forbidden on items[3].channels", err, AsError(err).Field)
 	}
 }
 

@@ -53,6 +53,11 @@ type Delivery struct {
 	LastError      string    // the last failed attempt's error, if any
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
+	// ByService records that a service (an API key, or a routing rule, digests included)
+	// created the notification, as herald.NewNotification.ByService said when it was
+	// planned. Only then does an e-mail go to the payload's "email" address; otherwise
+	// it goes to the receiver's contact. Rows stored before the flag existed read false.
+	ByService bool
 	// Notification is the notification as it is now (ReadAt current). Claims and
 	// listings fill it in.
 	Notification herald.Notification

@@ -434,7 +434,7 @@ func (p *planner) create(items []herald.NewNotification) Result {
 		e := herald.Entry{UserID: n.ReceiverID, Seq: u.Seq, Event: herald.EventCreated, Unread: u.Unread, At: p.now, Notification: p.alloc(&n)}
 		p.plan.Entries = append(p.plan.Entries, e)
 		res.Notifications[i] = n
-		p.deliveries(&n, it.Escalate, &prefs)
+		p.deliveries(&n, it.ByService, it.Escalate, &prefs)
 	}
 	if n := len(p.plan.Entries); n > firstEntry {
 		// The plan's entries are only ever appended to, so this view stays as it is.
@@ -445,12 +445,14 @@ func (p *planner) create(items []herald.NewNotification) Result {
 
 // deliveries adds the outbox rows of a created notification: one per channel beyond
 // realtime that the receiver allows, due now, and the escalation, due later and only
-// if the notification is still unread then.
-func (p *planner) deliveries(n *herald.Notification, esc *herald.Escalation, prefs *Preferences) {
+// if the notification is still unread then. Each row records byService, whether a
+// service created the notification.
+func (p *planner) deliveries(n *herald.Notification, byService bool, esc *herald.Escalation, prefs *Preferences) {
 	add := func(c herald.Channel, due time.Time, unreadOnly bool) {
 		p.plan.Deliveries = append(p.plan.Deliveries, Delivery{
 			ID: p.newID(), NotificationID: n.ID, UserID: n.ReceiverID, Channel: c,
-			State: DeliveryPending, DueAt: due, UnreadOnly: unreadOnly, CreatedAt: p.now, UpdatedAt: p.now,
+			State: DeliveryPending, DueAt: due, UnreadOnly: unreadOnly, ByService: byService,
+			CreatedAt: p.now, UpdatedAt: p.now,
 		})
 	}
 	for _, c := range n.Channels {
@@ -536,8 +538,10 @@ func (p *planner) flushDigest(k DigestKey) Result {
 	if b == nil || b.DueAt.After(p.now) {
 		return Result{} // flushed already (and maybe opened again since: not due yet)
 	}
+	// Only routing rules hold notifications back (Digest is not part of the wire format,
+	// and rules validate as a service), so a digest is a service's notification.
 	n := herald.NewNotification{ReceiverID: k.UserID, SenderID: b.SenderID, Type: k.Type, Object: b.Object,
-		Channels: b.Channels, Payload: digestPayload(b)}
+		Channels: b.Channels, Payload: digestPayload(b), ByService: true}
 	if n.Object == "" {
 		n.Object = k.Type
 	}

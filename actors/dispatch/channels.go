@@ -18,10 +18,11 @@ type Contacts interface {
 }
 
 // Email sends deliveries as e-mail. The address is the payload's "email" field when it
-// is a string, else the user's contact (PUT /contacts/{userId}). The subject is the
-// payload's "subject", "title" or "message", else the type; the text is the payload's
-// "text", "message" or "body", else the payload as JSON. Rules set these fields with
-// templates, so subject and body are templated like any payload.
+// is a string and a service created the notification (the delivery's ByService: an API
+// key or a routing rule), else the receiver's contact (PUT /contacts/{userId}). The
+// subject is the payload's "subject", "title" or "message", else the type; the text is
+// the payload's "text", "message" or "body", else the payload as JSON. Rules set these
+// fields with templates, so subject and body are templated like any payload.
 type Email struct {
 	Sender   *email.Sender
 	Contacts Contacts
@@ -32,7 +33,10 @@ func (e Email) Send(ctx context.Context, d persistence.Delivery) error {
 	n := &d.Notification
 	var p map[string]any
 	_ = json.Unmarshal(n.Payload, &p) // a stored payload is always a JSON object
-	to := field(p, "email")
+	to := ""
+	if d.ByService {
+		to = field(p, "email")
+	}
 	if to == "" {
 		c, err := e.Contacts.Contact(ctx, d.UserID)
 		if err != nil {
@@ -41,7 +45,7 @@ func (e Email) Send(ctx context.Context, d persistence.Delivery) error {
 		to = c.Email
 	}
 	if to == "" {
-		return permanent(fmt.Sprintf("no email address for user %q: set one with PUT /contacts/{userId}, or put \"email\" in the payload", d.UserID))
+		return permanent(fmt.Sprintf("no email address for user %q: set one with PUT /contacts/{userId}, or have a service put \"email\" in the payload", d.UserID))
 	}
 	subject := first(field(p, "subject"), field(p, "title"), field(p, "message"), n.Type)
 	text := first(field(p, "text"), field(p, "message"), field(p, "body"))

@@ -338,7 +338,9 @@ func decodeIdem(v []byte) (id, fp []byte, err error) {
 //
 //	0      version (1)
 //	1      state: 1 pending, 2 sent, 3 dead, 4 cancelled
-//	2      flags: bit 0 set for an unread-only delivery (an escalation)
+//	2      flags: bit 0 set for an unread-only delivery (an escalation), bit 1 set when
+//	       a service created the notification (records from before the bit read false:
+//	       their payload's "email" is not honoured)
 //	3:11   attempts
 //	11:19  dueAt, Unix microseconds
 //	19:27  createdAt, Unix microseconds
@@ -350,6 +352,7 @@ const (
 	deliveryVersion  = 1
 	deliveryHeader   = 51
 	flagUnreadOnly   = 1
+	flagByService    = 2
 	deliveryKeyLen   = 16
 	dueKeyLen        = timeKeyLen + deliveryKeyLen
 	stateKeyLen      = 1 + deliveryKeyLen
@@ -398,6 +401,9 @@ func encodeDelivery(d *persistence.Delivery, noteID []byte) ([]byte, error) {
 	if d.UnreadOnly {
 		b[2] |= flagUnreadOnly
 	}
+	if d.ByService {
+		b[2] |= flagByService
+	}
 	binary.BigEndian.PutUint64(b[3:], uint64(d.Attempts))
 	binary.BigEndian.PutUint64(b[11:], micros(d.DueAt))
 	binary.BigEndian.PutUint64(b[19:], micros(d.CreatedAt))
@@ -420,6 +426,7 @@ func decodeDelivery(id, v []byte) (storedDelivery, error) {
 	d.state = v[1]
 	d.State = stateNames[d.state]
 	d.UnreadOnly = v[2]&flagUnreadOnly != 0
+	d.ByService = v[2]&flagByService != 0
 	d.Attempts = int(binary.BigEndian.Uint64(v[3:]))
 	d.DueAt = fromMicros(binary.BigEndian.Uint64(v[11:]))
 	d.CreatedAt = fromMicros(binary.BigEndian.Uint64(v[19:]))

@@ -426,3 +426,34 @@ func TestPriorPreferences(t *testing.T) {
 		t.Errorf("prior preferences of a user without any: %+v", p.Preferences)
 	}
 }
+
+// TestDeliveryRecordByService: the flag round-trips through the record codec, and a
+// record from before it (flag bit 1 never set: an escalation has flags 1) reads
+// ByService false, so its payload's "email" is not honoured.
+func TestDeliveryRecordByService(t *testing.T) {
+	id := bytes.Repeat([]byte{7}, 16)
+	note := bytes.Repeat([]byte{9}, 16)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	for _, d := range []persistence.Delivery{
+		{ID: "x", UserID: "dora", Channel: herald.ChannelEmail, State: persistence.DeliveryPending, DueAt: at, CreatedAt: at, UpdatedAt: at, ByService: true},
+		{ID: "x", UserID: "dora", Channel: herald.ChannelEmail, State: persistence.DeliveryDead, DueAt: at, CreatedAt: at, UpdatedAt: at, UnreadOnly: true},
+	} {
+		v, err := encodeDelivery(&d, note)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeDelivery(id, v)
+		if err != nil || got.ByService != d.ByService || got.UnreadOnly != d.UnreadOnly {
+			t.Fatalf("decoded %+v (%v), want ByService %v UnreadOnly %v", got.Delivery, err, d.ByService, d.UnreadOnly)
+		}
+	}
+	// As the encoder before the flag wrote an escalation: version 1, pending, flags 1.
+	old := make([]byte, deliveryHeader)
+	old[0], old[1], old[2] = 1, statePending, 1
+	copy(old[35:], note)
+	old = appendString(appendString(appendString(old, "dora"), "email"), "")
+	got, err := decodeDelivery(id, old)
+	if err != nil || got.ByService || !got.UnreadOnly || got.UserID != "dora" {
+		t.Fatalf("an old record decoded as %+v (%v), want ByService false", got.Delivery, err)
+	}
+}

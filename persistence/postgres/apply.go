@@ -62,9 +62,9 @@ WHERE s.user_id = u.user_id`
 	sqlLoadPrefs = `SELECT user_id, prefs FROM preferences WHERE user_id = ANY($1::text[])`
 
 	sqlInsertDeliveries = `INSERT INTO deliveries (id, notification_id, user_id, channel, state, attempts,
-  due_at, unread_only, last_error, created_at, updated_at)
+  due_at, unread_only, last_error, created_at, updated_at, by_service)
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[],
-  $7::timestamptz[], $8::bool[], $9::text[], $10::timestamptz[], $11::timestamptz[])`
+  $7::timestamptz[], $8::bool[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::bool[])`
 )
 
 // Apply performs ops in order in one transaction stamped now; see the package doc.
@@ -593,6 +593,7 @@ func queueDeliveries(b *pgx.Batch, rows []persistence.Delivery) error {
 		attempts   = make([]int32, n)
 		dueAt      = make([]time.Time, n)
 		unreadOnly = make([]bool, n)
+		byService  = make([]bool, n)
 		lastErrors = make([]string, n)
 		createdAt  = make([]time.Time, n)
 		updatedAt  = make([]time.Time, n)
@@ -609,12 +610,12 @@ func queueDeliveries(b *pgx.Batch, rows []persistence.Delivery) error {
 		}
 		ids[i], notes[i] = id, note
 		users[i], channels[i], states[i] = d.UserID, string(d.Channel), string(d.State)
-		attempts[i], dueAt[i], unreadOnly[i] = int32(d.Attempts), d.DueAt, d.UnreadOnly
+		attempts[i], dueAt[i], unreadOnly[i], byService[i] = int32(d.Attempts), d.DueAt, d.UnreadOnly, d.ByService
 		lastErrors[i] = cleanText(d.LastError)
 		createdAt[i], updatedAt[i] = d.CreatedAt, d.UpdatedAt
 	}
 	b.Queue(sqlInsertDeliveries, ids, notes, users, channels, states, attempts,
-		dueAt, unreadOnly, lastErrors, createdAt, updatedAt)
+		dueAt, unreadOnly, lastErrors, createdAt, updatedAt, byService)
 	return nil
 }
 

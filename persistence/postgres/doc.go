@@ -24,7 +24,9 @@
 //   - deliveries: one row per delivery of a notification through email or webhook, keyed
 //     by a UUIDv7 like notification ids (so id order is creation order), with its
 //     notification_id, user_id, channel, state (pending, sent, dead, cancelled), attempts,
-//     due_at, unread_only (an escalation), last_error and times. No foreign key: rows are
+//     due_at, unread_only (an escalation), by_service (a service created the notification:
+//     only then is the payload's "email" honoured; false on rows from before 0004),
+//     last_error and times. No foreign key: rows are
 //     only written by Apply with their notification, and notifications are never deleted.
 //     Indexes: a partial (due_at, id) WHERE state = 'pending' for claims, and (state,
 //     id) for listings (dead letters). Finished rows are kept.

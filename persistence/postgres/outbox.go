@@ -18,8 +18,8 @@ import (
 
 // deliveryCols are the columns of a delivery after noteCols, as scanDelivery reads them;
 // the notification's id is the delivery's notification_id.
-const deliveryCols = `d.id, d.user_id, d.channel, d.state, d.attempts, d.due_at, d.unread_only, d.last_error,
-  d.created_at, d.updated_at`
+const deliveryCols = `d.id, d.user_id, d.channel, d.state, d.attempts, d.due_at, d.unread_only, d.by_service,
+  d.last_error, d.created_at, d.updated_at`
 
 const (
 	// sqlClaim picks up to $3 pending rows due by $1, earliest first, skipping the rows
@@ -405,8 +405,8 @@ func (sc *deliveryScanner) scan(rows pgx.Rows, d *persistence.Delivery, extra ..
 		state   string
 		n       int32
 	)
-	dest := append([]any{&id, &d.UserID, &channel, &state, &n, &d.DueAt, &d.UnreadOnly, &d.LastError,
-		&d.CreatedAt, &d.UpdatedAt}, extra...)
+	dest := append([]any{&id, &d.UserID, &channel, &state, &n, &d.DueAt, &d.UnreadOnly, &d.ByService,
+		&d.LastError, &d.CreatedAt, &d.UpdatedAt}, extra...)
 	if err := sc.notes.scan(rows, &d.Notification, dest...); err != nil {
 		return err
 	}

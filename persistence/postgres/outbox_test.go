@@ -1,12 +1,15 @@
 package postgres
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/pgtest"
@@ -239,5 +242,52 @@ func TestOutboxUnstorableText(t *testing.T) {
 	}
 	if p, err := s.Preferences(t.Context(), "a\x00"); err != nil || p.Types != nil {
 		t.Errorf("Preferences of a NUL user: %+v %v", p, err)
+	}
+}
+
+// TestDeliveryFromBeforeByService: a delivery row written before migration 0004 reads
+// ByService false once the column is added, so its payload's "email" is not honoured.
+func TestDeliveryFromBeforeByService(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ms, func(m migration) bool { return m.version == "0004_delivery_by_service" })
+	if i < 0 {
+		t.Fatal("no migration 0004_delivery_by_service")
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE herald_schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:i] {
+		if err := apply(ctx, conn, m); err != nil {
+			t.Fatalf("migration %s: %v", m.version, err)
+		}
+	}
+	now := persistence.Now()
+	const note, del = "0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b", "0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6c"
+	if _, err := conn.Exec(ctx, `INSERT INTO notifications (id, receiver_id, seq, unread_after, created_at, sender_id, type, object, payload, channels)
+VALUES ($1, 'dora', 1, 1, $2, 'system', 't', 't', '{"email":"someone@example.com"}', '{email}')`, note, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO deliveries (id, notification_id, user_id, channel, state, attempts, due_at, unread_only, created_at, updated_at)
+VALUES ($1, $2, 'dora', 'email', 'pending', 0, $3, false, $3, $3)`, del, note, now); err != nil {
+		t.Fatal(err)
+	}
+	s := openURL(t, url, 0) // migrates the rest
+	ds, err := s.Deliveries(ctx, persistence.DeliveryPending, "", 10)
+	if err != nil || len(ds) != 1 || ds[0].ID != del || ds[0].ByService {
+		t.Fatalf("listed %+v (%v), want the old row with ByService false", ds, err)
+	}
+	ds, err = s.ClaimDeliveries(ctx, now, time.Minute, 10)
+	if err != nil || len(ds) != 1 || ds[0].ID != del || ds[0].ByService {
+		t.Fatalf("claimed %+v (%v), want the old row with ByService false", ds, err)
 	}
 }
