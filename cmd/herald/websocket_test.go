@@ -69,7 +69,7 @@ func TestSIGTERMClosesSockets(t *testing.T) {
 // rate; with a rate of 0 the same flood is answered in full.
 func TestFrameRateVariables(t *testing.T) {
 	bin := buildHerald(t)
-	flood := func(rate string) (pongs int, err error, elapsed time.Duration) {
+	flood := func(rate string) (pongs int, elapsed time.Duration, err error) {
 		p := startHerald(t, bin, []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret,
 			"HERALD_DATA_DIR=" + t.TempDir(), "HERALD_LOG_LEVEL=error",
 			"HERALD_WS_FRAME_RATE=" + rate, "HERALD_WS_FRAME_BURST=3"})
@@ -100,14 +100,14 @@ func TestFrameRateVariables(t *testing.T) {
 		defer func() { elapsed = time.Since(start) }() // before waiting for the writes
 		for pongs < n {
 			if _, _, err = c.Read(ctx); err != nil {
-				return pongs, err, 0
+				return pongs, 0, err
 			}
 			pongs++
 		}
-		return pongs, nil, 0
+		return pongs, 0, nil
 	}
 
-	pongs, err, elapsed := flood("5")
+	pongs, elapsed, err := flood("5")
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "too many frames: at most 5/s" {
 		t.Fatalf("flood at HERALD_WS_FRAME_RATE=5: %d pongs, then %v; want a 1008 close, \"too many frames: at most 5/s\"", pongs, err)
@@ -115,7 +115,7 @@ func TestFrameRateVariables(t *testing.T) {
 	if most := 3 + 5*elapsed.Seconds(); float64(pongs) > most {
 		t.Fatalf("%d pongs in %s with HERALD_WS_FRAME_BURST=3, want at most %.1f", pongs, elapsed, most)
 	}
-	if pongs, err, _ := flood("0"); err != nil || pongs != 300 {
+	if pongs, _, err := flood("0"); err != nil || pongs != 300 {
 		t.Fatalf("flood at HERALD_WS_FRAME_RATE=0 (no limit): %d pongs, then %v", pongs, err)
 	}
 }
