@@ -24,16 +24,15 @@ const (
 
 // sock is the inbox's view of one socket.
 type sock struct {
-	s        Socket
-	sent     int64 // the last seq sent (or covered by a snapshot)
-	state    sockState
-	wantSnap bool   // a snapshot is owed (connect without since, refresh-unread, reset)
-	checked  bool   // the store has confirmed sent is a position it has (or had)
-	fetchGen uint64 // tells the answer of the read in flight from stale ones
-
-	snapAt     int64  // nanotime when the socket was last sent a snapshot; 0: never
+	s          Socket
+	sent       int64 // the last seq sent (or covered by a snapshot)
+	state      sockState
+	wantSnap   bool   // a snapshot is owed (connect without since, refresh-unread, reset)
+	checked    bool   // the store has confirmed sent is a position it has (or had)
 	refreshDue bool   // a deferred snapshot is armed (refresh-unread within RefreshEvery of the last)
 	refreshGen uint32 // tells the armed timer from stale ones
+	fetchGen   uint64 // tells the answer of the read in flight from stale ones
+	snapAt     int64  // nanotime when the socket was last sent a snapshot; 0: never
 }
 
 // ringEntry is a live entry kept while some socket catches up.
