@@ -96,6 +96,11 @@ type Options struct {
 	WSWriteTimeout time.Duration
 	WSPingInterval time.Duration
 	WSReadLimit    int64
+	// WSFrameRate caps the client frames each connection may send per second,
+	// WSFrameBurst saved up; a faster connection is closed with 1008. Zero means the
+	// defaults, 50 and 100; a negative rate means no limit.
+	WSFrameRate  float64
+	WSFrameBurst int
 
 	// RulesFile is the event-routing rules file (Reload reads it again); Rules, when
 	// not empty, is the rules document itself and wins over RulesFile.
@@ -233,6 +238,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	n.hub = ws.NewHub(ws.Options{
 		Engine: n.engine, Router: n.router, Writer: n.writer,
 		ReadLimit: o.WSReadLimit, QueueSize: o.WSQueue, WriteTimeout: o.WSWriteTimeout, PingInterval: o.WSPingInterval,
+		FrameRate: o.WSFrameRate, FrameBurst: o.WSFrameBurst,
 		Metrics: ws.NewMetrics(reg), Log: log,
 	})
 	n.emitter = events.New(n.writer, set, events.NewMetrics(reg))

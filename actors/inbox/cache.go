@@ -21,7 +21,7 @@ type unreadCache struct {
 	unread int64
 	items  []herald.Notification // oldest first, so that a create appends
 	size   int                   // about how many bytes items hold
-	frame  []byte                // encoded snapshot; nil until asked for
+	frame  []byte                // encoded snapshot of this state; nil until asked for
 }
 
 // noteSize is about what n costs in memory.
@@ -89,10 +89,14 @@ func (c *unreadCache) invalidate() {
 	c.valid, c.items, c.size, c.frame = false, nil, 0, nil
 }
 
-// trim lets go of what an idle inbox need not hold: the encoded snapshot, and the list
-// itself when it is bigger than budget bytes (the next snapshot reads it again).
+// trim lets go of what an idle inbox need not hold beyond budget bytes: the encoded
+// snapshot unless it fits within budget with the list (then the next snapshot of the
+// same state is served without encoding again), and the list itself when it alone is
+// bigger (the next snapshot reads it again).
 func (c *unreadCache) trim(budget int) {
-	c.frame = nil
+	if c.frame != nil && c.size+cap(c.frame) > budget {
+		c.frame = nil
+	}
 	if c.valid && c.size > budget {
 		c.invalidate()
 	}

@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald"
@@ -54,5 +55,45 @@ func TestUnreadCache(t *testing.T) {
 	f, err := c.snapshot()
 	if err != nil || string(f) != `{"event":"unread-notifications","seq":4,"unread":0,"data":[]}` {
 		t.Fatalf("snapshot %s %v", f, err)
+	}
+}
+
+// TestUnreadCacheKeepsFrame: an idle inbox keeps the encoded snapshot while it and the
+// list fit the budget together, so a refresh of the same state encodes nothing; over
+// the budget it keeps neither the encoding nor a list bigger than the budget.
+func TestUnreadCacheKeepsFrame(t *testing.T) {
+	note := func(i int) herald.Notification { return herald.Notification{ID: fmt.Sprint(i), Seq: int64(i)} }
+	c := &unreadCache{}
+	c.reset(persistence.UnreadPage{Items: []herald.Notification{note(2), note(1)}, Total: 2, Seq: 2})
+	f1, err := c.snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.trim(4 << 10)
+	f2, _ := c.snapshot()
+	if &f1[0] != &f2[0] {
+		t.Fatal("the snapshot was encoded again for the same state after an idle trim")
+	}
+	if c.size+cap(c.frame) > 4<<10 {
+		t.Fatalf("idle cache holds %d bytes of list and %d of frame, over the 4 KiB budget", c.size, cap(c.frame))
+	}
+	c.apply(&herald.Entry{Seq: 3, Event: herald.EventCreated, Unread: 3, Notification: &herald.Notification{ID: "3", Seq: 3}})
+	if c.frame != nil {
+		t.Fatal("the encoding of an older state survived an entry")
+	}
+	f3, _ := c.snapshot()
+	if !strings.Contains(string(f3), `"seq":3,"unread":3`) {
+		t.Fatalf("snapshot after the entry: %s", f3)
+	}
+
+	// A budget the frame does not fit in with the list: the frame goes, the list stays.
+	c.trim(c.size + cap(c.frame) - 1)
+	if c.frame != nil || !c.valid {
+		t.Fatalf("over the budget with the frame: frame kept %v, list valid %v", c.frame != nil, c.valid)
+	}
+	// A list over the budget on its own goes too.
+	c.trim(c.size - 1)
+	if c.valid || c.items != nil {
+		t.Fatal("a list over the budget was kept")
 	}
 }

@@ -28,6 +28,26 @@
 // left out. A cursor the store no longer has (past retention) or never had (beyond the
 // latest seq) gets the snapshot instead.
 //
+// # Snapshots
+//
+// The snapshot comes from the inbox's cache of the unread list (unreadCache), kept up to
+// date from live entries and read from the store again only when it cannot be (a gap, a
+// read of one it does not hold) or was let go. Its encoding is made once per state and
+// shared by every socket. Between messages an inbox holds at most Options.CacheBytes
+// (4 KiB) of it: the encoding stays while it fits with the list, so a refresh of an
+// unchanged small list encodes nothing, and a list bigger than that on its own is let go
+// and read again for the next snapshot. Idle inboxes hold no more than that budget.
+//
+// A socket is sent at most one snapshot per Options.RefreshEvery (1 s). A refresh-unread
+// within that time of the socket's last snapshot (the one it connected with included) is
+// not dropped but deferred: one timer message at the end of the window, with a generation
+// so that a stale one is ignored, brings one snapshot for every refresh received in the
+// window, and it reflects everything the inbox has seen by then. So a client flooding
+// refresh-unread (the gateway lets through up to its frame rate) costs at most one store
+// read and one encoding of the snapshot a second, and always ends with a snapshot taken
+// after its last refresh. A refresh while a snapshot is already owed to the socket (its
+// store read in flight) is answered by that one.
+//
 // # Lifecycle
 //
 // After its last socket goes, an inbox waits Options.Grace (a page reload reconnects

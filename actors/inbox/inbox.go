@@ -24,12 +24,15 @@ const (
 
 // sock is the inbox's view of one socket.
 type sock struct {
-	s        Socket
-	sent     int64 // the last seq sent (or covered by a snapshot)
-	state    sockState
-	wantSnap bool   // a snapshot is owed (connect without since, refresh-unread, reset)
-	checked  bool   // the store has confirmed sent is a position it has (or had)
-	fetchGen uint64 // tells the answer of the read in flight from stale ones
+	s          Socket
+	sent       int64 // the last seq sent (or covered by a snapshot)
+	state      sockState
+	wantSnap   bool   // a snapshot is owed (connect without since, refresh-unread, reset)
+	checked    bool   // the store has confirmed sent is a position it has (or had)
+	refreshDue bool   // a deferred snapshot is armed (refresh-unread within RefreshEvery of the last)
+	refreshGen uint32 // tells the armed timer from stale ones
+	fetchGen   uint64 // tells the answer of the read in flight from stale ones
+	snapAt     int64  // nanotime when the socket was last sent a snapshot; 0: never
 }
 
 // ringEntry is a live entry kept while some socket catches up.
@@ -79,9 +82,13 @@ func (ib *inbox) Receive(c *actor.Context) {
 	case Refresh:
 		for _, sk := range ib.socks {
 			if sk.s == m.Socket && sk.state != stGone {
-				sk.wantSnap = true
-				ib.step(sk)
+				ib.refresh(sk)
 			}
+		}
+	case refreshDue:
+		if sk := m.sk; sk.refreshDue && sk.refreshGen == m.gen && sk.state != stGone {
+			sk.refreshDue, sk.wantSnap = false, true
+			ib.step(sk)
 		}
 	case deliver:
 		ib.deliver(m)
@@ -169,6 +176,34 @@ func (ib *inbox) retaining() bool {
 	return false
 }
 
+// refresh answers a socket's refresh-unread with a snapshot: at once, or, within
+// Options.RefreshEvery of the last snapshot the socket got, at the end of that window.
+// Refreshes meanwhile are answered by the same deferred snapshot, which reflects
+// everything the inbox has seen by then: a client flooding refresh-unread costs at most
+// one snapshot (one store read or encode) per window, and always ends with a snapshot
+// taken after its last refresh.
+func (ib *inbox) refresh(sk *sock) {
+	if sk.wantSnap || sk.refreshDue {
+		return // the snapshot owed is taken after this refresh: it answers it too
+	}
+	if sk.snapAt != 0 {
+		if wait := time.Duration(sk.snapAt + int64(ib.opts.RefreshEvery) - nanotime()); wait > 0 {
+			sk.refreshDue = true
+			sk.refreshGen++
+			gen, engine, self := sk.refreshGen, ib.engine, ib.self
+			time.AfterFunc(wait, func() { engine.Send(self, refreshDue{sk: sk, gen: gen}) })
+			return
+		}
+	}
+	sk.wantSnap = true
+	ib.step(sk)
+}
+
+// nanotime is a monotonic clock reading in nanoseconds, never 0.
+func nanotime() int64 { return int64(time.Since(epoch)) + 1 }
+
+var epoch = time.Now()
+
 // send queues f on sk; a socket that refuses is gone.
 func (ib *inbox) send(sk *sock, f Frame) {
 	if !sk.s.Send(f) {
@@ -193,6 +228,11 @@ func (ib *inbox) step(sk *sock) {
 			return
 		}
 		sk.wantSnap = false
+		sk.snapAt = nanotime()
+		if sk.refreshDue { // this snapshot answers the refreshes the armed one was for
+			sk.refreshDue = false
+			sk.refreshGen++
+		}
 		ib.send(sk, Frame{Data: frame})
 		// The client starts over from the snapshot: what follows it is what comes after
 		// cache.seq, which is at or past head, so it all arrives live.

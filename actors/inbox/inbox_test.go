@@ -3,6 +3,7 @@ package inbox_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,14 +73,21 @@ type rig struct {
 	writer persist.Client
 	drop   *atomic.Bool
 	reads  *atomic.Int64 // catch-up reads (Events) the inboxes made
+	snaps  *atomic.Int64 // snapshot reads (Unread) the inboxes made
 	held   chan []herald.Entry
 	hold   *atomic.Bool // while set, committed batches go to held instead of the router
 }
 
-// countingStore is the real store, counting the inboxes' catch-up reads.
+// countingStore is the real store, counting the inboxes' catch-up and snapshot reads.
 type countingStore struct {
 	persistence.Store
 	reads *atomic.Int64
+	snaps *atomic.Int64
+}
+
+func (s countingStore) Unread(ctx context.Context, user string, before int64, limit int) (persistence.UnreadPage, error) {
+	s.snaps.Add(1)
+	return s.Store.Unread(ctx, user, before, limit)
 }
 
 func (s countingStore) Events(ctx context.Context, user string, since int64, limit int) (persistence.EventsPage, error) {
@@ -100,8 +108,8 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{engine: engine, drop: new(atomic.Bool), reads: new(atomic.Int64), held: make(chan []herald.Entry, 10), hold: new(atomic.Bool)}
-	r.router = engine.Spawn(inbox.NewRouter(inbox.Options{Store: countingStore{store, r.reads}, Grace: time.Millisecond}), "inbox")
+	r := &rig{engine: engine, drop: new(atomic.Bool), reads: new(atomic.Int64), snaps: new(atomic.Int64), held: make(chan []herald.Entry, 10), hold: new(atomic.Bool)}
+	r.router = engine.Spawn(inbox.NewRouter(inbox.Options{Store: countingStore{store, r.reads, r.snaps}, Grace: time.Millisecond}), "inbox")
 	hook := inbox.OnCommit(engine, r.router)
 	pid := engine.Spawn(persist.New(store, persist.Options{OnCommit: func(es []herald.Entry) {
 		switch {
@@ -122,7 +130,12 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) create(t *testing.T, user string) herald.Notification {
 	t.Helper()
-	n := herald.NewNotification{ReceiverID: user, Type: "t"}
+	return r.createWith(t, user, nil)
+}
+
+func (r *rig) createWith(t *testing.T, user string, payload json.RawMessage) herald.Notification {
+	t.Helper()
+	n := herald.NewNotification{ReceiverID: user, Type: "t", Payload: payload}
 	if err := n.Validate(herald.Caller{Service: true}, herald.ValidateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -255,4 +268,72 @@ func TestOutOfOrderBatches(t *testing.T) {
 		t.Fatalf("%d catch-up reads for entries that were only out of order", n)
 	}
 	r.engine.Send(r.router, inbox.Detach{User: "dora", Socket: s})
+}
+
+// TestRefreshFlood: a socket sending refresh-unread 50 times in a second, with an
+// unread list too big to stay cached (100 notifications of 500 bytes), costs about one
+// snapshot read and one snapshot a second, not one per refresh; and the client ends
+// with a snapshot taken after its last refresh, which shows the notifications created
+// between the refreshes.
+func TestRefreshFlood(t *testing.T) {
+	r := newRig(t)
+	payload := json.RawMessage(`{"text":"` + strings.Repeat("x", 488) + `"}`)
+	for range inbox.SnapshotSize {
+		r.createWith(t, "erin", payload)
+	}
+	s := newMemSocket()
+	r.engine.Send(r.router, inbox.Attach{User: "erin", Socket: s})
+	if w := s.next(t); w.Event != inbox.EventUnread || w.Unread != inbox.SnapshotSize {
+		t.Fatalf("first frame %+v", w)
+	}
+	snaps := r.snaps.Load()
+	start := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	var mid herald.Notification
+	for i := range 50 {
+		<-tick.C
+		r.engine.Send(r.router, inbox.Refresh{User: "erin", Socket: s})
+		if i == 25 {
+			mid = r.createWith(t, "erin", payload)
+		}
+	}
+	tick.Stop()
+	last := r.createWith(t, "erin", payload)
+	r.engine.Send(r.router, inbox.Refresh{User: "erin", Socket: s})
+
+	// Every frame up to the snapshot that shows the last notification.
+	snapshots := 0
+	for {
+		w := s.next(t)
+		if w.Event != inbox.EventUnread {
+			if w.Event != string(herald.EventCreated) || (w.Seq != mid.Seq && w.Seq != last.Seq) {
+				t.Fatalf("frame %+v, want snapshots and the two new notifications", w)
+			}
+			continue
+		}
+		snapshots++
+		var items []herald.Notification
+		if err := json.Unmarshal(w.Data, &items); err != nil || len(items) != inbox.SnapshotSize {
+			t.Fatalf("snapshot of %d items (%v)", len(items), err)
+		}
+		if w.Seq >= last.Seq {
+			if items[0].ID != last.ID || items[1].ID != mid.ID || w.Unread != inbox.SnapshotSize+2 {
+				t.Fatalf("snapshot at seq %d: newest %s, %s, unread %d; want %s, %s, %d",
+					w.Seq, items[0].ID, items[1].ID, w.Unread, last.ID, mid.ID, inbox.SnapshotSize+2)
+			}
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	// One snapshot a second at most (the first second's window began at the connect
+	// snapshot, just before start).
+	most := 1 + int64(elapsed/time.Second)
+	if n := r.snaps.Load() - snaps; n > most {
+		t.Fatalf("%d snapshot reads for 51 refreshes in %s, want at most %d", n, elapsed, most)
+	}
+	if int64(snapshots) > most {
+		t.Fatalf("%d snapshots for 51 refreshes in %s, want at most %d", snapshots, elapsed, most)
+	}
+	t.Logf("51 refreshes: %d snapshots, %d store reads, the last after %s", snapshots, r.snaps.Load()-snaps, elapsed)
+	r.engine.Send(r.router, inbox.Detach{User: "erin", Socket: s})
 }

@@ -67,6 +67,13 @@ type reorderOver struct{ gen uint64 }
 // timer from the current one.
 type graceOver struct{ gen uint64 }
 
+// refreshDue fires at the end of a socket's refresh window: the deferred snapshot is
+// owed now. gen tells a stale timer from the current one.
+type refreshDue struct {
+	sk  *sock
+	gen uint32
+}
+
 // cacheLoaded answers the inbox's read of the unread snapshot.
 type cacheLoaded struct {
 	page persistence.UnreadPage

@@ -32,9 +32,14 @@ type Options struct {
 	// from the store. Default 100 ms.
 	ReorderWait time.Duration
 	// CacheBytes caps the unread list an inbox keeps between snapshots (about that
-	// many bytes of notifications); a longer list is read again when a snapshot is
+	// many bytes of notifications), together with its encoded snapshot: the encoding is
+	// kept only while both fit, and a longer list is read again when a snapshot is
 	// asked for. Default 4 KiB.
 	CacheBytes int
+	// RefreshEvery is the least time between two snapshots a socket is sent: a
+	// refresh-unread sooner than that after the last is answered at the end of the
+	// window, once for all the refreshes in it. Default 1 s.
+	RefreshEvery time.Duration
 	// ReadTimeout bounds each store read, and how long a catching-up socket may take
 	// to make room for the next page before it is closed as a slow consumer. Default 10 s.
 	ReadTimeout time.Duration
@@ -62,6 +67,9 @@ func (o *Options) defaults() {
 	}
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 4 << 10
+	}
+	if o.RefreshEvery <= 0 {
+		o.RefreshEvery = time.Second
 	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = 10 * time.Second

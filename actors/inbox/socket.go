@@ -37,6 +37,7 @@ type CloseCode uint16
 // The close codes Herald sends.
 const (
 	CloseGoingAway      CloseCode = 1001 // the server is shutting down; reconnect with since
+	CloseTooManyFrames  CloseCode = 1008 // policy violation: client frames over the frame rate; reconnect at will
 	CloseTooBig         CloseCode = 1009 // a client frame over the read limit
 	CloseInternal       CloseCode = 1011 // an unexpected server error; reconnect with since
 	CloseTryAgain       CloseCode = 1013 // storage unavailable; reconnect with since, after a pause

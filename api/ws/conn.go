@@ -60,9 +60,18 @@ func (c *Conn) run() {
 	c.mu.Lock()
 	c.ping = time.AfterFunc(c.hub.opts.PingInterval, c.pingPeer)
 	c.mu.Unlock()
+	frames := newFrameBucket(c.hub.opts.FrameRate, c.hub.opts.FrameBurst)
+	handshake := false // a close handshake of the reader's own is under way
 	for {
 		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
+			break
+		}
+		if !frames.take(nanotime()) {
+			// The close handshake (in the background) discards whatever else the client
+			// sends; the reader acts on nothing more.
+			c.Close(inbox.CloseTooManyFrames, c.hub.frameReason)
+			handshake = true
 			break
 		}
 		if typ != websocket.MessageText {
@@ -77,7 +86,12 @@ func (c *Conn) run() {
 	c.wakeLocked()
 	c.ping.Stop()
 	c.mu.Unlock()
-	_ = c.ws.CloseNow() // ends a write in flight; a no-op after a close handshake
+	if !handshake {
+		// Ends a write in flight; a no-op after a close handshake. After one of its
+		// own, the reader leaves it to end the connection (within its timeouts): this
+		// could win the race to the connection and drop it without the close frame.
+		_ = c.ws.CloseNow()
+	}
 	c.wg.Wait()
 }
 
@@ -216,8 +230,11 @@ func (c *Conn) closeLocked(code inbox.CloseCode, reason string) {
 	if c.closed {
 		return
 	}
-	if code == inbox.CloseSlowConsumer {
+	switch code {
+	case inbox.CloseSlowConsumer:
 		c.hub.opts.Metrics.slowConsumer()
+	case inbox.CloseTooManyFrames:
+		c.hub.opts.Metrics.tooManyFrames()
 	}
 	c.closed = true
 	c.queue = nil
@@ -311,4 +328,34 @@ func (c *Conn) pingPeer() {
 		c.ping.Reset(c.hub.opts.PingInterval)
 	}
 	c.mu.Unlock()
+}
+
+// frameBucket is a connection's allowance of client frames: a token bucket that only
+// the connection's reader touches, so it needs no lock.
+type frameBucket struct {
+	rate   float64 // tokens per nanosecond; 0: no limit
+	burst  float64
+	tokens float64
+	at     int64 // nanotime of the last take
+}
+
+func newFrameBucket(perSecond float64, burst int) frameBucket {
+	if perSecond <= 0 {
+		return frameBucket{}
+	}
+	return frameBucket{rate: perSecond / 1e9, burst: float64(burst), tokens: float64(burst), at: nanotime()}
+}
+
+// take spends one token, refilled up to now; false when none is left.
+func (b *frameBucket) take(now int64) bool {
+	if b.rate == 0 {
+		return true
+	}
+	b.tokens = min(b.burst, b.tokens+float64(now-b.at)*b.rate)
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }

@@ -12,6 +12,18 @@
 // and the protocol ping runs from a timer every Options.PingInterval. A connection's
 // state shared by the inbox (Send) and its writer — the queue — is guarded by one mutex.
 //
+// # Client frames
+//
+// Each connection may send Options.FrameRate data frames a second, Options.FrameBurst
+// saved up (defaults 50 and 100): a token bucket held by the reader, which takes a token
+// for every text or binary frame before parsing it, valid or not. The frame that finds
+// none left closes the connection with 1008 ("too many frames: at most 50/s"), counted
+// by herald_ws_frame_rate_closes_total; nothing the client sends after it is acted on.
+// The limit is the connection's alone: a new connection of the same user starts with a
+// full bucket. A client's mark-read and mark-all-read frames each wait for their
+// commit on the reader, so a connection can never have more than one write in flight
+// either; together the two bound the store transactions one socket can cause.
+//
 // # Slow consumers
 //
 // Each connection queues at most Options.QueueSize frames. When a burst finds the queue

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +40,12 @@ type Options struct {
 	PingTimeout  time.Duration
 	// OpTimeout bounds how long a client's write waits for its commit. Default 10 s.
 	OpTimeout time.Duration
+	// FrameRate caps the client data frames (text or binary, valid or not) one
+	// connection may send per second, FrameBurst of them saved up; the frame that finds
+	// none left closes the connection with inbox.CloseTooManyFrames (1008) before it is
+	// parsed. Defaults 50 and 100; a negative FrameRate means no limit.
+	FrameRate  float64
+	FrameBurst int
 	// Metrics, when not nil, records connections and frames.
 	Metrics *Metrics
 	// Log receives unexpected failures. Default slog.Default().
@@ -64,6 +71,12 @@ func (o *Options) defaults() {
 	if o.OpTimeout <= 0 {
 		o.OpTimeout = 10 * time.Second
 	}
+	if o.FrameRate == 0 {
+		o.FrameRate = 50
+	}
+	if o.FrameBurst <= 0 {
+		o.FrameBurst = 100
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -72,6 +85,8 @@ func (o *Options) defaults() {
 // Hub tracks every open connection so that Shutdown can close them.
 type Hub struct {
 	opts Options
+	// frameReason is the reason of a CloseTooManyFrames close, made once.
+	frameReason string
 
 	mu      sync.Mutex // guards conns, closing and sweeper
 	conns   map[*Conn]struct{}
@@ -83,7 +98,8 @@ type Hub struct {
 // NewHub returns a Hub.
 func NewHub(opts Options) *Hub {
 	opts.defaults()
-	return &Hub{opts: opts, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+	return &Hub{opts: opts, conns: map[*Conn]struct{}{}, done: make(chan struct{}),
+		frameReason: "too many frames: at most " + strconv.FormatFloat(opts.FrameRate, 'g', -1, 64) + "/s"}
 }
 
 // Closing reports whether Shutdown has begun: new connections are refused.

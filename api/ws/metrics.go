@@ -12,6 +12,7 @@ type Metrics struct {
 	framesSent   prometheus.Counter
 	framesRecv   prometheus.Counter
 	slowCloses   prometheus.Counter
+	frameCloses  prometheus.Counter
 	storeToWrite prometheus.Histogram
 }
 
@@ -34,13 +35,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "herald_ws_slow_consumer_closes_total",
 			Help: "Connections closed with 4008: outbound queue full or a write timed out.",
 		}),
+		frameCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_ws_frame_rate_closes_total",
+			Help: "Connections closed with 1008: the client sent frames faster than the frame rate allows.",
+		}),
 		storeToWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_ws_delivery_latency_seconds",
 			Help:    "From the commit of a log entry to its frame written on a socket, for live deliveries.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 	}
-	reg.MustRegister(m.conns, m.framesSent, m.framesRecv, m.slowCloses, m.storeToWrite)
+	reg.MustRegister(m.conns, m.framesSent, m.framesRecv, m.slowCloses, m.frameCloses, m.storeToWrite)
 	return m
 }
 
@@ -69,5 +74,11 @@ func (m *Metrics) clientFrame() {
 func (m *Metrics) slowConsumer() {
 	if m != nil {
 		m.slowCloses.Inc()
+	}
+}
+
+func (m *Metrics) tooManyFrames() {
+	if m != nil {
+		m.frameCloses.Inc()
 	}
 }

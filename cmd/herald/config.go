@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"reflect"
 	"strings"
 	"time"
@@ -45,6 +46,8 @@ type config struct {
 	WSWriteTimeout  time.Duration `env:"HERALD_WS_WRITE_TIMEOUT" envDefault:"10s"`
 	WSPingInterval  time.Duration `env:"HERALD_WS_PING_INTERVAL" envDefault:"25s"`
 	WSReadLimit     int64         `env:"HERALD_WS_READ_LIMIT" envDefault:"4096"`
+	WSFrameRate     float64       `env:"HERALD_WS_FRAME_RATE" envDefault:"50"`
+	WSFrameBurst    int           `env:"HERALD_WS_FRAME_BURST" envDefault:"100"`
 	ShutdownTimeout time.Duration `env:"HERALD_SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	LogLevel        string        `env:"HERALD_LOG_LEVEL" envDefault:"info"`
 	PprofAddr       string        `env:"HERALD_PPROF_ADDR"`
@@ -135,6 +138,8 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_WS_PING_INTERVAL must be positive")
 	case c.WSReadLimit < 256:
 		return c, fmt.Errorf("configuration: HERALD_WS_READ_LIMIT must be at least 256 bytes")
+	case !(c.WSFrameRate >= 0 && c.WSFrameRate <= math.MaxFloat64) || c.WSFrameBurst < 1:
+		return c, fmt.Errorf("configuration: HERALD_WS_FRAME_RATE must be a number of frames per second, not negative (0: no limit), and HERALD_WS_FRAME_BURST at least 1")
 	case c.DeliveryTries < 1:
 		return c, fmt.Errorf("configuration: HERALD_DELIVERY_MAX_ATTEMPTS must be at least 1")
 	case c.DeliveryBackoff <= 0 || c.DeliveryMaxWait < c.DeliveryBackoff:

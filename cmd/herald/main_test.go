@@ -299,6 +299,9 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"HERALD_SHUTDOWN_TIMEOUT=0s",
 		"HERALD_LOG_LEVEL=loud",
 		"HERALD_MAX_PAYLOAD=zero",
+		"HERALD_WS_FRAME_RATE=-1",
+		"HERALD_WS_FRAME_RATE=NaN",
+		"HERALD_WS_FRAME_BURST=0",
 	} {
 		if _, err := loadConfig([]string{kv}); err == nil {
 			t.Errorf("%s accepted", kv)

@@ -141,6 +141,7 @@ func nodeOptions(cfg *config, reg *prometheus.Registry, log *slog.Logger) node.O
 		BodyBytesInFlight: cfg.BodyInFlight,
 		WSMaxPerUser:      cfg.WSMaxPerUser, WSQueue: cfg.WSQueue, WSWriteTimeout: cfg.WSWriteTimeout,
 		WSPingInterval: cfg.WSPingInterval, WSReadLimit: cfg.WSReadLimit,
+		WSFrameRate: wsFrameRate(cfg.WSFrameRate), WSFrameBurst: cfg.WSFrameBurst,
 		RulesFile: cfg.Rules,
 		Webhooks:  cfg.WebhookURLs, WebhookSecret: cfg.WebhookSecret,
 		Delivery: dispatch.Options{
@@ -155,6 +156,15 @@ func nodeOptions(cfg *config, reg *prometheus.Registry, log *slog.Logger) node.O
 			Password: cfg.SMTPPassword, StartTLS: cfg.SMTPStartTLS, Timeout: cfg.DeliveryTimeout}
 	}
 	return o
+}
+
+// wsFrameRate maps HERALD_WS_FRAME_RATE to node.Options.WSFrameRate: there 0 is the
+// default and a negative rate no limit; here 0 is no limit, like the other rates.
+func wsFrameRate(perSecond float64) float64 {
+	if perSecond == 0 {
+		return -1
+	}
+	return perSecond
 }
 
 // optionVars names the variables behind each node option that can be wrong.

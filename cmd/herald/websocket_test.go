@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -60,5 +61,61 @@ func TestSIGTERMClosesSockets(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("exit took %s, want at most 10 s", d)
+	}
+}
+
+// TestFrameRateVariables: HERALD_WS_FRAME_RATE and HERALD_WS_FRAME_BURST reach the
+// sockets: a client sending pings as fast as it can is closed with 1008 naming the
+// rate; with a rate of 0 the same flood is answered in full.
+func TestFrameRateVariables(t *testing.T) {
+	bin := buildHerald(t)
+	flood := func(rate string) (pongs int, elapsed time.Duration, err error) {
+		p := startHerald(t, bin, []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret,
+			"HERALD_DATA_DIR=" + t.TempDir(), "HERALD_LOG_LEVEL=error",
+			"HERALD_WS_FRAME_RATE=" + rate, "HERALD_WS_FRAME_BURST=3"})
+		tok, _ := auth.SignUserToken([]byte(secret), "alice", "", time.Hour)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(p.base, "http")+"/notifications/ws?token="+tok, nil)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		if _, b, err := c.Read(ctx); err != nil || !strings.Contains(string(b), "unread-notifications") {
+			t.Fatalf("first frame: %s %v", b, err)
+		}
+		const n = 300
+		start := time.Now()
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			for range n {
+				if c.Write(ctx, websocket.MessageText, []byte(`{"event":"ping"}`)) != nil {
+					return
+				}
+			}
+		}()
+		defer func() { <-wrote }()
+		defer func() { elapsed = time.Since(start) }() // before waiting for the writes
+		for pongs < n {
+			if _, _, err = c.Read(ctx); err != nil {
+				return pongs, 0, err
+			}
+			pongs++
+		}
+		return pongs, 0, nil
+	}
+
+	pongs, elapsed, err := flood("5")
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "too many frames: at most 5/s" {
+		t.Fatalf("flood at HERALD_WS_FRAME_RATE=5: %d pongs, then %v; want a 1008 close, \"too many frames: at most 5/s\"", pongs, err)
+	}
+	if most := 3 + 5*elapsed.Seconds(); float64(pongs) > most {
+		t.Fatalf("%d pongs in %s with HERALD_WS_FRAME_BURST=3, want at most %.1f", pongs, elapsed, most)
+	}
+	if pongs, _, err := flood("0"); err != nil || pongs != 300 {
+		t.Fatalf("flood at HERALD_WS_FRAME_RATE=0 (no limit): %d pongs, then %v", pongs, err)
 	}
 }

@@ -1,0 +1,227 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/inbox"
+	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/persistence"
+)
+
+// flood writes n frames as fast as the connection takes them while reading what comes
+// back, until the server closes the connection. It returns how many frames came back,
+// how long it all took (from before the first write to the close), and the error that
+// ended the reads.
+func (c *client) flood(n int, frame func(i int) string) (answers int, elapsed time.Duration, err error) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wrote := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(wrote)
+		for i := range n {
+			if c.c.Write(ctx, websocket.MessageText, []byte(frame(i))) != nil {
+				return // closed under us
+			}
+		}
+	}()
+	for {
+		if _, err = c.read(10 * time.Second); err != nil {
+			break
+		}
+		if answers++; answers == n {
+			err = fmt.Errorf("all %d frames were answered and the connection is still open", n)
+			break
+		}
+	}
+	elapsed = time.Since(start)
+	_ = c.c.CloseNow()
+	<-wrote
+	return answers, elapsed, err
+}
+
+// closedForFrames checks that err is the 1008 close of a connection over rate frames/s.
+func closedForFrames(t *testing.T, err error, rate string) {
+	t.Helper()
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusCode(inbox.CloseTooManyFrames) {
+		t.Fatalf("flooding connection ended with %v, want close %d", err, inbox.CloseTooManyFrames)
+	}
+	if want := "too many frames: at most " + rate + "/s"; ce.Reason != want {
+		t.Fatalf("close reason %q, want %q", ce.Reason, want)
+	}
+}
+
+// TestWebSocketFrameRate: a connection that sends pings faster than the frame rate is
+// closed with 1008 after at most burst + rate·elapsed of them were answered; one within
+// the rate is not, another connection of the same user is untouched, and the user
+// reconnects at once.
+func TestWebSocketFrameRate(t *testing.T) {
+	const rate, burst = 50, 10
+	e := newEnvOpts(t, stores["embedded"](t), envOptions{ws: ws.Options{FrameRate: rate, FrameBurst: burst}})
+
+	polite := e.dial(t, "alice", "")
+	polite.expect(inboxSnapshot, 0)
+	// 2·burst pings at half the rate: past the burst, on the refill alone.
+	tick := time.NewTicker(time.Second / (rate / 2))
+	for range 2 * burst {
+		<-tick.C
+		polite.send(`{"event":"ping"}`)
+		polite.expect("pong", -1)
+	}
+	tick.Stop()
+
+	flooder := e.dial(t, "alice", "")
+	flooder.expect(inboxSnapshot, 0)
+	before := e.metric("herald_ws_frames_received_total")
+	pongs, elapsed, err := flooder.flood(500, func(int) string { return `{"event":"ping"}` })
+	closedForFrames(t, err, "50")
+	most := burst + rate*elapsed.Seconds()
+	if float64(pongs) > most {
+		t.Fatalf("%d pongs in %s, want at most %.1f (burst %d + %d/s)", pongs, elapsed, most, burst, rate)
+	}
+	// The pongs still queued at the close are dropped with the queue: what the server
+	// acted on is the bound that matters.
+	handled := e.metric("herald_ws_frames_received_total") - before
+	if handled > most {
+		t.Fatalf("%v frames acted on in %s, want at most %.1f (burst %d + %d/s)", handled, elapsed, most, burst, rate)
+	}
+	t.Logf("flood of 500 pings: %v acted on, %d pongs received, closed after %s", handled, pongs, elapsed)
+	if n := e.metric("herald_ws_frame_rate_closes_total"); n != 1 {
+		t.Fatalf("herald_ws_frame_rate_closes_total = %v, want 1", n)
+	}
+
+	polite.quiet() // the user's other connection is open
+	again := e.dial(t, "alice", "")
+	again.expect(inboxSnapshot, 0)
+	for range burst {
+		again.send(`{"event":"ping"}`) // a fresh connection has a full bucket
+	}
+	for range burst {
+		again.expect("pong", -1)
+	}
+}
+
+// countingStore is a store that counts the mark-read ops reaching its transactions and
+// its unread-list reads.
+type countingStore struct {
+	persistence.Store
+	markReads *atomic.Int64
+	unreads   *atomic.Int64
+}
+
+func (s countingStore) Unread(ctx context.Context, user string, before int64, limit int) (persistence.UnreadPage, error) {
+	s.unreads.Add(1)
+	return s.Store.Unread(ctx, user, before, limit)
+}
+
+func (s countingStore) Apply(ctx context.Context, now time.Time, ops []persistence.Op) ([]persistence.Result, error) {
+	for i := range ops {
+		if ops[i].Kind == persistence.OpMarkRead {
+			s.markReads.Add(1)
+		}
+	}
+	return s.Store.Apply(ctx, now, ops)
+}
+
+// TestWebSocketMarkReadFlood: mark-read frames with random ids sent as fast as one
+// socket can send them cause no more store writes than the frame rate allows.
+func TestWebSocketMarkReadFlood(t *testing.T) {
+	for _, name := range []string{"embedded", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			const rate, burst = 50, 20
+			marks := new(atomic.Int64)
+			e := newEnvOpts(t, countingStore{stores[name](t), marks, new(atomic.Int64)}, envOptions{ws: ws.Options{FrameRate: rate, FrameBurst: burst}})
+			c := e.dial(t, "mallory", "")
+			c.expect(inboxSnapshot, 0)
+			answers, elapsed, err := c.flood(500, func(int) string {
+				return fmt.Sprintf(`{"event":"mark-read","data":{"id":"%08x-%04x-7%03x-8%03x-%012x"}}`,
+					rand.Uint32(), rand.Uint32N(1<<16), rand.Uint32N(1<<12), rand.Uint32N(1<<12), rand.Uint64N(1<<48))
+			})
+			closedForFrames(t, err, "50")
+			most := burst + rate*elapsed.Seconds()
+			if n := marks.Load(); float64(n) > most {
+				t.Fatalf("%d mark-reads reached the store in %s, want at most %.1f (burst %d + %d/s)", n, elapsed, most, burst, rate)
+			}
+			if float64(answers) > most {
+				t.Fatalf("%d error frames in %s, want at most %.1f", answers, elapsed, most)
+			}
+			t.Logf("flood of 500 mark-reads: %d reached the store, closed after %s", marks.Load(), elapsed)
+		})
+	}
+}
+
+// TestWebSocketRefreshFlood: 51 refresh-unread frames in about a second (within the
+// frame rate) over a list too big to stay cached cost about one store read a second, not
+// one per frame, and the client ends with a snapshot showing what was created between
+// its refreshes.
+func TestWebSocketRefreshFlood(t *testing.T) {
+	for _, name := range []string{"embedded", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			unreads := new(atomic.Int64)
+			e := newEnvOpts(t, countingStore{stores[name](t), new(atomic.Int64), unreads}, envOptions{})
+			body := map[string]any{"receiverId": "erin", "type": "t", "payload": map[string]string{"text": strings.Repeat("x", 488)}}
+			items := make([]map[string]any, inbox.SnapshotSize)
+			for i := range items {
+				items[i] = body
+			}
+			if r := e.do("POST", "/notifications/batch", testKey, map[string]any{"items": items}); r.code != http.StatusCreated {
+				t.Fatalf("batch: %d %s", r.code, r.body)
+			}
+			c := e.dial(t, "erin", "")
+			if f := c.expect(inboxSnapshot, inbox.SnapshotSize); f.unread() != inbox.SnapshotSize {
+				t.Fatalf("first snapshot: unread %d", f.unread())
+			}
+			reads := unreads.Load()
+			start := time.Now()
+			tick := time.NewTicker(20 * time.Millisecond)
+			var mid herald.Notification
+			for i := range 50 {
+				<-tick.C
+				c.send(`{"event":"refresh-unread"}`)
+				if i == 25 {
+					mid = e.create("erin", "t")
+				}
+			}
+			tick.Stop()
+			last := e.create("erin", "t")
+			c.send(`{"event":"refresh-unread"}`)
+			snapshots := 0
+			for {
+				f := c.next()
+				if f.Event != inboxSnapshot {
+					if f.Event != "new-notification" || (f.seq() != mid.Seq && f.seq() != last.Seq) {
+						t.Fatalf("got %s seq %d, want snapshots and the two new notifications", f.Event, f.seq())
+					}
+					continue
+				}
+				snapshots++
+				if f.seq() >= last.Seq {
+					if list := f.list(t); len(list) != inbox.SnapshotSize || list[0].ID != last.ID || list[1].ID != mid.ID || f.unread() != inbox.SnapshotSize+2 {
+						t.Fatalf("last snapshot: %d items, unread %d; want the two new ones first, %d unread", len(list), f.unread(), inbox.SnapshotSize+2)
+					}
+					break
+				}
+			}
+			elapsed := time.Since(start)
+			most := 1 + int64(elapsed/time.Second)
+			if n := unreads.Load() - reads; n > most || int64(snapshots) > most {
+				t.Fatalf("51 refreshes in %s: %d store reads, %d snapshots; want at most %d of each", elapsed, n, snapshots, most)
+			}
+			t.Logf("51 refreshes: %d snapshots, %d store reads, the last after %s", snapshots, unreads.Load()-reads, elapsed)
+			c.quiet() // within the frame rate: still open
+		})
+	}
+}
