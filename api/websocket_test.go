@@ -464,8 +464,10 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 // nothing it reconnects for.
 func TestWebSocketWriteTimeout(t *testing.T) {
 	e := newEnvOpts(t, stores["embedded"](t), envOptions{
-		api:   api.Options{MaxPayload: 16 << 10},
-		ws:    ws.Options{QueueSize: 8192, WriteTimeout: 300 * time.Millisecond},
+		api: api.Options{MaxPayload: 16 << 10},
+		// Long enough that the reconnected client below, which reads as fast as a test
+		// under the race detector can on a busy machine, is never dropped itself.
+		ws:    ws.Options{QueueSize: 8192, WriteTimeout: 2 * time.Second},
 		inbox: inbox.Options{ReadTimeout: time.Minute},
 	})
 	stuck := e.dial(t, "stuck", "")
