@@ -66,7 +66,7 @@ func (c *claims) UnmarshalJSON(data []byte) error {
 			start := s.i
 			plain, ok := s.string()
 			if !ok {
-				return errMalformedClaims
+				return malformedClaims()
 			}
 			name := data[start+1 : s.i-1]
 			if !plain {
@@ -78,12 +78,12 @@ func (c *claims) UnmarshalJSON(data []byte) error {
 			}
 			s.space()
 			if !s.byte(':') {
-				return errMalformedClaims
+				return malformedClaims()
 			}
 			s.space()
 			start = s.i
 			if !s.value(1) {
-				return errMalformedClaims
+				return malformedClaims()
 			}
 			if seen.add(name) {
 				return unauthorized("token has a duplicate claim "+quoteName(name), nil)
@@ -96,18 +96,21 @@ func (c *claims) UnmarshalJSON(data []byte) error {
 				break
 			}
 			if !s.byte(',') {
-				return errMalformedClaims
+				return malformedClaims()
 			}
 		}
 	}
 	s.space()
 	if s.i != len(data) {
-		return errMalformedClaims
+		return malformedClaims()
 	}
 	return nil
 }
 
-var errMalformedClaims = unauthorized("malformed token: the claims are not valid JSON", nil)
+// malformedClaims is the error of claims that are not valid JSON.
+func malformedClaims() error {
+	return unauthorized("malformed token: the claims are not valid JSON", nil)
+}
 
 // set decodes the claim name with the JSON value raw into c, if it is one Herald
 // reads, and refuses a name that differs from one of those only in case.
