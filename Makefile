@@ -24,6 +24,7 @@ test:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCreateRequest$$' -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime $(FUZZTIME) ./api/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzClaims$$' -fuzztime $(FUZZTIME) ./api/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseClientFrame$$' -fuzztime $(FUZZTIME) ./api/ws/
 	$(GO) test -run '^$$' -fuzz '^FuzzNotificationJSON$$' -fuzztime $(FUZZTIME) .
 

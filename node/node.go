@@ -67,6 +67,7 @@ type Options struct {
 	JWKS           string
 	JWKSMaxAge     time.Duration
 	JWTAudience    string
+	JWTMaxTTL      time.Duration // longest user JWT lifetime accepted (exp - now); 0: not checked
 	APIKeys        []string
 	WSTokenSecret  []byte
 	WSTokenTTL     time.Duration
@@ -185,7 +186,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	}
 	authn, err := auth.New(auth.Config{
 		JWTSecret: o.JWTSecret, JWKS: o.JWKS, JWKSMaxAge: o.JWKSMaxAge, Audience: o.JWTAudience,
-		APIKeys: o.APIKeys, WSTokenSecret: o.WSTokenSecret, WSTokenTTL: o.WSTokenTTL,
+		MaxTTL: o.JWTMaxTTL, APIKeys: o.APIKeys, WSTokenSecret: o.WSTokenSecret, WSTokenTTL: o.WSTokenTTL,
 	})
 	if err != nil {
 		return nil, &OptionError{"JWTSecret", err}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -193,6 +195,8 @@ func TestUserJWTRefused(t *testing.T) {
 		{"HS384", sign(t, jwt.SigningMethodHS384, secret, "", userClaims(now, "u1")), "unexpected signing algorithm"},
 		{"RS256 without JWKS", sign(t, jwt.SigningMethodRS256, testKeys().rsa1, "k1", userClaims(now, "u1")), "unexpected signing algorithm"},
 		{"nbf in the future", hs(with("nbf", now.Add(time.Minute).Unix())), "token not valid yet"},
+		{"iat in the future", hs(with("iat", now.Add(time.Minute).Unix())), "token iat is in the future"},
+		{"iat a million years ahead", hs(with("iat", now.AddDate(1_000_000, 0, 0).Unix())), "token iat is in the future"},
 		{"no sub", hs(with("sub", nil)), "token has no sub"},
 		{"empty sub", hs(with("sub", "")), "token has no sub"},
 		{"blank sub", hs(with("sub", "  ")), "token has no sub"},
@@ -216,7 +220,42 @@ func TestLeeway(t *testing.T) {
 	c := userClaims(now, "u1")
 	c["exp"] = now.Add(-2 * time.Second).Unix()
 	c["nbf"] = now.Add(2 * time.Second).Unix()
+	c["iat"] = now.Add(2 * time.Second).Unix()
 	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodHS256, secret, "", c)), false)
+	wantUser(t, p, err, "u1", "")
+}
+
+func TestMaxTTL(t *testing.T) {
+	clk := newClock()
+	now := clk.Now()
+	a := newAuth(t, Config{JWTSecret: secret, MaxTTL: 24 * time.Hour, Now: clk.Now})
+	tok := func(exp time.Time) string {
+		c := userClaims(now, "u1")
+		c["exp"] = exp.Unix()
+		return sign(t, jwt.SigningMethodHS256, secret, "", c)
+	}
+	for _, exp := range []time.Time{now.Add(time.Hour), now.Add(24 * time.Hour), now.Add(24*time.Hour + leeway)} {
+		p, err := a.Authenticate(bearer(tok(exp)), false)
+		wantUser(t, p, err, "u1", "")
+	}
+	for _, exp := range []time.Time{now.Add(24*time.Hour + leeway + time.Second), now.AddDate(1_000_000, 0, 0)} {
+		_, err := a.Authenticate(bearer(tok(exp)), false)
+		wantUnauthorized(t, err, "token exp is more than 24h0m0s ahead")
+		_, err = a.Authenticate(bearer(tok(exp)), true) // the WebSocket too
+		wantUnauthorized(t, err, "token exp is more than 24h0m0s ahead")
+	}
+	// A ws-token is bound by its own lifetime only.
+	b := newAuth(t, Config{JWTSecret: secret, MaxTTL: time.Second, Now: clk.Now})
+	ws, _, err := b.IssueWSToken(Principal{Kind: KindUser, UserID: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := b.Authenticate(bearer(ws), true)
+	wantUser(t, p, err, "u1", "")
+
+	// Unset: not checked.
+	c := newAuth(t, Config{JWTSecret: secret, Now: clk.Now})
+	p, err = c.Authenticate(bearer(tok(now.AddDate(1_000_000, 0, 0))), false)
 	wantUser(t, p, err, "u1", "")
 }
 
@@ -594,6 +633,119 @@ func TestNewJWKSErrors(t *testing.T) {
 			t.Errorf("%s: New succeeded", name)
 		}
 	}
+}
+
+// recordingTransport answers every request with doc and records the URLs asked for.
+type recordingTransport struct {
+	mu   sync.Mutex
+	urls []string
+	doc  []byte
+}
+
+func (rt *recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rt.mu.Lock()
+	rt.urls = append(rt.urls, r.URL.String())
+	rt.mu.Unlock()
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK", Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(rt.doc)), Request: r,
+	}, nil
+}
+
+func TestJWKSURLMustBeHTTPS(t *testing.T) {
+	doc := jwksJSON(rsaJWK("r1", &testKeys().rsa1.PublicKey))
+	for _, source := range []string{
+		"http://example.com/.well-known/jwks.json",
+		"http://10.0.0.7/jwks.json",
+		"http://169.254.169.254/latest/meta-data",
+		"http://[fd00::1]:8080/jwks.json",
+		"http://localhost.example.com/jwks.json",
+		"http://127.0.0.1.nip.io/jwks.json",
+	} {
+		rt := &recordingTransport{doc: doc}
+		_, err := New(Config{JWKS: source, HTTPClient: &http.Client{Transport: rt}})
+		if err == nil || !strings.Contains(err.Error(), "https") {
+			t.Errorf("%s: New: %v, want a refusal asking for https", source, err)
+		}
+		if len(rt.urls) != 0 {
+			t.Errorf("%s: fetched %v", source, rt.urls)
+		}
+	}
+	// https anywhere, http on a loopback host only.
+	for _, source := range []string{
+		"https://issuer.example/.well-known/jwks.json",
+		"http://localhost:8081/jwks.json",
+		"http://LOCALHOST/jwks.json",
+		"http://127.0.0.1:8081/jwks.json",
+		"http://127.9.8.7/jwks.json",
+		"http://[::1]:8081/jwks.json",
+	} {
+		rt := &recordingTransport{doc: doc}
+		if _, err := New(Config{JWKS: source, HTTPClient: &http.Client{Transport: rt}}); err != nil {
+			t.Errorf("%s: %v", source, err)
+		}
+		if len(rt.urls) != 1 {
+			t.Errorf("%s: fetched %v, want it once", source, rt.urls)
+		}
+	}
+	if err := CheckJWKS("http://example.com/jwks.json"); err == nil {
+		t.Error("CheckJWKS accepted a plain http URL")
+	}
+	if err := CheckJWKS("/etc/herald/jwks.json"); err != nil {
+		t.Errorf("CheckJWKS refused a file: %v", err)
+	}
+}
+
+func TestJWKSHTTPS(t *testing.T) {
+	k := testKeys()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(jwksJSON(rsaJWK("r1", &k.rsa1.PublicKey)))
+	}))
+	defer srv.Close()
+	a := newAuth(t, Config{JWKS: srv.URL, HTTPClient: srv.Client()})
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(time.Now(), "u1"))), false)
+	wantUser(t, p, err, "u1", "")
+}
+
+// The JWKS client does not follow redirects: a JWKS URL that redirects, say to an
+// internal address, fails at start and on every refresh, and the target is never asked.
+func TestJWKSRedirectRefused(t *testing.T) {
+	k := testKeys()
+	internal := newJWKSServer(t, rsaJWK("evil", &k.rsaOther.PublicKey))
+	var redirect atomic.Bool
+	redirect.Store(true)
+	good := jwksJSON(rsaJWK("r1", &k.rsa1.PublicKey))
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if redirect.Load() {
+			http.Redirect(w, r, internal.URL+"/jwks.json", http.StatusFound)
+			return
+		}
+		w.Write(good)
+	}))
+	defer front.Close()
+
+	for name, client := range map[string]*http.Client{"default client": nil, "configured client": front.Client()} {
+		_, err := New(Config{JWKS: front.URL, HTTPClient: client})
+		if err == nil || !strings.Contains(err.Error(), "redirect") {
+			t.Fatalf("%s: New with a redirecting JWKS URL: %v", name, err)
+		}
+	}
+	wantHits(t, internal, 0, "at New")
+
+	// A later refresh that meets a redirect keeps the keys it has.
+	redirect.Store(false)
+	clk := newClock()
+	a := newAuth(t, Config{JWKS: front.URL, HTTPClient: front.Client(), Now: clk.Now})
+	redirect.Store(true)
+	clk.Add(time.Minute)
+	_, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsaOther, "evil", userClaims(clk.Now(), "u1"))), false)
+	wantUnauthorized(t, err, "unknown signing key")
+	if he := err.(*herald.Error); he.Err == nil || !strings.Contains(he.Err.Error(), "redirect") {
+		t.Fatalf("refresh error %v, want the refused redirect", he.Err)
+	}
+	wantHits(t, internal, 0, "after a refresh")
+	p, err := a.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", userClaims(clk.Now(), "u1"))), false)
+	wantUser(t, p, err, "u1", "")
 }
 
 func TestJWKSURLRotation(t *testing.T) {

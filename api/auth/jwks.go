@@ -13,6 +13,8 @@ import (
 	"math"
 	"math/big"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -226,6 +228,44 @@ func (s *keySet) load() (*keys, error) {
 // isURL reports whether source is fetched over HTTP rather than read from a file.
 func isURL(source string) bool {
 	return strings.HasPrefix(source, "https://") || strings.HasPrefix(source, "http://")
+}
+
+// CheckJWKS checks a JWKS source (Config.JWKS) without loading it: a URL must be
+// https, except on a loopback host (localhost, 127.0.0.0/8, ::1), where http is
+// allowed. Over plain http anyone on the path could replace the keys. A file path or
+// an empty source passes.
+func CheckJWKS(source string) error {
+	if !isURL(source) {
+		return nil
+	}
+	u, err := url.Parse(source)
+	if err != nil {
+		return fmt.Errorf("auth: JWKS URL: %w", err)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("auth: JWKS URL %q has no host", u.Redacted())
+	}
+	if u.Scheme == "https" || isLoopback(u.Hostname()) {
+		return nil
+	}
+	return fmt.Errorf("auth: JWKS URL %q must use https (http only for a loopback host: localhost, 127.0.0.0/8, ::1)", u.Redacted())
+}
+
+// isLoopback reports whether host, as url.URL.Hostname returns it, is localhost or a
+// loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// refuseRedirect is the CheckRedirect of the JWKS client: a JWKS URL must answer
+// itself, so that a redirect cannot point the fetch somewhere else (an internal
+// address, a plain-http URL).
+func refuseRedirect(req *http.Request, _ []*http.Request) error {
+	return fmt.Errorf("redirect to %s refused: the JWKS URL must serve the JWKS itself", req.URL.Redacted())
 }
 
 // read returns the JWKS document, at most maxJWKS bytes.

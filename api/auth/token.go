@@ -10,7 +10,7 @@ import (
 )
 
 // IssueWSToken mints a ws-token for the user p: an HS256 JWT signed with the ws-token
-// secret, with iss "herald", aud ["ws"], sub, tid (when p has a tenant), iat and exp
+// key (derived from a secret, see Config.WSTokenSecret), with iss "herald", aud ["ws"], sub, tid (when p has a tenant), iat and exp
 // now plus the ws-token lifetime, which it also returns. A ws-token opens any number of
 // WebSocket connections until it expires; it is refused everywhere else. Only users get
 // one: any other p is a herald.CodeForbidden error.
@@ -29,7 +29,7 @@ func (a *Authenticator) IssueWSToken(p Principal) (token string, expiresIn time.
 		},
 		TenantID: p.TenantID,
 	}
-	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.wsSecret)
+	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.wsKey)
 	if err != nil {
 		return "", 0, &herald.Error{Code: herald.CodeInternal, Message: "internal error", Err: err}
 	}

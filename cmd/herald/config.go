@@ -12,6 +12,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/api/auth"
 )
 
 // config is Herald's configuration, read from the environment. The README's
@@ -24,6 +25,7 @@ type config struct {
 	JWKS            string        `env:"HERALD_JWKS"`
 	JWKSMaxAge      time.Duration `env:"HERALD_JWKS_MAX_AGE" envDefault:"10m"`
 	JWTAudience     string        `env:"HERALD_JWT_AUDIENCE"`
+	JWTMaxTTL       time.Duration `env:"HERALD_JWT_MAX_TTL"`
 	APIKeys         []string      `env:"HERALD_API_KEYS" envSeparator:","`
 	WSTokenSecret   string        `env:"HERALD_WS_TOKEN_SECRET"`
 	WSTokenTTL      time.Duration `env:"HERALD_WS_TOKEN_TTL" envDefault:"60s"`
@@ -114,6 +116,8 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_WS_TOKEN_TTL must be positive")
 	case c.JWKSMaxAge <= 0:
 		return c, fmt.Errorf("configuration: HERALD_JWKS_MAX_AGE must be positive")
+	case c.JWTMaxTTL < 0:
+		return c, fmt.Errorf("configuration: HERALD_JWT_MAX_TTL must not be negative (unset or 0: not checked)")
 	case c.CommitsInFlight < 0:
 		return c, fmt.Errorf("configuration: HERALD_COMMITS_IN_FLIGHT must not be negative (unset or 0: 2 on PostgreSQL, 1 on the embedded store)")
 	case c.BatchDelay < 0:
@@ -156,6 +160,9 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_JWT_SECRET must be at least %d bytes (HS256 is only as strong as its secret)", minSecret)
 	case c.WSTokenSecret != "" && len(c.WSTokenSecret) < minSecret:
 		return c, fmt.Errorf("configuration: HERALD_WS_TOKEN_SECRET must be at least %d bytes", minSecret)
+	}
+	if err := auth.CheckJWKS(c.JWKS); err != nil {
+		return c, fmt.Errorf("configuration: HERALD_JWKS: %w", err)
 	}
 	if _, err := c.logLevel(); err != nil {
 		return c, fmt.Errorf("configuration: HERALD_LOG_LEVEL: %w", err)

@@ -299,9 +299,15 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"HERALD_SHUTDOWN_TIMEOUT=0s",
 		"HERALD_LOG_LEVEL=loud",
 		"HERALD_MAX_PAYLOAD=zero",
+		"HERALD_USER_READ_BURST=0",
+		"HERALD_BODY_BYTES_IN_FLIGHT=1000",
 		"HERALD_WS_FRAME_RATE=-1",
 		"HERALD_WS_FRAME_RATE=NaN",
 		"HERALD_WS_FRAME_BURST=0",
+		"HERALD_JWT_MAX_TTL=-1h",
+		"HERALD_JWT_MAX_TTL=forever",
+		"HERALD_JWKS=http://issuer.example/.well-known/jwks.json",
+		"HERALD_JWKS=http://10.0.0.7/jwks.json",
 	} {
 		if _, err := loadConfig([]string{kv}); err == nil {
 			t.Errorf("%s accepted", kv)
@@ -312,6 +318,25 @@ func TestConfigRefusesBadValues(t *testing.T) {
 	c, err := loadConfig([]string{"HERALD_API_KEYS= a, ,b ", "HERALD_JWT_SECRET=" + secret})
 	if err != nil || len(c.APIKeys) != 2 || c.APIKeys[0] != "a" || c.APIKeys[1] != "b" || c.Addr != "127.0.0.1:8080" {
 		t.Fatalf("config %+v, %v", c, err)
+	}
+}
+
+// TestJWTMaxTTL runs the real binary with HERALD_JWT_MAX_TTL: a user JWT that lives
+// longer is refused, one within it is not.
+func TestJWTMaxTTL(t *testing.T) {
+	bin := buildHerald(t)
+	p := startHerald(t, bin, []string{
+		"HERALD_ADDR=127.0.0.1:0", "HERALD_DATA_DIR=" + t.TempDir(),
+		"HERALD_JWT_SECRET=" + secret, "HERALD_JWT_MAX_TTL=1h",
+	})
+	long, _ := auth.SignUserToken([]byte(secret), "u", "", 2*time.Hour)
+	code, body := request(t, "GET", p.base+"/notifications/unread", long, "")
+	if code != 401 || !strings.Contains(string(body), "token exp is more than 1h0m0s ahead") {
+		t.Fatalf("a 2 h token with HERALD_JWT_MAX_TTL=1h: %d %s", code, body)
+	}
+	short, _ := auth.SignUserToken([]byte(secret), "u", "", 30*time.Minute)
+	if code, body := request(t, "GET", p.base+"/notifications/unread", short, ""); code != 200 {
+		t.Fatalf("a 30 min token with HERALD_JWT_MAX_TTL=1h: %d %s", code, body)
 	}
 }
 

@@ -131,7 +131,7 @@ func nodeOptions(cfg *config, reg *prometheus.Registry, log *slog.Logger) node.O
 	o := node.Options{
 		DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir, DBMaxConns: cfg.DBMaxConns, LogRetention: cfg.LogRetention,
 		JWTSecret: []byte(cfg.JWTSecret), JWKS: cfg.JWKS, JWKSMaxAge: cfg.JWKSMaxAge, JWTAudience: cfg.JWTAudience,
-		APIKeys: cfg.APIKeys, WSTokenSecret: []byte(cfg.WSTokenSecret), WSTokenTTL: cfg.WSTokenTTL,
+		JWTMaxTTL: cfg.JWTMaxTTL, APIKeys: cfg.APIKeys, WSTokenSecret: []byte(cfg.WSTokenSecret), WSTokenTTL: cfg.WSTokenTTL,
 		AllowedOrigins: cfg.AllowedOrigins,
 		MaxPayload:     cfg.MaxPayload, BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay,
 		CommitsInFlight:   cfg.CommitsInFlight,
