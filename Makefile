@@ -5,7 +5,7 @@ FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 BENCHSTAT_VERSION   ?= v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: run build test fuzz lint bench bench-load clean
+.PHONY: run build test fuzz fuzz-list lint bench bench-load clean
 
 ## run: start Herald on the embedded store with development credentials
 run:
@@ -20,16 +20,24 @@ test:
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
-## fuzz: short fuzz runs of request decoding, validation, authentication and client frames
-fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzCreateRequest$$' -fuzztime $(FUZZTIME) ./api/
-	$(GO) test -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime $(FUZZTIME) ./api/auth/
-	$(GO) test -run '^$$' -fuzz '^FuzzClaims$$' -fuzztime $(FUZZTIME) ./api/auth/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseClientFrame$$' -fuzztime $(FUZZTIME) ./api/ws/
-	$(GO) test -run '^$$' -fuzz '^FuzzNotificationJSON$$' -fuzztime $(FUZZTIME) .
+## fuzz: short fuzz runs of every fuzz target in the tree (FUZZ_TARGETS, package:name;
+## make fuzz fails when a Fuzz function is missing from the list)
+FUZZ_TARGETS = .:FuzzNotificationJSON ./api/:FuzzCreateRequest ./api/auth/:FuzzAuthenticate \
+	./api/auth/:FuzzClaims ./api/ws/:FuzzParseClientFrame ./internal/rules/:FuzzParse \
+	./cmd/herald-bench/:FuzzDecodeFrame
+fuzz: fuzz-list
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz: $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+fuzz-list:
+	@missing=; for f in $$(git grep -h -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's/^func //' | sort -u); do \
+		case " $(FUZZ_TARGETS) " in *":$$f "*) ;; *) missing="$$missing $$f";; esac; \
+	done; if [ -n "$$missing" ]; then echo "fuzz targets missing from FUZZ_TARGETS in the Makefile:$$missing"; exit 1; fi
 
 ## lint: no build output in git, gofmt, go vet and staticcheck (installed from the Go module proxy if missing)
-lint:
+lint: fuzz-list
 	@bad=; for f in $$(git ls-files); do [ -f "$$f" ] || continue; \
 		size=$$(wc -c < "$$f"); \
 		if [ "$$size" -gt 1048576 ]; then bad="$$bad\n  $$f: $$size bytes (over 1 MiB)"; fi; \
