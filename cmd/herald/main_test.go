@@ -299,6 +299,10 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"HERALD_SHUTDOWN_TIMEOUT=0s",
 		"HERALD_LOG_LEVEL=loud",
 		"HERALD_MAX_PAYLOAD=zero",
+		"HERALD_MAX_CONNS=-1",
+		"HERALD_HTTP_READ_TIMEOUT=0s",
+		"HERALD_HTTP_IDLE_TIMEOUT=-1s",
+		"HERALD_HTTP_MAX_HEADER_BYTES=100",
 	} {
 		if _, err := loadConfig([]string{kv}); err == nil {
 			t.Errorf("%s accepted", kv)
