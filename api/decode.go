@@ -11,13 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/heraldhq/herald"
 )
-
-// bodyReadTimeout bounds how long reading one request body may take.
-const bodyReadTimeout = 30 * time.Second
 
 // decodeBody reads a JSON object of at most limit bytes into v. Malformed JSON is
 // bad_request; a value of the wrong type for a field is validation_failed naming it.
@@ -33,10 +29,9 @@ func decodeBody(r *http.Request, w http.ResponseWriter, limit int64, v any) erro
 }
 
 // readBody reads a request body of at most limit bytes into a pooled buffer, which the
-// caller puts back with putBuffer.
+// caller puts back with putBuffer. The server's read timeout (HTTPOptions.ReadTimeout)
+// bounds how long a body trickling in may hold the handler.
 func readBody(r *http.Request, w http.ResponseWriter, limit int64) (*bytes.Buffer, error) {
-	// A body trickling in must not hold a handler (and a drain) for ever.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	buf := getBuffer()
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		putBuffer(buf)

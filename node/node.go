@@ -5,7 +5,8 @@
 //
 //	n, err := node.Open(ctx, node.Options{DataDir: "./data", JWTSecret: secret, RulesFile: "rules.yaml"})
 //	...
-//	http.Handle("/", n.Handler())                  // REST and WebSocket, as herald serve has them
+//	srv, l, err := n.HTTPServer(ln)                // REST and WebSocket with the node's limits, as herald serve has them
+//	go srv.Serve(l)
 //	res, err := n.Emit(ctx, node.Event{Name: "project.created", Data: map[string]any{...}})
 //	...
 //	n.CloseSockets(ctx)                            // on shutdown, while the HTTP server stops
@@ -19,6 +20,14 @@
 // (http.Server.Shutdown) at the same time as CloseSockets, since it cannot see the
 // hijacked WebSocket connections, and before Close, which stops the writer that
 // in-flight requests still need.
+//
+// # Limits
+//
+// HTTPServer returns the server with the limits of the contract: a read deadline for
+// every request's whole read (a client that stalls in its body is closed), an idle
+// timeout, a header size limit and a cap on open connections (see api.Listener). A
+// caller that serves Handler on an http.Server of its own sets those itself: the
+// handler relies on the server's ReadTimeout to bound a request body.
 package node
 
 import (
@@ -26,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -103,6 +113,15 @@ type Options struct {
 	WSFrameRate  float64
 	WSFrameBurst int
 
+	// HTTP limits (see api.HTTPOptions): the read timeout of a whole request that is not
+	// a WebSocket (default 30 s), the idle timeout of a keep-alive connection (60 s),
+	// the size of a request's headers (64 KiB), and the cap on open connections (0:
+	// derived from the file limit; above it, Open fails).
+	HTTPReadTimeout    time.Duration
+	HTTPIdleTimeout    time.Duration
+	HTTPMaxHeaderBytes int
+	MaxConns           int
+
 	// RulesFile is the event-routing rules file (Reload reads it again); Rules, when
 	// not empty, is the rules document itself and wins over RulesFile.
 	RulesFile string
@@ -179,6 +198,17 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		return nil, &OptionError{"JWTSecret", fmt.Errorf("must be at least %d bytes (HS256 is only as strong as its secret)", minSecret)}
 	case len(o.WSTokenSecret) > 0 && len(o.WSTokenSecret) < minSecret:
 		return nil, &OptionError{"WSTokenSecret", fmt.Errorf("must be at least %d bytes", minSecret)}
+	}
+	if _, err := api.ConnLimit(o.MaxConns); err != nil {
+		return nil, &OptionError{"MaxConns", err}
+	}
+	switch {
+	case o.HTTPReadTimeout < 0:
+		return nil, &OptionError{"HTTPReadTimeout", errors.New("must not be negative")}
+	case o.HTTPIdleTimeout < 0:
+		return nil, &OptionError{"HTTPIdleTimeout", errors.New("must not be negative")}
+	case o.HTTPMaxHeaderBytes < 0 || o.HTTPMaxHeaderBytes > 0 && o.HTTPMaxHeaderBytes < api.MinHeaderBytes:
+		return nil, &OptionError{"HTTPMaxHeaderBytes", fmt.Errorf("must be at least %d bytes", api.MinHeaderBytes)}
 	}
 	set, err := loadRules(&o)
 	if err != nil {
@@ -262,6 +292,22 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 
 // Handler serves the REST API, the WebSocket and /metrics.
 func (n *Node) Handler() http.Handler { return n.handler }
+
+// HTTPServer returns an http.Server serving Handler with the node's HTTP limits, and ln
+// wrapped in the listener that caps its connections; serve the one on the other
+// (srv.Serve(l)). Stop it with srv.Shutdown alongside CloseSockets. Its connection
+// metrics go to the node's registry.
+func (n *Node) HTTPServer(ln net.Listener) (*http.Server, *api.Listener, error) {
+	srv, l, err := api.NewHTTPServer(ln, n.handler, api.HTTPOptions{
+		ReadTimeout: n.opts.HTTPReadTimeout, IdleTimeout: n.opts.HTTPIdleTimeout,
+		MaxHeaderBytes: n.opts.HTTPMaxHeaderBytes, MaxConns: n.opts.MaxConns,
+		Registry: n.opts.Registry, Log: n.log,
+	})
+	if err != nil {
+		return nil, nil, &OptionError{"HTTP", err}
+	}
+	return srv, l, nil
+}
 
 // StoreName says which store the node runs on ("postgres", "embedded ./data").
 func (n *Node) StoreName() string { return n.storeName }

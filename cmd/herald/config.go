@@ -51,6 +51,10 @@ type config struct {
 	WSFrameRate     float64       `env:"HERALD_WS_FRAME_RATE" envDefault:"50"`
 	WSFrameBurst    int           `env:"HERALD_WS_FRAME_BURST" envDefault:"100"`
 	ShutdownTimeout time.Duration `env:"HERALD_SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	HTTPReadTimeout time.Duration `env:"HERALD_HTTP_READ_TIMEOUT" envDefault:"30s"`
+	HTTPIdleTimeout time.Duration `env:"HERALD_HTTP_IDLE_TIMEOUT" envDefault:"60s"`
+	HTTPMaxHeader   int           `env:"HERALD_HTTP_MAX_HEADER_BYTES" envDefault:"65536"`
+	MaxConns        int           `env:"HERALD_MAX_CONNS"`
 	LogLevel        string        `env:"HERALD_LOG_LEVEL" envDefault:"info"`
 	PprofAddr       string        `env:"HERALD_PPROF_ADDR"`
 	Rules           string        `env:"HERALD_RULES"`
@@ -124,6 +128,14 @@ func loadConfig(environ []string) (config, error) {
 		return c, fmt.Errorf("configuration: HERALD_BATCH_DELAY must not be negative")
 	case c.ShutdownTimeout <= 0:
 		return c, fmt.Errorf("configuration: HERALD_SHUTDOWN_TIMEOUT must be positive")
+	case c.HTTPReadTimeout <= 0:
+		return c, fmt.Errorf("configuration: HERALD_HTTP_READ_TIMEOUT must be positive")
+	case c.HTTPIdleTimeout <= 0:
+		return c, fmt.Errorf("configuration: HERALD_HTTP_IDLE_TIMEOUT must be positive")
+	case c.HTTPMaxHeader < api.MinHeaderBytes:
+		return c, fmt.Errorf("configuration: HERALD_HTTP_MAX_HEADER_BYTES must be at least %d", api.MinHeaderBytes)
+	case c.MaxConns < 0:
+		return c, fmt.Errorf("configuration: HERALD_MAX_CONNS must not be negative (unset or 0: derived from the file limit)")
 	case c.UserRate < 0 || c.UserBurst < 1:
 		return c, fmt.Errorf("configuration: HERALD_USER_RATE must not be negative and HERALD_USER_BURST must be at least 1")
 	case c.UserReadRate < 0 || c.UserReadBurst < 1:

@@ -308,6 +308,10 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"HERALD_JWT_MAX_TTL=forever",
 		"HERALD_JWKS=http://issuer.example/.well-known/jwks.json",
 		"HERALD_JWKS=http://10.0.0.7/jwks.json",
+		"HERALD_MAX_CONNS=-1",
+		"HERALD_HTTP_READ_TIMEOUT=0s",
+		"HERALD_HTTP_IDLE_TIMEOUT=-1s",
+		"HERALD_HTTP_MAX_HEADER_BYTES=100",
 	} {
 		if _, err := loadConfig([]string{kv}); err == nil {
 			t.Errorf("%s accepted", kv)

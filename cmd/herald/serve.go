@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -70,14 +69,15 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		_ = n.Close(context.Background())
 		return err
 	}
-	httpSrv := &http.Server{
-		Handler:           n.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	httpSrv, capped, err := n.HTTPServer(ln)
+	if err != nil {
+		_ = ln.Close()
+		_ = n.Close(context.Background())
+		return nodeError(err)
 	}
+	log.Info("connections capped", "max", capped.Max())
 	served := make(chan error, 1)
-	go func() { served <- httpSrv.Serve(ln) }()
+	go func() { served <- httpSrv.Serve(capped) }()
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, log)
 		if err != nil {
@@ -142,6 +142,8 @@ func nodeOptions(cfg *config, reg *prometheus.Registry, log *slog.Logger) node.O
 		WSMaxPerUser:      cfg.WSMaxPerUser, WSQueue: cfg.WSQueue, WSWriteTimeout: cfg.WSWriteTimeout,
 		WSPingInterval: cfg.WSPingInterval, WSReadLimit: cfg.WSReadLimit,
 		WSFrameRate: wsFrameRate(cfg.WSFrameRate), WSFrameBurst: cfg.WSFrameBurst,
+		HTTPReadTimeout: cfg.HTTPReadTimeout, HTTPIdleTimeout: cfg.HTTPIdleTimeout,
+		HTTPMaxHeaderBytes: cfg.HTTPMaxHeader, MaxConns: cfg.MaxConns,
 		RulesFile: cfg.Rules,
 		Webhooks:  cfg.WebhookURLs, WebhookSecret: cfg.WebhookSecret,
 		Delivery: dispatch.Options{
@@ -171,7 +173,9 @@ func wsFrameRate(perSecond float64) float64 {
 var optionVars = map[string]string{
 	"RulesFile": "HERALD_RULES", "DataDir": "HERALD_DATA_DIR", "DatabaseURL": "HERALD_DATABASE_URL",
 	"SMTP": "HERALD_SMTP_*", "Webhooks": "HERALD_WEBHOOK_URLS", "WebhookSecret": "HERALD_WEBHOOK_SECRET",
-	"JWTSecret": "HERALD_JWT_SECRET / HERALD_JWKS",
+	"JWTSecret": "HERALD_JWT_SECRET / HERALD_JWKS", "MaxConns": "HERALD_MAX_CONNS",
+	"HTTPReadTimeout": "HERALD_HTTP_READ_TIMEOUT", "HTTPIdleTimeout": "HERALD_HTTP_IDLE_TIMEOUT",
+	"HTTPMaxHeaderBytes": "HERALD_HTTP_MAX_HEADER_BYTES",
 }
 
 // nodeError names the variable of an option the node refused.
@@ -211,6 +215,9 @@ func reloadOnHUP(n *node.Node, log *slog.Logger) (stop func()) {
 	}
 }
 
+// pprofMaxConns caps the connections of the profiles' listener.
+const pprofMaxConns = 64
+
 // servePprof serves the runtime profiles (/debug/pprof/) on their own listener, never
 // on the public address.
 func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
@@ -224,8 +231,15 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	// The same read, idle and header limits as the public listener, and a small cap of
+	// its own: a profile is a few connections at a time. No write timeout: a CPU
+	// profile or a trace streams for as long as it was asked to.
+	srv, capped, err := api.NewHTTPServer(ln, mux, api.HTTPOptions{MaxConns: pprofMaxConns, Log: log})
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("HERALD_PPROF_ADDR: %w", err)
+	}
+	go func() { _ = srv.Serve(capped) }()
 	log.Info("profiles served", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return func() { _ = srv.Close() }, nil
 }
