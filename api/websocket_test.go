@@ -587,9 +587,12 @@ func TestWebSocketHandshake(t *testing.T) {
 	wantError(t, get("?token=garbage", upgrade(http.Header{})), 401, herald.CodeUnauthorized, "")
 	wantError(t, get("", upgrade(bearer(expired))), 401, herald.CodeUnauthorized, "")
 	wantError(t, get("", upgrade(bearer(testKey))), 403, herald.CodeForbidden, "")
-	h := upgrade(bearer(alice))
-	h.Set("Origin", "https://evil.example.net")
-	wantError(t, get("", h), 403, herald.CodeForbidden, "")
+	// Refused origins, the pattern's * spanning more than one label among them.
+	for _, origin := range []string{"https://evil.example.net", "https://a.b.example.org", "https://evil.net/.example.org", "null"} {
+		h := upgrade(bearer(alice))
+		h.Set("Origin", origin)
+		wantError(t, get("", h), 403, herald.CodeForbidden, "")
+	}
 	wantError(t, get("?since=-1", upgrade(bearer(alice))), 422, herald.CodeValidation, "since")
 	wantError(t, get("", bearer(alice)), 400, herald.CodeBadRequest, "")
 
