@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/events"
+	"github.com/heraldhq/herald/api/events"
 )
 
 // maxEventBody bounds a POST /events body: the event's data is not a payload, but the

@@ -9,7 +9,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api"
-	"github.com/heraldhq/herald/internal/rules"
+	"github.com/heraldhq/herald/api/events/rules"
 )
 
 func exampleRules(t *testing.T) *rules.Set {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/api/events"
 	"github.com/heraldhq/herald/api/ws"
-	"github.com/heraldhq/herald/internal/events"
 	"github.com/heraldhq/herald/persistence"
 )
 

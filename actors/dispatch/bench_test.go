@@ -12,7 +12,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/dispatch"
-	"github.com/heraldhq/herald/internal/webhook"
+	"github.com/heraldhq/herald/actors/dispatch/webhook"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 )

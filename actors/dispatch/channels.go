@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/email"
-	"github.com/heraldhq/herald/internal/webhook"
+	"github.com/heraldhq/herald/actors/dispatch/email"
+	"github.com/heraldhq/herald/actors/dispatch/webhook"
 	"github.com/heraldhq/herald/persistence"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/dispatch"
-	"github.com/heraldhq/herald/internal/email"
+	"github.com/heraldhq/herald/actors/dispatch/email"
 	"github.com/heraldhq/herald/internal/pgtest"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"

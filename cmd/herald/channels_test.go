@@ -12,9 +12,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/heraldhq/herald/actors/dispatch/webhook"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/internal/pgtest"
-	"github.com/heraldhq/herald/internal/webhook"
 )
 
 // signalling wraps the mailbox so that each message received is also an event on got.

@@ -19,9 +19,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/heraldhq/herald/actors/dispatch/webhook"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/internal/pgtest"
-	"github.com/heraldhq/herald/internal/webhook"
 )
 
 // mailbox is a real SMTP server on loopback that records Message-IDs by recipient.

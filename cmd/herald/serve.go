@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/heraldhq/herald/actors/dispatch"
+	"github.com/heraldhq/herald/actors/dispatch/email"
 	"github.com/heraldhq/herald/api"
-	"github.com/heraldhq/herald/internal/email"
 	"github.com/heraldhq/herald/node"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/rules"
+	"github.com/heraldhq/herald/api/events/rules"
 )
 
 // The rules.example at the repository root loads, and routes a sample of every event it

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/rules"
+	"github.com/heraldhq/herald/api/events/rules"
 )
 
 func mustParse(t testing.TB, doc string) *rules.Set {

@@ -1,5 +1,5 @@
 // Package events turns domain events into stored notifications: it routes an event
-// through the current rules (internal/rules) and writes every notification the event
+// through the current rules (package rules) and writes every notification the event
 // yields in one atomic operation through the persistence actor, exactly as a service's
 // batch create would. POST /events and the in-process API both go through an Emitter.
 //
@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/rules"
+	"github.com/heraldhq/herald/api/events/rules"
 	"github.com/heraldhq/herald/persistence"
 )
 
