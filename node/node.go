@@ -88,9 +88,9 @@ type Options struct {
 	BatchDelay time.Duration
 	// CommitsInFlight is how many store transactions may run at once (the next batch
 	// is written while the last waits for its flush). Default (0): 2 on PostgreSQL,
-	// where it measured 28-40% more notifications/s flat out on a 2-core machine
-	// running PostgreSQL too; 1 on the embedded store, whose single writer gains
-	// nothing from a second.
+	// where the database works on the next batch while the last one's WAL is flushed
+	// (the README's Performance section has the figures); 1 on the embedded store,
+	// whose single bbolt writer gains nothing from a second.
 	CommitsInFlight int
 	UserRate        api.Rate
 	ServiceRate     api.Rate

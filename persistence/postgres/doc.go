@@ -66,7 +66,11 @@
 //
 // # Concurrency
 //
-// Several nodes may share one database. Every Apply locks the user_state rows of its
+// Several nodes may share one database, and storage stays exact when they do: every
+// notification is stored once, each user's seq has no gap. Live delivery is not this
+// package's: until nodes are clustered, a node pushes frames only to the sockets it
+// holds, and a device on another node sees a change when it next reads or reconnects
+// with since. Every Apply locks the user_state rows of its
 // users, sorted, in one statement that processes them in order, before it reads
 // anything it plans from; so two batches that share a user run one after the other, seq
 // stays 1, 2, 3, … with no gap or reuse, and a notification's read state (changed only

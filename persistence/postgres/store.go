@@ -33,9 +33,9 @@ type Store struct {
 	copyMin int
 }
 
-// defaultCopyMin is Store.copyMin. Measured with BenchmarkCreatePath on loopback, COPY
-// and INSERT are within the noise of each other up to about 100 rows and COPY is some
-// 20% faster at 1,000; over a network COPY's extra round trip weighs more, so small
+// defaultCopyMin is Store.copyMin: below it, COPY's faster rows do not pay for its extra
+// round trip (BenchmarkCreatePath compares the two; the README has the figures), and a
+// network between Herald and PostgreSQL only makes that round trip dearer, so small
 // batches keep the single pipeline.
 const defaultCopyMin = 100
 
