@@ -11,7 +11,7 @@ import (
 // The rules.example at the repository root loads, and routes a sample of every event it
 // names as the guide's listeners do.
 func TestRulesExample(t *testing.T) {
-	s, err := rules.Load("../../rules.example")
+	s, err := rules.Load("../../../rules.example")
 	if err != nil {
 		t.Fatal(err)
 	}
