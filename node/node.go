@@ -23,15 +23,20 @@
 //
 // # Options
 //
-// Options has one field per HERALD_* variable of the herald command, named after it
-// (HERALD_DELIVERY_MAX_ATTEMPTS is DeliveryMaxAttempts), and the zero value of every
-// field is the default of the README's configuration table: Options{JWTSecret: s} runs
-// as herald serve does with only HERALD_JWT_SECRET set, limits included. No field takes
-// a negative value. The one choice that zero cannot spell is "no limit" for a rate
-// (where a HERALD_*_RATE variable says 0): that is math.Inf(1), an infinite rate.
-// WithDefaults shows the options a node would run with; Validate checks them without
-// opening anything; Open refuses the same with an *OptionError whose Option is the
-// field's name ("SMTP.Addr" for a nested one), and does so before it opens the store.
+// Options mirrors the HERALD_* variables of the herald command: one field per
+// variable, named after it (HERALD_DELIVERY_MAX_ATTEMPTS is DeliveryMaxAttempts), except
+// RulesFile, which is HERALD_RULES, and SMTP, whose fields are the HERALD_SMTP_* ones;
+// Rules, Registry and Log have no variable. The zero value of every field is the
+// default of the README's configuration table: Options{JWTSecret: s} runs as herald
+// serve does with only HERALD_JWT_SECRET set, limits included. No field takes a
+// negative value. The one choice zero cannot spell is "no limit" for a rate (what 0
+// means in a HERALD_*_RATE variable): that is math.Inf(1), an infinite rate.
+//
+// WithDefaults shows the options a node would run with. Validate checks them without
+// opening anything (it reads the rules file). Open makes the same checks before it
+// opens the store. Either refuses a value with an *OptionError whose Option is the
+// field's name ("SMTP.Addr" for a nested one), which is how herald serve names the
+// variable in its message.
 //
 // # Limits
 //

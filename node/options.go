@@ -19,13 +19,9 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// Options configure a Node. Each field is one HERALD_* variable of the herald command
-// (the README's configuration table), named after it: DeliveryMaxAttempts is
-// HERALD_DELIVERY_MAX_ATTEMPTS. The zero value of a field means the default that table
-// gives; each field's doc says what zero means. No field takes a negative value: a
-// limit that can be lifted (the rates) is lifted with math.Inf(1). Open refuses a
-// field it cannot honour with an *OptionError naming it, before it opens anything;
-// Validate makes the same checks without opening anything.
+// Options configure a Node: one field per HERALD_* variable of the herald command,
+// named after it, whose zero value is the variable's default (see the package doc).
+// Each field's doc says what zero means.
 type Options struct {
 	// DatabaseURL selects PostgreSQL (the schema is migrated on open). Empty: the
 	// embedded store in DataDir.
@@ -44,8 +40,8 @@ type Options struct {
 	// JWKS is the path or URL of a JWKS verifying RS256/ES256 user JWTs; a URL must be
 	// https (http only on a loopback host). Empty: none.
 	JWKS string
-	// JWKSMaxAge is how old the cached JWKS may grow before a request refreshes it (at
-	// least 30 s counts). Zero: 10m.
+	// JWKSMaxAge is how old the cached JWKS may grow before a request refreshes it
+	// (less than 30 s counts as 30 s). Zero: 10m.
 	JWKSMaxAge time.Duration
 	// JWTAudience is the expected aud of user JWTs. Empty: not checked.
 	JWTAudience string

@@ -185,6 +185,22 @@ func TestEveryVariableNamedInErrors(t *testing.T) {
 	}
 }
 
+// TestVariableDefaultsAreTheNodes: with no variable set, serve hands the node the
+// options its zero value means: the envDefault tags and the node's defaults are the
+// README's, once each.
+func TestVariableDefaultsAreTheNodes(t *testing.T) {
+	c, err := checkConfig([]string{"HERALD_JWT_SECRET=" + secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := nodeOptions(&c, nil, nil)
+	want := node.Options{JWTSecret: got.JWTSecret, WSTokenSecret: got.WSTokenSecret}.WithDefaults()
+	// CommitsInFlight has no default of its own: 0 is "by store" for both.
+	if got = got.WithDefaults(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("serve's options with no variable set:\n got %+v\nwant %+v", got, want)
+	}
+}
+
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
