@@ -21,6 +21,23 @@
 // hijacked WebSocket connections, and before Close, which stops the writer that
 // in-flight requests still need.
 //
+// # Options
+//
+// Options mirrors the HERALD_* variables of the herald command: one field per
+// variable, named after it (HERALD_DELIVERY_MAX_ATTEMPTS is DeliveryMaxAttempts), except
+// RulesFile, which is HERALD_RULES, and SMTP, whose fields are the HERALD_SMTP_* ones;
+// Rules, Registry and Log have no variable. The zero value of every field is the
+// default of the README's configuration table: Options{JWTSecret: s} runs as herald
+// serve does with only HERALD_JWT_SECRET set, limits included. No field takes a
+// negative value. The one choice zero cannot spell is "no limit" for a rate (what 0
+// means in a HERALD_*_RATE variable): that is math.Inf(1), an infinite rate.
+//
+// WithDefaults shows the options a node would run with. Validate checks them without
+// opening anything (it reads the rules file). Open makes the same checks before it
+// opens the store. Either refuses a value with an *OptionError whose Option is the
+// field's name ("SMTP.Addr" for a nested one), which is how herald serve names the
+// variable in its message.
+//
 // # Limits
 //
 // HTTPServer returns the server with the limits of the contract: a read deadline for
@@ -61,97 +78,6 @@ import (
 	"github.com/heraldhq/herald/persistence/postgres"
 )
 
-// Options configure a Node. Zero fields mean the defaults of the herald command (see
-// its README); the fields mirror its HERALD_* variables.
-type Options struct {
-	// DatabaseURL selects PostgreSQL (migrated on open); empty means the embedded store
-	// in DataDir (default "./data").
-	DatabaseURL string
-	DataDir     string
-	DBMaxConns  int32
-	// LogRetention is how long each user's event log is kept. Default 720h.
-	LogRetention time.Duration
-
-	// Credentials: a JWT secret (at least 32 bytes) or a JWKS is required.
-	JWTSecret      []byte
-	JWKS           string
-	JWKSMaxAge     time.Duration
-	JWTAudience    string
-	JWTMaxTTL      time.Duration // longest user JWT lifetime accepted (exp - now); 0: not checked
-	APIKeys        []string
-	WSTokenSecret  []byte
-	WSTokenTTL     time.Duration
-	AllowedOrigins []string
-
-	MaxPayload int
-	BatchMax   int
-	BatchDelay time.Duration
-	// CommitsInFlight is how many store transactions may run at once (the next batch
-	// is written while the last waits for its flush). Default (0): 2 on PostgreSQL,
-	// where the database works on the next batch while the last one's WAL is flushed
-	// (the README's Performance section has the figures); 1 on the embedded store,
-	// whose single bbolt writer gains nothing from a second.
-	CommitsInFlight int
-	UserRate        api.Rate
-	ServiceRate     api.Rate
-	// UserReadRate limits each user's reads (list routes, unread count, preferences,
-	// ws-tokens). Zero Per: no limit.
-	UserReadRate api.Rate
-	// BodyBytesInFlight bounds the bytes of batch and event bodies handled at once
-	// (see api.Options.BodyBytesInFlight). Zero: api.DefaultBodyBytesInFlight.
-	BodyBytesInFlight int64
-
-	// WebSocket limits.
-	WSMaxPerUser   int
-	WSQueue        int
-	WSWriteTimeout time.Duration
-	WSPingInterval time.Duration
-	WSReadLimit    int64
-	// WSFrameRate caps the client frames each connection may send per second,
-	// WSFrameBurst saved up; a faster connection is closed with 1008. Zero means the
-	// defaults, 50 and 100; a negative rate means no limit.
-	WSFrameRate  float64
-	WSFrameBurst int
-
-	// HTTP limits (see api.HTTPOptions): the read timeout of a whole request that is not
-	// a WebSocket (default 30 s), the idle timeout of a keep-alive connection (60 s),
-	// the size of a request's headers (64 KiB), and the cap on open connections (0:
-	// derived from the file limit; above it, Open fails).
-	HTTPReadTimeout    time.Duration
-	HTTPIdleTimeout    time.Duration
-	HTTPMaxHeaderBytes int
-	MaxConns           int
-
-	// RulesFile is the event-routing rules file (Reload reads it again); Rules, when
-	// not empty, is the rules document itself and wins over RulesFile.
-	RulesFile string
-	Rules     []byte
-
-	// Channels.
-	SMTP     email.Options // Addr and From enable the email channel
-	Webhooks []string      // URLs; WebhookSecret is required with them
-	// WebhookSecret signs webhooks: whsec_<base64> or at least 32 bytes.
-	WebhookSecret string
-	Delivery      dispatch.Options // Outbox, Senders, Metrics and Log are filled in
-
-	// Registry receives every metric; nil means a new one (served at /metrics).
-	Registry *prometheus.Registry
-	// Log receives the node's logs. Default slog.Default().
-	Log *slog.Logger
-}
-
-// OptionError is an Options field that is wrong.
-type OptionError struct {
-	Option string // the field, e.g. "RulesFile", "SMTP", "WebhookSecret"
-	Err    error
-}
-
-func (e *OptionError) Error() string { return e.Option + ": " + e.Err.Error() }
-func (e *OptionError) Unwrap() error { return e.Err }
-
-// minSecret is the shortest HMAC secret accepted: 256 bits.
-const minSecret = 32
-
 // Event is a domain event, as POST /events takes it.
 type Event = events.Event
 
@@ -188,29 +114,8 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	if o.LogRetention <= 0 {
-		o.LogRetention = persistence.DefaultRetention
-	}
-	switch {
-	case len(o.JWTSecret) == 0 && o.JWKS == "":
-		return nil, &OptionError{"JWTSecret", errors.New("a JWT secret or a JWKS is required")}
-	case len(o.JWTSecret) > 0 && len(o.JWTSecret) < minSecret:
-		return nil, &OptionError{"JWTSecret", fmt.Errorf("must be at least %d bytes (HS256 is only as strong as its secret)", minSecret)}
-	case len(o.WSTokenSecret) > 0 && len(o.WSTokenSecret) < minSecret:
-		return nil, &OptionError{"WSTokenSecret", fmt.Errorf("must be at least %d bytes", minSecret)}
-	}
-	if _, err := api.ConnLimit(o.MaxConns); err != nil {
-		return nil, &OptionError{"MaxConns", err}
-	}
-	switch {
-	case o.HTTPReadTimeout < 0:
-		return nil, &OptionError{"HTTPReadTimeout", errors.New("must not be negative")}
-	case o.HTTPIdleTimeout < 0:
-		return nil, &OptionError{"HTTPIdleTimeout", errors.New("must not be negative")}
-	case o.HTTPMaxHeaderBytes < 0 || o.HTTPMaxHeaderBytes > 0 && o.HTTPMaxHeaderBytes < api.MinHeaderBytes:
-		return nil, &OptionError{"HTTPMaxHeaderBytes", fmt.Errorf("must be at least %d bytes", api.MinHeaderBytes)}
-	}
-	set, err := loadRules(&o)
+	o = o.WithDefaults()
+	set, err := o.check()
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +124,11 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		MaxTTL: o.JWTMaxTTL, APIKeys: o.APIKeys, WSTokenSecret: o.WSTokenSecret, WSTokenTTL: o.WSTokenTTL,
 	})
 	if err != nil {
-		return nil, &OptionError{"JWTSecret", err}
+		option := "JWTSecret"
+		if o.JWKS != "" {
+			option = "JWKS"
+		}
+		return nil, &OptionError{option, err}
 	}
 	n := &Node{opts: o, log: o.Log}
 	if n.store, n.storeName, err = openStore(ctx, &o); err != nil {
@@ -245,7 +154,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	n.writerPID = n.engine.Spawn(persist.New(n.store, persist.Options{
 		MaxBatch:   o.BatchMax,
 		FlushDelay: o.BatchDelay,
-		InFlight:   commitsInFlight(&o),
+		InFlight:   o.CommitsInFlight,
 		OnCommit: func(entries []herald.Entry) {
 			toInboxes(entries)
 			if pid := n.wake.Load(); pid != nil && hasDeliveries(entries) {
@@ -256,7 +165,10 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		Log:     log,
 	}), "persist", actor.WithID("writer"), supervised)
 	n.writer = persist.Client{Engine: n.engine, PID: n.writerPID}
-	d := o.Delivery
+	d := dispatch.Options{
+		Poll: o.DeliveryPoll, Concurrency: o.DeliveryConcurrency, SendTimeout: o.DeliveryTimeout,
+		MaxAttempts: o.DeliveryMaxAttempts, BackoffBase: o.DeliveryBackoff, BackoffMax: o.DeliveryBackoffMax,
+	}
 	d.Outbox, d.Senders, d.Metrics, d.Log = n.store, senders, dispatch.NewMetrics(reg), log
 	d.Digests = n.store
 	writer := n.writer
@@ -269,14 +181,15 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	n.hub = ws.NewHub(ws.Options{
 		Engine: n.engine, Router: n.router, Writer: n.writer,
 		ReadLimit: o.WSReadLimit, QueueSize: o.WSQueue, WriteTimeout: o.WSWriteTimeout, PingInterval: o.WSPingInterval,
-		FrameRate: o.WSFrameRate, FrameBurst: o.WSFrameBurst,
+		FrameRate: wsFrameRate(o.WSFrameRate), FrameBurst: o.WSFrameBurst,
 		Metrics: ws.NewMetrics(reg), Log: log,
 	})
 	n.emitter = events.New(n.writer, set, events.NewMetrics(reg))
 	n.handler = api.New(api.Options{
 		Store: n.store, Writer: n.writer, Auth: authn, MaxPayload: o.MaxPayload,
-		UserRate: o.UserRate, ServiceRate: o.ServiceRate, UserReadRate: o.UserReadRate,
-		BodyBytesInFlight: o.BodyBytesInFlight, Registry: reg, Log: log,
+		UserRate: apiRate(o.UserRate, o.UserBurst), ServiceRate: apiRate(o.ServiceRate, o.ServiceBurst),
+		UserReadRate: apiRate(o.UserReadRate, o.UserReadBurst), BodyBytesInFlight: o.BodyBytesInFlight,
+		Registry: reg, Log: log,
 		Hub: n.hub, AllowedOrigins: o.AllowedOrigins, Events: n.emitter,
 		Wake: func() { n.engine.Send(n.dispatch, dispatch.Wake{}) },
 	})
@@ -400,17 +313,6 @@ func (n *Node) waitStopped(stopped context.Context, what string) {
 	}
 }
 
-func commitsInFlight(o *Options) int {
-	switch {
-	case o.CommitsInFlight > 0:
-		return o.CommitsInFlight
-	case o.DatabaseURL != "":
-		return 2
-	default:
-		return 1
-	}
-}
-
 func loadRules(o *Options) (*rules.Set, error) {
 	var set *rules.Set
 	var err error
@@ -432,9 +334,6 @@ func loadRules(o *Options) (*rules.Set, error) {
 func openStore(ctx context.Context, o *Options) (persistence.Store, string, error) {
 	if o.DatabaseURL == "" {
 		dir := o.DataDir
-		if dir == "" {
-			dir = "./data"
-		}
 		s, err := embedded.Open(dir, embedded.Options{Retention: o.LogRetention})
 		if err != nil {
 			return nil, "", &OptionError{"DataDir", fmt.Errorf("embedded store in %s: %w", dir, err)}
@@ -451,23 +350,23 @@ func openStore(ctx context.Context, o *Options) (persistence.Store, string, erro
 // channelSenders builds the email and webhook senders that are configured.
 func channelSenders(o *Options, store persistence.Store) (map[herald.Channel]dispatch.Sender, error) {
 	senders := map[herald.Channel]dispatch.Sender{}
-	if o.SMTP.Addr != "" || o.SMTP.From != "" {
+	if o.smtp() {
 		s, err := email.New(o.SMTP)
 		if err != nil {
 			return nil, &OptionError{"SMTP", err}
 		}
 		senders[herald.ChannelEmail] = dispatch.Email{Sender: s, Contacts: store}
 	}
-	if len(o.Webhooks) > 0 {
+	if len(o.WebhookURLs) > 0 {
 		secret, err := webhook.ParseSecret(o.WebhookSecret)
 		if err != nil {
 			return nil, &OptionError{"WebhookSecret", err}
 		}
-		s, err := webhook.New(webhook.Options{Secret: secret, Timeout: o.Delivery.SendTimeout})
+		s, err := webhook.New(webhook.Options{Secret: secret, Timeout: o.DeliveryTimeout})
 		if err != nil {
-			return nil, &OptionError{"Webhooks", err}
+			return nil, &OptionError{"WebhookURLs", err}
 		}
-		senders[herald.ChannelWebhook] = dispatch.Webhook{Sender: s, URLs: o.Webhooks}
+		senders[herald.ChannelWebhook] = dispatch.Webhook{Sender: s, URLs: o.WebhookURLs}
 	}
 	return senders, nil
 }

@@ -76,7 +76,7 @@ func TestOptionErrors(t *testing.T) {
 	}{
 		{"RulesFile", node.Options{JWTSecret: []byte("node-test-secret-0123456789abcdef"), RulesFile: bad}},
 		{"JWTSecret", node.Options{JWTSecret: []byte("short")}},
-		{"WebhookSecret", node.Options{JWTSecret: []byte("node-test-secret-0123456789abcdef"), Webhooks: []string{"http://127.0.0.1:1/"}, WebhookSecret: "x"}},
+		{"WebhookSecret", node.Options{JWTSecret: []byte("node-test-secret-0123456789abcdef"), WebhookURLs: []string{"http://127.0.0.1:1/"}, WebhookSecret: "x"}},
 	} {
 		tc.o.DataDir, tc.o.Log = t.TempDir(), quiet()
 		_, err := node.Open(context.Background(), tc.o)

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/heraldhq/herald/actors/dispatch"
 	"github.com/heraldhq/herald/actors/dispatch/email"
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/node"
@@ -30,12 +29,11 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(environ)
+	cfg, err := checkConfig(environ)
 	if err != nil {
 		return err
 	}
-	level, _ := cfg.logLevel() // checked by loadConfig
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	// hollywood logs through the global logger; route it to ours, at our level.
 	slog.SetDefault(log)
 
@@ -45,10 +43,6 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 			return err
 		}
 	}
-	if cfg.JWTSecret == "" && cfg.JWKS == "" {
-		return errors.New("HERALD_JWT_SECRET or HERALD_JWKS is required (or run with --dev)")
-	}
-
 	reg := prometheus.NewRegistry()
 	// Every metric Herald serves has the herald_ prefix, the runtime's too.
 	prometheus.WrapRegistererWithPrefix("herald_", reg).MustRegister(
@@ -67,7 +61,7 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = n.Close(context.Background())
-		return err
+		return fmt.Errorf("HERALD_ADDR: %w", err)
 	}
 	httpSrv, capped, err := n.HTTPServer(ln)
 	if err != nil {
@@ -126,67 +120,56 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	return nil
 }
 
-// nodeOptions turns the configuration into the node's options.
+// nodeOptions maps the configuration to the node's options, field by field (see
+// config). A variable has its README default (envDefault) where the option's zero means
+// the same default, so a 0 reaching here was set; given and noLimit say what it means.
 func nodeOptions(cfg *config, reg *prometheus.Registry, log *slog.Logger) node.Options {
-	o := node.Options{
-		DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir, DBMaxConns: cfg.DBMaxConns, LogRetention: cfg.LogRetention,
-		JWTSecret: []byte(cfg.JWTSecret), JWKS: cfg.JWKS, JWKSMaxAge: cfg.JWKSMaxAge, JWTAudience: cfg.JWTAudience,
-		JWTMaxTTL: cfg.JWTMaxTTL, APIKeys: cfg.APIKeys, WSTokenSecret: []byte(cfg.WSTokenSecret), WSTokenTTL: cfg.WSTokenTTL,
+	return node.Options{
+		DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir, DBMaxConns: given(cfg.DBMaxConns),
+		LogRetention: given(cfg.LogRetention),
+		JWTSecret:    []byte(cfg.JWTSecret), JWKS: cfg.JWKS, JWKSMaxAge: given(cfg.JWKSMaxAge),
+		JWTAudience: cfg.JWTAudience, JWTMaxTTL: cfg.JWTMaxTTL, APIKeys: cfg.APIKeys,
+		WSTokenSecret: []byte(cfg.WSTokenSecret), WSTokenTTL: given(cfg.WSTokenTTL),
 		AllowedOrigins: cfg.AllowedOrigins,
-		MaxPayload:     cfg.MaxPayload, BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay,
-		CommitsInFlight:   cfg.CommitsInFlight,
-		UserRate:          api.Rate{Per: cfg.UserRate, Burst: cfg.UserBurst},
-		ServiceRate:       api.Rate{Per: cfg.ServiceRate, Burst: cfg.ServiceBurst},
-		UserReadRate:      api.Rate{Per: cfg.UserReadRate, Burst: cfg.UserReadBurst},
-		BodyBytesInFlight: cfg.BodyInFlight,
-		WSMaxPerUser:      cfg.WSMaxPerUser, WSQueue: cfg.WSQueue, WSWriteTimeout: cfg.WSWriteTimeout,
-		WSPingInterval: cfg.WSPingInterval, WSReadLimit: cfg.WSReadLimit,
-		WSFrameRate: wsFrameRate(cfg.WSFrameRate), WSFrameBurst: cfg.WSFrameBurst,
-		HTTPReadTimeout: cfg.HTTPReadTimeout, HTTPIdleTimeout: cfg.HTTPIdleTimeout,
-		HTTPMaxHeaderBytes: cfg.HTTPMaxHeader, MaxConns: cfg.MaxConns,
+		MaxPayload:     given(cfg.MaxPayload), BatchMax: given(cfg.BatchMax), BatchDelay: cfg.BatchDelay,
+		CommitsInFlight: cfg.CommitsInFlight,
+		UserRate:        noLimit(cfg.UserRate), UserBurst: given(cfg.UserBurst),
+		ServiceRate: noLimit(cfg.ServiceRate), ServiceBurst: given(cfg.ServiceBurst),
+		UserReadRate: noLimit(cfg.UserReadRate), UserReadBurst: given(cfg.UserReadBurst),
+		BodyBytesInFlight: given(cfg.BodyBytesInFlight),
+		WSMaxPerUser:      given(cfg.WSMaxPerUser), WSQueue: given(cfg.WSQueue),
+		WSWriteTimeout: given(cfg.WSWriteTimeout), WSPingInterval: given(cfg.WSPingInterval),
+		WSReadLimit: given(cfg.WSReadLimit), WSFrameRate: noLimit(cfg.WSFrameRate), WSFrameBurst: given(cfg.WSFrameBurst),
+		HTTPReadTimeout: given(cfg.HTTPReadTimeout), HTTPIdleTimeout: given(cfg.HTTPIdleTimeout),
+		HTTPMaxHeaderBytes: given(cfg.HTTPMaxHeaderBytes), MaxConns: cfg.MaxConns,
 		RulesFile: cfg.Rules,
-		Webhooks:  cfg.WebhookURLs, WebhookSecret: cfg.WebhookSecret,
-		Delivery: dispatch.Options{
-			Poll: cfg.DeliveryPoll, Concurrency: cfg.DeliveryWorkers, SendTimeout: cfg.DeliveryTimeout,
-			MaxAttempts: cfg.DeliveryTries, BackoffBase: cfg.DeliveryBackoff, BackoffMax: cfg.DeliveryMaxWait,
-		},
+		SMTP: email.Options{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername,
+			Password: cfg.SMTPPassword, StartTLS: cfg.SMTPStartTLS},
+		WebhookURLs: cfg.WebhookURLs, WebhookSecret: cfg.WebhookSecret,
+		DeliveryMaxAttempts: given(cfg.DeliveryMaxAttempts), DeliveryBackoff: given(cfg.DeliveryBackoff),
+		DeliveryBackoffMax: given(cfg.DeliveryBackoffMax), DeliveryTimeout: given(cfg.DeliveryTimeout),
+		DeliveryConcurrency: given(cfg.DeliveryConcurrency), DeliveryPoll: given(cfg.DeliveryPoll),
 		Registry: reg,
 		Log:      log,
 	}
-	if cfg.SMTPAddr != "" {
-		o.SMTP = email.Options{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername,
-			Password: cfg.SMTPPassword, StartTLS: cfg.SMTPStartTLS, Timeout: cfg.DeliveryTimeout}
-	}
-	return o
 }
 
-// wsFrameRate maps HERALD_WS_FRAME_RATE to node.Options.WSFrameRate: there 0 is the
-// default and a negative rate no limit; here 0 is no limit, like the other rates.
-func wsFrameRate(perSecond float64) float64 {
-	if perSecond == 0 {
+// given passes on a variable whose 0 the README gives no meaning (the option's zero is
+// its default, which the variable already has): 0 goes on as -1, and the node refuses
+// it as it refuses every negative value, naming the option.
+func given[T ~int | ~int32 | ~int64](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return perSecond
+	return v
 }
 
-// optionVars names the variables behind each node option that can be wrong.
-var optionVars = map[string]string{
-	"RulesFile": "HERALD_RULES", "DataDir": "HERALD_DATA_DIR", "DatabaseURL": "HERALD_DATABASE_URL",
-	"SMTP": "HERALD_SMTP_*", "Webhooks": "HERALD_WEBHOOK_URLS", "WebhookSecret": "HERALD_WEBHOOK_SECRET",
-	"JWTSecret": "HERALD_JWT_SECRET / HERALD_JWKS", "MaxConns": "HERALD_MAX_CONNS",
-	"HTTPReadTimeout": "HERALD_HTTP_READ_TIMEOUT", "HTTPIdleTimeout": "HERALD_HTTP_IDLE_TIMEOUT",
-	"HTTPMaxHeaderBytes": "HERALD_HTTP_MAX_HEADER_BYTES",
-}
-
-// nodeError names the variable of an option the node refused.
-func nodeError(err error) error {
-	var oe *node.OptionError
-	if errors.As(err, &oe) {
-		if v, ok := optionVars[oe.Option]; ok {
-			return fmt.Errorf("%s: %w", v, oe.Err)
-		}
+// noLimit passes on a rate variable, whose 0 means no limit: the node's infinite rate.
+func noLimit(perSecond float64) float64 {
+	if perSecond == 0 {
+		return math.Inf(1)
 	}
-	return err
+	return perSecond
 }
 
 // reloadOnHUP reloads the rules file on each SIGHUP. A file that fails to load is

@@ -27,7 +27,7 @@ func token(args, environ []string, stdout, stderr io.Writer) error {
 	if *ttl <= 0 {
 		return errors.New("--ttl must be positive")
 	}
-	cfg, err := loadConfig(environ)
+	cfg, err := checkConfig(environ)
 	if err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func token(args, environ []string, stdout, stderr io.Writer) error {
 }
 
 func migrate(ctx context.Context, environ []string, stdout io.Writer) error {
-	cfg, err := loadConfig(environ)
+	cfg, err := checkConfig(environ)
 	if err != nil {
 		return err
 	}

@@ -50,26 +50,40 @@ type Sender struct {
 	tls       *tls.Config
 }
 
-// New validates o and returns a Sender. Its errors name the option that is wrong.
+// OptionError is the error of New: the Options field that is wrong, and why.
+type OptionError struct {
+	Option string // "Addr", "From", "StartTLS", "Password", "Timeout", "HelloName"
+	Err    error
+}
+
+func (e *OptionError) Error() string { return "email: " + e.Option + " " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+func optionErr(option, format string, args ...any) error {
+	return &OptionError{Option: option, Err: fmt.Errorf(format, args...)}
+}
+
+// New validates o and returns a Sender. Its errors are *OptionError, naming the option
+// that is wrong.
 func New(o Options) (*Sender, error) {
 	host, port, err := net.SplitHostPort(o.Addr)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("email: Addr %q must be host:port: %v", o.Addr, err)
+		return nil, optionErr("Addr", "%q must be host:port: %v", o.Addr, err)
 	case host == "":
-		return nil, fmt.Errorf("email: Addr %q has no host", o.Addr)
+		return nil, optionErr("Addr", "%q has no host", o.Addr)
 	case port == "":
-		return nil, fmt.Errorf("email: Addr %q has no port", o.Addr)
+		return nil, optionErr("Addr", "%q has no port", o.Addr)
 	}
 	if strings.ContainsAny(o.From, "\r\n") {
-		return nil, errors.New("email: From contains CR or LF")
+		return nil, optionErr("From", "contains CR or LF")
 	}
 	from, err := mail.ParseAddress(o.From)
 	if err != nil {
-		return nil, fmt.Errorf("email: From %q is not an email address: %v", o.From, err)
+		return nil, optionErr("From", "%q is not an email address: %v", o.From, err)
 	}
 	if o.Timeout < 0 {
-		return nil, fmt.Errorf("email: Timeout %v is negative", o.Timeout)
+		return nil, optionErr("Timeout", "%v is negative", o.Timeout)
 	}
 	s := &Sender{
 		addr: o.Addr, host: host, from: from,
@@ -84,13 +98,13 @@ func New(o Options) (*Sender, error) {
 		s.startTLS = StartTLSAuto
 	case StartTLSAuto, StartTLSAlways, StartTLSNever:
 	default:
-		return nil, fmt.Errorf("email: StartTLS %q must be %q, %q or %q", o.StartTLS, StartTLSAuto, StartTLSAlways, StartTLSNever)
+		return nil, optionErr("StartTLS", "%q must be %q, %q or %q", o.StartTLS, StartTLSAuto, StartTLSAlways, StartTLSNever)
 	}
 	if s.username == "" && s.password != "" {
-		return nil, errors.New("email: Password is set without Username")
+		return nil, optionErr("Password", "is set without Username")
 	}
 	if s.username != "" && s.startTLS == StartTLSNever && !loopbackHost(host) {
-		return nil, fmt.Errorf("email: StartTLS %q with a Username would send the password unencrypted to %s", StartTLSNever, host)
+		return nil, optionErr("StartTLS", "%q with a Username would send the password unencrypted to %s", StartTLSNever, host)
 	}
 	if s.helloName == "" {
 		s.helloName, _ = os.Hostname()
@@ -99,7 +113,7 @@ func New(o Options) (*Sender, error) {
 		}
 	}
 	if strings.ContainsAny(s.helloName, " \t\r\n") {
-		return nil, fmt.Errorf("email: HelloName %q contains white space", s.helloName)
+		return nil, optionErr("HelloName", "%q contains white space", s.helloName)
 	}
 	if o.TLSConfig != nil {
 		s.tls = o.TLSConfig.Clone()
