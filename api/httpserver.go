@@ -20,6 +20,10 @@ const (
 	DefaultReadTimeout = 30 * time.Second
 	// DefaultIdleTimeout closes a keep-alive connection that sends no new request.
 	DefaultIdleTimeout = 60 * time.Second
+	// DefaultWriteTimeout bounds a request that is not a WebSocket from the end of its
+	// headers to the end of its answer: a client that does not read what it asked for
+	// is closed then, rather than holding the connection and its kernel buffers.
+	DefaultWriteTimeout = 30 * time.Second
 	// DefaultMaxHeaderBytes limits the request line and headers; beyond, 431.
 	DefaultMaxHeaderBytes = 64 << 10
 )
@@ -46,6 +50,12 @@ type HTTPOptions struct {
 	// IdleTimeout closes a keep-alive connection that sends no new request. Default
 	// DefaultIdleTimeout (60 s).
 	IdleTimeout time.Duration
+	// WriteTimeout bounds each request that is not a WebSocket from the end of its
+	// headers to the end of its answer, handler included (a write to storage waits at
+	// most a third of it). A WebSocket loses it when upgraded. Default
+	// DefaultWriteTimeout (30 s); negative: none (a listener that streams long answers,
+	// such as profiles).
+	WriteTimeout time.Duration
 	// MaxHeaderBytes limits the request line and headers; a request with more is
 	// answered 431. At least MinHeaderBytes (8 KiB). Default DefaultMaxHeaderBytes (64 KiB).
 	MaxHeaderBytes int
@@ -80,6 +90,12 @@ func NewHTTPServer(ln net.Listener, h http.Handler, o HTTPOptions) (*http.Server
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
+	switch {
+	case o.WriteTimeout == 0:
+		o.WriteTimeout = DefaultWriteTimeout
+	case o.WriteTimeout < 0:
+		o.WriteTimeout = 0
+	}
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -104,9 +120,13 @@ func NewHTTPServer(ln net.Listener, h http.Handler, o HTTPOptions) (*http.Server
 		ReadTimeout:       o.ReadTimeout,
 		ReadHeaderTimeout: min(headerTimeout, o.ReadTimeout),
 		IdleTimeout:       o.IdleTimeout,
-		MaxHeaderBytes:    o.MaxHeaderBytes - bufioSlop,
-		ConnState:         l.connState,
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
+		// WriteTimeout is set when a request's headers have been read and cleared by a
+		// hijack: a client that pipelines requests and never reads the answers is
+		// dropped when it passes.
+		WriteTimeout:   o.WriteTimeout,
+		MaxHeaderBytes: o.MaxHeaderBytes - bufioSlop,
+		ConnState:      l.connState,
+		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
 	}
 	return srv, l, nil
 }

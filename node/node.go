@@ -212,7 +212,7 @@ func (n *Node) Handler() http.Handler { return n.handler }
 // metrics go to the node's registry.
 func (n *Node) HTTPServer(ln net.Listener) (*http.Server, *api.Listener, error) {
 	srv, l, err := api.NewHTTPServer(ln, n.handler, api.HTTPOptions{
-		ReadTimeout: n.opts.HTTPReadTimeout, IdleTimeout: n.opts.HTTPIdleTimeout,
+		ReadTimeout: n.opts.HTTPReadTimeout, IdleTimeout: n.opts.HTTPIdleTimeout, WriteTimeout: n.opts.HTTPWriteTimeout,
 		MaxHeaderBytes: n.opts.HTTPMaxHeaderBytes, MaxConns: n.opts.MaxConns,
 		Registry: n.opts.Registry, Log: n.log,
 	})

@@ -114,6 +114,10 @@ type Options struct {
 	// HTTPIdleTimeout closes a keep-alive connection waiting for its next request.
 	// Zero: 60s.
 	HTTPIdleTimeout time.Duration
+	// HTTPWriteTimeout bounds one request that is not a WebSocket from the end of its
+	// headers to the end of its answer: a client that does not read is dropped then.
+	// Zero: 30s.
+	HTTPWriteTimeout time.Duration
 	// HTTPMaxHeaderBytes limits a request's line and headers (at least 8192). Zero:
 	// 65536.
 	HTTPMaxHeaderBytes int
@@ -260,6 +264,7 @@ func (o Options) WithDefaults() Options {
 	defInt(&o.WSFrameBurst, defaultWSFrameBurst)
 	def(&o.HTTPReadTimeout, api.DefaultReadTimeout)
 	def(&o.HTTPIdleTimeout, api.DefaultIdleTimeout)
+	def(&o.HTTPWriteTimeout, api.DefaultWriteTimeout)
 	defInt(&o.HTTPMaxHeaderBytes, defaultHTTPMaxHeaderBytes)
 	defInt(&o.DeliveryMaxAttempts, defaultDeliveryMaxAttempts)
 	def(&o.DeliveryBackoff, defaultDeliveryBackoff)
@@ -296,7 +301,7 @@ func (o *Options) check() (*rules.Set, error) {
 	}{
 		{"LogRetention", o.LogRetention}, {"JWKSMaxAge", o.JWKSMaxAge}, {"WSTokenTTL", o.WSTokenTTL},
 		{"WSWriteTimeout", o.WSWriteTimeout}, {"WSPingInterval", o.WSPingInterval},
-		{"HTTPReadTimeout", o.HTTPReadTimeout}, {"HTTPIdleTimeout", o.HTTPIdleTimeout},
+		{"HTTPReadTimeout", o.HTTPReadTimeout}, {"HTTPIdleTimeout", o.HTTPIdleTimeout}, {"HTTPWriteTimeout", o.HTTPWriteTimeout},
 		{"DeliveryBackoff", o.DeliveryBackoff}, {"DeliveryTimeout", o.DeliveryTimeout},
 		{"DeliveryPoll", o.DeliveryPoll},
 	}

@@ -57,6 +57,7 @@ type config struct {
 	ShutdownTimeout     time.Duration `env:"HERALD_SHUTDOWN_TIMEOUT" envDefault:"10s" option:"-"`
 	HTTPReadTimeout     time.Duration `env:"HERALD_HTTP_READ_TIMEOUT" envDefault:"30s"`
 	HTTPIdleTimeout     time.Duration `env:"HERALD_HTTP_IDLE_TIMEOUT" envDefault:"60s"`
+	HTTPWriteTimeout    time.Duration `env:"HERALD_HTTP_WRITE_TIMEOUT" envDefault:"30s"`
 	HTTPMaxHeaderBytes  int           `env:"HERALD_HTTP_MAX_HEADER_BYTES" envDefault:"65536"`
 	MaxConns            int           `env:"HERALD_MAX_CONNS"`
 	LogLevel            slog.Level    `env:"HERALD_LOG_LEVEL" envDefault:"info" option:"-"`

@@ -471,3 +471,51 @@ func TestMaxConnsAboveFileLimit(t *testing.T) {
 	}
 	t.Log(strings.TrimSpace(errOut.String()))
 }
+
+// TestClientThatDoesNotReadIsDropped: a client that pipelines requests and never reads
+// the answers is dropped once an answer has waited the write timeout, instead of holding
+// its connection and the kernel's buffers for it; the node serves others meanwhile.
+func TestClientThatDoesNotReadIsDropped(t *testing.T) {
+	const writeTimeout = time.Second
+	bin := buildHerald(t)
+	p := startHerald(t, bin, []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret,
+		"HERALD_DATA_DIR=" + t.TempDir(), "HERALD_LOG_LEVEL=error",
+		"HERALD_HTTP_WRITE_TIMEOUT=" + writeTimeout.String()})
+	c, err := net.DialTCP("tcp", nil, func() *net.TCPAddr {
+		a, err := net.ResolveTCPAddr("tcp", strings.TrimPrefix(p.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadBuffer(4096)
+	// The writes block once the server stops reading (its answers fill both sides'
+	// buffers); they fail when the server drops the connection.
+	req := []byte("GET /metrics HTTP/1.1\r\nHost: herald\r\n\r\n")
+	start := time.Now()
+	dropped := make(chan error, 1)
+	go func() {
+		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		for {
+			if _, err := c.Write(req); err != nil {
+				dropped <- err
+				return
+			}
+		}
+	}()
+	err = <-dropped
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a client that never reads still held its connection after 30 s")
+	}
+	if d := time.Since(start); d > writeTimeout+10*time.Second {
+		t.Fatalf("dropped after %s, want about %s", d, writeTimeout)
+	}
+	t.Logf("a client that never reads was dropped after %s (%v)", time.Since(start).Round(time.Millisecond), err)
+	if code, _ := request(t, "GET", p.base+"/healthz", "", ""); code != http.StatusOK {
+		t.Fatalf("/healthz after the drop: %d", code)
+	}
+}

@@ -141,6 +141,7 @@ func nodeOptions(cfg *config, reg *prometheus.Registry, log *slog.Logger) node.O
 		WSWriteTimeout: given(cfg.WSWriteTimeout), WSPingInterval: given(cfg.WSPingInterval),
 		WSReadLimit: given(cfg.WSReadLimit), WSFrameRate: noLimit(cfg.WSFrameRate), WSFrameBurst: given(cfg.WSFrameBurst),
 		HTTPReadTimeout: given(cfg.HTTPReadTimeout), HTTPIdleTimeout: given(cfg.HTTPIdleTimeout),
+		HTTPWriteTimeout:   given(cfg.HTTPWriteTimeout),
 		HTTPMaxHeaderBytes: given(cfg.HTTPMaxHeaderBytes), MaxConns: cfg.MaxConns,
 		RulesFile: cfg.Rules,
 		SMTP: email.Options{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername,
@@ -217,7 +218,7 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	// The same read, idle and header limits as the public listener, and a small cap of
 	// its own: a profile is a few connections at a time. No write timeout: a CPU
 	// profile or a trace streams for as long as it was asked to.
-	srv, capped, err := api.NewHTTPServer(ln, mux, api.HTTPOptions{MaxConns: pprofMaxConns, Log: log})
+	srv, capped, err := api.NewHTTPServer(ln, mux, api.HTTPOptions{MaxConns: pprofMaxConns, WriteTimeout: -1, Log: log})
 	if err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("HERALD_PPROF_ADDR: %w", err)
