@@ -45,12 +45,19 @@ func TestClaimNamesOverHTTP(t *testing.T) {
 	if r := e.do("POST", "/notifications", testKey, `{"receiverId":"bob","type":"secret"}`); r.code != 201 {
 		t.Fatalf("create for bob: %d %s", r.code, r.body)
 	}
+	if r := e.do("POST", "/notifications", testKey, `{"receiverId":"x\ufffd","type":"secret"}`); r.code != 201 {
+		t.Fatalf("create for x\ufffd: %d %s", r.code, r.body)
+	}
 	exp := time.Now().Add(time.Hour).Unix()
 	for _, tc := range []struct{ payload, msg string }{
 		{fmt.Sprintf(`{"sub":"alice","ſub":"bob","exp":%d}`, exp), `token claim "ſub" differs from "sub" only in case`},
 		{fmt.Sprintf(`{"sub":"alice","sub":"bob","exp":%d}`, exp), `token has a duplicate claim "sub"`},
 		{fmt.Sprintf(`{"Sub":"bob","exp":%d}`, exp), `token claim "Sub" differs from "sub" only in case`},
 		{fmt.Sprintf(`{"sub":"bob","exp":%d,"iat":%d}`, exp, time.Now().Add(time.Hour).Unix()), "token iat is in the future"},
+		// Subs that encoding/json would all read as "x\ufffd", the inbox created below.
+		{fmt.Sprintf(`{"sub":"x\ud800","exp":%d}`, exp), `claim "sub" must be valid UTF-8`},
+		{fmt.Sprintf(`{"sub":"x\udc01","exp":%d}`, exp), `claim "sub" must be valid UTF-8`},
+		{fmt.Sprintf("{\"sub\":\"x\xff\",\"exp\":%d}", exp), `claim "sub" must be valid UTF-8`},
 	} {
 		wantUnauthorizedMessage(t, e.do("GET", "/notifications/unread", rawToken(tc.payload), nil), tc.msg)
 	}

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/heraldhq/herald"
 )
@@ -234,7 +233,7 @@ func (w *walker) value(s *shape) error {
 	case '"':
 		start := w.pos
 		w.str()
-		if s.kind == shapeString && !validText(w.b[start+1:w.pos-1]) {
+		if s.kind == shapeString && !herald.ValidStringText(w.b[start+1:w.pos-1]) {
 			field := w.at(nil)
 			return herald.FieldError(field, "%s must be valid UTF-8", lastField(field))
 		}
@@ -392,55 +391,6 @@ func keyName(raw []byte, escaped bool) []byte {
 		return raw
 	}
 	return []byte(s)
-}
-
-// validText reports whether the raw text of a JSON string decodes without replacement:
-// valid UTF-8, and every \uD800-\uDFFF escape part of a surrogate pair.
-func validText(raw []byte) bool {
-	if !utf8.Valid(raw) {
-		return false
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			continue
-		}
-		if raw[i+1] != 'u' {
-			i++
-			continue
-		}
-		r := hex4(raw[i+2 : i+6])
-		switch {
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return false // a low surrogate first
-		case r >= 0xD800 && r <= 0xDBFF:
-			if i+12 > len(raw) || raw[i+6] != '\\' || raw[i+7] != 'u' {
-				return false
-			}
-			if lo := hex4(raw[i+8 : i+12]); lo < 0xDC00 || lo > 0xDFFF {
-				return false
-			}
-			i += 11
-		default:
-			i += 5
-		}
-	}
-	return true
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
 }
 
 func lastField(path string) string {

@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldhq/herald"
 )
 
 // claims are the JWT claims Herald reads: the registered ones and the tenant. They
@@ -116,6 +118,14 @@ func malformedClaims() error {
 // reads, and refuses a name that differs from one of those only in case.
 func (c *claims) set(name, raw []byte) error {
 	var ok bool
+	switch string(name) {
+	case "iss", "sub", "jti", "tid", "aud":
+		// Text that encoding/json would replace (invalid UTF-8, a lone surrogate) would
+		// make several subs one user: "x\ud800" and "x\udc01" both read "x\ufffd".
+		if raw[0] == '"' && !plainString(raw) && !herald.ValidStringText(raw[1:len(raw)-1]) {
+			return unauthorized(`malformed token: claim "`+string(name)+`" must be valid UTF-8`, nil)
+		}
+	}
 	switch string(name) {
 	case "iss":
 		ok = decodeString(raw, &c.Issuer)

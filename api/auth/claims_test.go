@@ -10,9 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -57,6 +60,12 @@ func TestClaimNames(t *testing.T) {
 		{"sub not a string", `{"sub":42,` + exp + `}`, `malformed token: claim "sub" must be a string`},
 		{"exp not a number", `{"sub":"alice","exp":"tomorrow"}`, `malformed token: claim "exp" must be a number`},
 		{"aud not strings", `{"sub":"alice","aud":[1],` + exp + `}`, `malformed token: claim "aud" must be a string or an array of strings`},
+		// Text encoding/json would replace with U+FFFD: several subs would be one user.
+		{"lone high surrogate", `{"sub":"x\ud800",` + exp + `}`, `malformed token: claim "sub" must be valid UTF-8`},
+		{"lone low surrogate", `{"sub":"x\udc01",` + exp + `}`, `malformed token: claim "sub" must be valid UTF-8`},
+		{"invalid UTF-8", "{\"sub\":\"x\xff\"," + exp + `}`, `malformed token: claim "sub" must be valid UTF-8`},
+		{"invalid UTF-8 escaped too", "{\"sub\":\"\\u0078\xff\"," + exp + `}`, `malformed token: claim "sub" must be valid UTF-8`},
+		{"tenant", `{"sub":"alice","tid":"t\udfff",` + exp + `}`, `malformed token: claim "tid" must be valid UTF-8`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := a.Authenticate(bearer(signRaw(secret, tc.payload)), false)
@@ -72,6 +81,7 @@ func TestClaimNames(t *testing.T) {
 		{"plain", `{"sub":"alice","tid":"t1",` + exp + `}`, "alice", "t1"},
 		{"escaped name", `{"\u0073ub":"alice",` + exp + `}`, "alice", ""},
 		{"escaped value", `{"sub":"al\u0069ce","tid":"t\/1",` + exp + `}`, "alice", "t/1"},
+		{"surrogate pair", `{"sub":"\ud83d\ude00",` + exp + `}`, "\U0001F600", ""},
 		{"white space", "{ \"sub\" :\t\"alice\" ,\n" + exp + " }", "alice", ""},
 		{"unrelated names that fold", `{"sub":"alice","Role":"a","role":"b","ROLE":"c",` + exp + `}`, "alice", ""},
 		{"many claims", `{"sub":"alice",` + manyClaims(100) + `,` + exp + `}`, "alice", ""},
@@ -221,11 +231,53 @@ func TestWSTokenAcrossNodes(t *testing.T) {
 	wantUnauthorized(t, err, "invalid token signature")
 }
 
+// replacementFree reports whether the text of a JSON string decodes to the same code
+// units a strict decoder would read: valid UTF-8, and its UTF-16 code units (escapes
+// as written, other characters encoded) paired wherever they are surrogates.
+func replacementFree(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	var units []uint16
+	for i := 0; i < len(raw); {
+		if raw[i] == '\\' && raw[i+1] == 'u' {
+			v, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+			if err != nil {
+				return false
+			}
+			units = append(units, uint16(v))
+			i += 6
+			continue
+		}
+		if raw[i] == '\\' {
+			units = append(units, uint16(raw[i+1]))
+			i += 2
+			continue
+		}
+		r, n := utf8.DecodeRune(raw[i:])
+		units = utf16.AppendRune(units, r)
+		i += n
+	}
+	for i := 0; i < len(units); i++ {
+		switch u := rune(units[i]); {
+		case u >= 0xDC00 && u <= 0xDFFF:
+			return false
+		case u >= 0xD800 && u <= 0xDBFF:
+			if i+1 >= len(units) || units[i+1] < 0xDC00 || units[i+1] > 0xDFFF {
+				return false
+			}
+			i++
+		}
+	}
+	return true
+}
+
 // exactClaims decodes data as a decoder that knows names only exactly would: the
 // names of the top-level object as they are, each claim Herald reads decoded by
 // encoding/json into its field. ok is false for anything Herald must refuse: not a
 // JSON object, a duplicate name, a name that differs from a claim Herald reads only
-// in case, or a claim Herald reads whose value does not decode.
+// in case, a claim Herald reads whose value does not decode, or a string claim whose
+// text encoding/json would replace.
 func exactClaims(data []byte) (c claims, ok bool) {
 	if !json.Valid(data) {
 		return c, false
@@ -249,6 +301,12 @@ func exactClaims(data []byte) (c claims, ok bool) {
 			return c, false
 		}
 		seen[name] = true
+		switch name {
+		case "iss", "sub", "jti", "tid", "aud":
+			if len(raw) > 0 && raw[0] == '"' && !replacementFree(raw[1:len(raw)-1]) {
+				return c, false
+			}
+		}
 		switch name {
 		case "iss":
 			err = json.Unmarshal(raw, &c.Issuer)
