@@ -54,6 +54,11 @@ func (b *byteBudget) release(n int64) {
 // read or written.
 func (s *Server) bounded(h handlerFunc, limit int64) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		// Only services send large bodies: anyone else is refused before holding any
+		// of the budget.
+		if _, err := s.caller(r, false, true); err != nil {
+			return err
+		}
 		n := limit
 		if r.ContentLength >= 0 && r.ContentLength < limit {
 			n = r.ContentLength

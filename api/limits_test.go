@@ -172,8 +172,44 @@ func TestReadRateLimit(t *testing.T) {
 	if r := e.do("GET", "/notifications/unread", userToken(t, "bob"), nil); r.code != http.StatusOK {
 		t.Fatalf("bob after alice's reads: %d %s", r.code, r.body)
 	}
+	// A WebSocket connect is a read too: refused before the upgrade.
+	wantError(t, e.do("GET", "/notifications/ws", alice, nil), http.StatusTooManyRequests, herald.CodeRateLimited, "")
 	// Writes are not reads: alice may still mark all read.
 	if r := e.do("PATCH", "/notifications/read-all", alice, nil); r.code != http.StatusOK {
 		t.Fatalf("read-all while reads are limited: %d %s", r.code, r.body)
+	}
+}
+
+// TestUserWriteRateLimit: a user's REST changes (mark-read, read-all, preferences) share
+// the bucket of the notifications it creates, so random-id mark-reads cannot turn into
+// a flood of store transactions.
+func TestUserWriteRateLimit(t *testing.T) {
+	e := newEnvWith(t, stores["embedded"](t), api.Options{UserRate: api.Rate{Per: 0.01, Burst: 3}})
+	alice := userToken(t, "alice")
+	wantError(t, e.do("PATCH", "/notifications/0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b/read", alice, nil), http.StatusNotFound, herald.CodeNotFound, "")
+	if r := e.do("PATCH", "/notifications/read-all", alice, nil); r.code != http.StatusOK {
+		t.Fatalf("read-all within the burst: %d %s", r.code, r.body)
+	}
+	if r := e.do("PUT", "/preferences", alice, `{"channels":{"email":false}}`); r.code != http.StatusOK {
+		t.Fatalf("preferences within the burst: %d %s", r.code, r.body)
+	}
+	for _, req := range []struct{ method, path, body string }{
+		{"PATCH", "/notifications/0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b/read", ""},
+		{"PATCH", "/notifications/read-all", ""},
+		{"PUT", "/preferences", `{}`},
+		{"POST", "/notifications", `{"receiverId":"bob","type":"t"}`},
+	} {
+		var body any
+		if req.body != "" {
+			body = req.body
+		}
+		r := e.do(req.method, req.path, alice, body)
+		wantError(t, r, http.StatusTooManyRequests, herald.CodeRateLimited, "")
+		if r.header.Get("Retry-After") == "" {
+			t.Fatalf("%s %s: 429 without Retry-After", req.method, req.path)
+		}
+	}
+	if r := e.do("PATCH", "/notifications/read-all", userToken(t, "bob"), nil); r.code != http.StatusOK {
+		t.Fatalf("bob after alice's writes: %d %s", r.code, r.body)
 	}
 }

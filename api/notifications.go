@@ -42,7 +42,8 @@ func (s *Server) caller(r *http.Request, userOK, serviceOK bool) (auth.Principal
 	return p, nil
 }
 
-// limitWrite applies the caller's write rate limit: per user for user callers, per API
+// limitWrite applies the caller's write rate limit: per user for user callers (the
+// notifications it creates, its REST mark-reads and read-alls, its preferences), per API
 // key for services. Over the limit it sets Retry-After and returns rate_limited.
 func (s *Server) limitWrite(w http.ResponseWriter, p auth.Principal) error {
 	l, key := s.userLimit, p.UserID
@@ -401,6 +402,9 @@ func (s *Server) markRead(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.limitWrite(w, p); err != nil {
+		return err
+	}
 	id := r.PathValue("id")
 	res, err := s.write(r, persistence.Op{Kind: persistence.OpMarkRead, UserID: p.UserID, ID: id})
 	if err != nil {
@@ -413,6 +417,9 @@ func (s *Server) markRead(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) markAllRead(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.caller(r, true, false)
 	if err != nil {
+		return err
+	}
+	if err := s.limitWrite(w, p); err != nil {
 		return err
 	}
 	res, err := s.write(r, persistence.Op{Kind: persistence.OpReadAll, UserID: p.UserID})

@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/persistence"
@@ -139,6 +140,9 @@ func checkUserID(id string) error {
 	if strings.TrimSpace(id) == "" || len(id) > herald.MaxIDBytes {
 		return herald.FieldError("userId", "userId must be non-blank and at most %d bytes", herald.MaxIDBytes)
 	}
+	if !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
+		return herald.FieldError("userId", "userId must be valid UTF-8 without NUL characters")
+	}
 	return nil
 }
 
@@ -183,6 +187,9 @@ const maxPreferenceTypes = 200
 func (s *Server) putPreferences(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.caller(r, true, false)
 	if err != nil {
+		return err
+	}
+	if err := s.limitWrite(w, p); err != nil {
 		return err
 	}
 	var body preferencesJSON

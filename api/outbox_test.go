@@ -59,6 +59,10 @@ func TestContactsAndDeliveries(t *testing.T) {
 		}
 		wantError(t, e.do("PUT", "/contacts/ada", testKey, `{"email":"not an address"}`), 422, herald.CodeValidation, "email")
 		wantError(t, e.do("PUT", "/contacts/ada", userToken(t, "ada"), `{"email":"a@example.com"}`), 403, herald.CodeForbidden, "")
+		for _, id := range []string{"bob%ff", "bob%00", "%ed%a0%80"} { // invalid UTF-8, NUL, a surrogate
+			wantError(t, e.do("PUT", "/contacts/"+id, testKey, `{"email":"b@example.com"}`), 422, herald.CodeValidation, "userId")
+			wantError(t, e.do("GET", "/contacts/"+id, testKey, nil), 422, herald.CodeValidation, "userId")
+		}
 
 		// Without a dispatcher the deliveries wait in the outbox.
 		e.do("POST", "/notifications", testKey, map[string]any{"receiverId": "ada", "type": "t", "channels": []string{"realtime", "email"}})

@@ -24,6 +24,11 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) error {
 	if p.Kind != auth.KindUser {
 		return herald.Errorf(herald.CodeForbidden, "the WebSocket is for users (JWT or ws-token), not API keys")
 	}
+	// A connect reads the user's snapshot or log: it counts as a read.
+	if ok, wait := s.readLimit.allow(p.UserID); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		return herald.Errorf(herald.CodeRateLimited, "read rate limit reached; retry after %s s", retryAfter(wait))
+	}
 	if origin := r.Header.Get("Origin"); origin != "" && !s.origins.allow(origin) {
 		return herald.Errorf(herald.CodeForbidden, "origin %q is not allowed (HERALD_ALLOWED_ORIGINS)", truncated(origin))
 	}
