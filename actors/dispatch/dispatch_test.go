@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/actors/dispatch"
 	"github.com/heraldhq/herald/actors/dispatch/deliver"
 	"github.com/heraldhq/herald/actors/dispatch/webhook"
+	"github.com/heraldhq/herald/internal/poll"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 )
@@ -92,30 +93,19 @@ func createWithWebhook(t *testing.T, s persistence.Store, n int) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestRetriesUntilAccepted(t *testing.T) {
 	c := &flaky{fails: 3, attempts: map[string]int{}, accepted: map[string]bool{}}
 	store, wake := setup(t, c, 10)
 	createWithWebhook(t, store, 30)
 	wake()
-	waitFor(t, "every delivery accepted", func() bool { n, _ := c.counts(); return n == 30 })
+	poll.Until(t, "every delivery accepted", 20*time.Second, func() bool { n, _ := c.counts(); return n == 30 })
 	_, attempts := c.counts()
 	for id, n := range attempts {
 		if n != 4 {
 			t.Fatalf("delivery %s: %d attempts, want 4", id, n)
 		}
 	}
-	waitFor(t, "outcomes recorded", func() bool {
+	poll.Until(t, "outcomes recorded", 20*time.Second, func() bool {
 		ds, err := store.Deliveries(context.Background(), persistence.DeliverySent, "", 100)
 		return err == nil && len(ds) == 30 && ds[0].Attempts == 4
 	})
@@ -134,7 +124,7 @@ func TestDeadLetters(t *testing.T) {
 			createWithWebhook(t, store, 5)
 			wake()
 			var dead []persistence.Delivery
-			waitFor(t, "dead letters", func() bool {
+			poll.Until(t, "dead letters", 20*time.Second, func() bool {
 				var err error
 				dead, err = store.Deliveries(context.Background(), persistence.DeliveryDead, "", 100)
 				return err == nil && len(dead) == 5
@@ -199,7 +189,7 @@ func TestSenderErrorsClassified(t *testing.T) {
 			start := time.Now()
 			wake()
 			var ds []persistence.Delivery
-			waitFor(t, fmt.Sprintf("a %s delivery after %d attempts", tc.state, tc.attempts), func() bool {
+			poll.Until(t, fmt.Sprintf("a %s delivery after %d attempts", tc.state, tc.attempts), 20*time.Second, func() bool {
 				ds, err = store.Deliveries(context.Background(), tc.state, "", 10)
 				return err == nil && len(ds) == 1 && ds[0].Attempts == tc.attempts
 			})
@@ -235,7 +225,7 @@ func TestUnconfiguredChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	wake()
-	waitFor(t, "a dead letter naming the channel", func() bool {
+	poll.Until(t, "a dead letter naming the channel", 20*time.Second, func() bool {
 		ds, err := store.Deliveries(context.Background(), persistence.DeliveryDead, "", 10)
 		return err == nil && len(ds) == 1 && ds[0].LastError == "the email channel is not configured"
 	})
