@@ -5,7 +5,7 @@ FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 BENCHSTAT_VERSION   ?= v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: run build test fuzz fuzz-list lint bench bench-load clean
+.PHONY: run build test fuzz fuzz-list lint openapi-lint bench bench-load clean
 
 ## run: start Herald on the embedded store with development credentials
 run:
@@ -36,7 +36,8 @@ fuzz-list:
 		case " $(FUZZ_TARGETS) " in *":$$f "*) ;; *) missing="$$missing $$f";; esac; \
 	done; if [ -n "$$missing" ]; then echo "fuzz targets missing from FUZZ_TARGETS in the Makefile:$$missing"; exit 1; fi
 
-## lint: no build output in git, gofmt, go vet and staticcheck (installed from the Go module proxy if missing)
+## lint: no build output in git, gofmt, go vet, staticcheck (installed from the Go module proxy if
+## missing) and openapi-lint
 lint: fuzz-list
 	@bad=; for f in $$(git ls-files); do [ -f "$$f" ] || continue; \
 		size=$$(wc -c < "$$f"); \
@@ -49,6 +50,22 @@ lint: fuzz-list
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+	$(MAKE) openapi-lint
+
+## openapi-lint: api/openapi.yaml must be valid OpenAPI with no problem at all (redocly lint, every
+## warning an error; the rules in tools/openapi/redocly.yaml, the accepted exceptions in
+## tools/openapi/.redocly.lint-ignore.yaml). The linter is the exact version of
+## tools/openapi/package-lock.json, installed by npm ci into .tools/openapi on first use.
+REDOCLY = .tools/openapi/node_modules/.bin/redocly
+openapi-lint: .tools/openapi/.installed
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(REDOCLY) lint --config tools/openapi/redocly.yaml api/openapi.yaml
+
+.tools/openapi/.installed: tools/openapi/package.json tools/openapi/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "openapi-lint needs node (20.19 or later) and npm to install the linter"; exit 1; }
+	rm -rf .tools/openapi && mkdir -p .tools/openapi
+	cp tools/openapi/package.json tools/openapi/package-lock.json .tools/openapi/
+	npm ci --prefix .tools/openapi --ignore-scripts --no-audit --no-fund
+	touch $@
 
 ## bench: stored notifications/s through the persistence actor, on PostgreSQL (fsync on)
 ## and the embedded store; six runs each, summarised by benchstat (medians); then bench-load
@@ -94,4 +111,4 @@ bench-load:
 	exit $$status
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) .tools

@@ -8,9 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // TestBodyBudget: while large bodies fill the budget, another large request is answered
@@ -46,7 +48,7 @@ func TestBodyBudget(t *testing.T) {
 	if _, err := io.WriteString(pw, slowBody[:100]); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the slow body to hold the budget", func() bool {
+	poll.Until(t, "the slow body to hold the budget", 10*time.Second, func() bool {
 		return e.metric("herald_http_body_bytes_in_flight") == float64(len(slowBody))
 	})
 
@@ -75,7 +77,7 @@ func TestBodyBudget(t *testing.T) {
 	if r := <-slow; r.code == http.StatusCreated {
 		t.Fatalf("a cut-short batch was stored: %s", r.body)
 	}
-	waitFor(t, "the budget to be released", func() bool { return e.metric("herald_http_body_bytes_in_flight") == 0 })
+	poll.Until(t, "the budget to be released", 10*time.Second, func() bool { return e.metric("herald_http_body_bytes_in_flight") == 0 })
 	if r := e.do("POST", "/notifications/batch", testKey, big); r.code != http.StatusCreated {
 		t.Fatalf("the same batch once the budget has room: %d %s", r.code, r.body)
 	}

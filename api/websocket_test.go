@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // frame is a server frame as a client sees it.
@@ -306,18 +307,6 @@ func (e *env) metric(name string) float64 {
 	return 0
 }
 
-// waitFor polls cond until it holds, failing after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestWebSocketResumeStress: a client that keeps dropping and reconnecting with since
 // while notifications are created and read receives every entry exactly once.
 func TestWebSocketResumeStress(t *testing.T) {
@@ -486,11 +475,11 @@ func TestWebSocketWriteTimeout(t *testing.T) {
 		stored += int64(len(items))
 	}
 	// 75 MiB is well past the kernel's socket buffers: a write is blocked.
-	waitFor(t, "the write timeout", func() bool { return e.metric("herald_ws_slow_consumer_closes_total") > 0 })
+	poll.Until(t, "the write timeout", 10*time.Second, func() bool { return e.metric("herald_ws_slow_consumer_closes_total") > 0 })
 	if n := e.metric("herald_ws_slow_consumer_closes_total"); n != 1 {
 		t.Fatalf("slow-consumer closes = %v, want 1", n)
 	}
-	waitFor(t, "the connection to be dropped", func() bool { return e.metric("herald_ws_connections") == 0 })
+	poll.Until(t, "the connection to be dropped", 10*time.Second, func() bool { return e.metric("herald_ws_connections") == 0 })
 	again := e.dial(t, "stuck", "?since=0")
 	for s := int64(1); s <= stored; s++ {
 		again.expect("new-notification", s)
@@ -635,7 +624,7 @@ func TestWebSocketLimitsAndShutdown(t *testing.T) {
 	bob := e.dial(t, "bob", "")
 	bob.expect(inboxSnapshot, 0)
 	// The refused socket's closing handshake ends on its own time.
-	waitFor(t, "three open connections", func() bool { return e.metric("herald_ws_connections") == 3 })
+	poll.Until(t, "three open connections", 10*time.Second, func() bool { return e.metric("herald_ws_connections") == 3 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -653,7 +642,7 @@ func TestWebSocketLimitsAndShutdown(t *testing.T) {
 	if _, err := e.dialErr("alice", "", nil); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("dial after shutdown: %v, want a 503", err)
 	}
-	waitFor(t, "inbox actors to retire", func() bool { return e.metric("herald_inbox_actors") == 0 })
+	poll.Until(t, "inbox actors to retire", 10*time.Second, func() bool { return e.metric("herald_inbox_actors") == 0 })
 	if n := e.metric("herald_ws_connections"); n != 0 {
 		t.Fatalf("herald_ws_connections = %v after shutdown", n)
 	}
@@ -672,7 +661,7 @@ func TestWebSocketDeadPeer(t *testing.T) {
 	// answering (a read in flight answers pings).
 	reads := make(chan error, 1)
 	go func() { _, err := live.read(time.Minute); reads <- err }()
-	waitFor(t, "the dead peer to be dropped", func() bool { return e.metric("herald_ws_connections") == 1 })
+	poll.Until(t, "the dead peer to be dropped", 10*time.Second, func() bool { return e.metric("herald_ws_connections") == 1 })
 	e.create("alice", "t")
 	if err := <-reads; err != nil {
 		t.Fatalf("the live peer was dropped too: %v", err)

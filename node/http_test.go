@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/internal/poll"
 	"github.com/heraldhq/herald/node"
 )
 
@@ -149,11 +150,7 @@ func TestHTTPServerCapsConnections(t *testing.T) {
 	if err := bob.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); l.Open() != 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still counted after a WebSocket closed", l.Open())
-		}
-	}
+	poll.Until(t, "the closed WebSocket to stop counting", 10*time.Second, func() bool { return l.Open() == 1 })
 	c := dial("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if b, _ := io.ReadAll(c); !strings.HasPrefix(string(b), "HTTP/1.1 200 ") {

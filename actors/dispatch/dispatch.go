@@ -10,21 +10,16 @@ import (
 	"github.com/anthdm/hollywood/actor"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/actors/dispatch/deliver"
 	"github.com/heraldhq/herald/persistence"
 )
 
 // Sender delivers one delivery through its channel, once. Its error says whether a
-// retry can help (see Failure).
+// retry can help when it is, or wraps, a *deliver.Error: a permanent one goes straight
+// to the dead letters, and its RetryAfter asks for a later retry than the backoff would
+// give. Any other error is retried.
 type Sender interface {
 	Send(ctx context.Context, d persistence.Delivery) error
-}
-
-// Failure is what a Sender's error may carry: a permanent failure goes straight to the
-// dead letters; RetryAfter asks for a later retry than the backoff would give.
-type Failure interface {
-	error
-	IsPermanent() bool
-	RetryDelay() time.Duration
 }
 
 // Options configure the dispatcher. Zero fields mean the defaults.
@@ -277,8 +272,8 @@ func (d *dispatcher) outcome(dl persistence.Delivery, err error) persistence.Out
 		return persistence.Outcome{ID: dl.ID, Sent: true}
 	}
 	o := persistence.Outcome{ID: dl.ID, Error: truncate(err.Error(), 1000)}
-	var f Failure
-	perm := errors.As(err, &f) && f.IsPermanent()
+	var f *deliver.Error
+	perm := errors.As(err, &f) && f.Permanent
 	if perm || dl.Attempts+1 >= d.opts.MaxAttempts {
 		m.attempt(ch, "dead")
 		d.opts.Log.Warn("delivery failed for good; kept as a dead letter", "delivery", dl.ID, "channel", ch,
@@ -288,8 +283,8 @@ func (d *dispatcher) outcome(dl persistence.Delivery, err error) persistence.Out
 	}
 	m.attempt(ch, "retried")
 	delay := backoff(dl.Attempts, d.opts.BackoffBase, d.opts.BackoffMax)
-	if f != nil && f.RetryDelay() > delay {
-		delay = min(f.RetryDelay(), d.opts.BackoffMax)
+	if f != nil && f.RetryAfter > delay {
+		delay = min(f.RetryAfter, d.opts.BackoffMax)
 	}
 	o.Retry = d.opts.Now().Add(delay)
 	return o
@@ -380,13 +375,5 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// failure is a Failure of the dispatcher's own.
-type failure struct {
-	msg  string
-	perm bool
-}
-
-func permanent(msg string) error             { return &failure{msg: msg, perm: true} }
-func (f *failure) Error() string             { return f.msg }
-func (f *failure) IsPermanent() bool         { return f.perm }
-func (f *failure) RetryDelay() time.Duration { return 0 }
+// permanent is a failure of the dispatcher's own, found before any sender ran.
+func permanent(msg string) error { return &deliver.Error{Permanent: true, Err: errors.New(msg)} }

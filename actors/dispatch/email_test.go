@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/dispatch"
+	"github.com/heraldhq/herald/actors/dispatch/deliver"
 	"github.com/heraldhq/herald/actors/dispatch/email"
 	"github.com/heraldhq/herald/internal/pgtest"
 	"github.com/heraldhq/herald/persistence"
@@ -162,8 +163,8 @@ func TestEmailAddressOnlyFromServices(t *testing.T) {
 					}
 					want[d.ID] = "dora@contact.example"
 				default:
-					var p interface{ IsPermanent() bool }
-					if err == nil || !errors.As(err, &p) || !p.IsPermanent() || !strings.Contains(err.Error(), "no email address") {
+					var p *deliver.Error
+					if err == nil || !errors.As(err, &p) || !p.Permanent || !strings.Contains(err.Error(), "no email address") {
 						t.Fatalf("a delivery with no contact: %v, want a permanent failure", err)
 					}
 				}

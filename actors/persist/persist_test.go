@@ -78,17 +78,18 @@ func TestGroupCommit(t *testing.T) {
 
 func testGroupCommit(t *testing.T, store persistence.Store, inFlight int) {
 	reg := prometheus.NewRegistry()
-	var mu sync.Mutex // guards delivered: OnCommit runs on the commit goroutines
-	delivered := map[string][]int64{}
+	var mu sync.Mutex // guards delivered and written: OnCommit runs on the commit goroutines
+	delivered := map[string][]herald.Entry{}
+	written := map[string]string{} // notification id → receiver, as the callers were answered
 	c := spawn(t, store, persist.Options{InFlight: inFlight, Metrics: persist.NewMetrics(reg), OnCommit: func(es []herald.Entry) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, e := range es {
-			delivered[e.UserID] = append(delivered[e.UserID], e.Seq)
+			delivered[e.UserID] = append(delivered[e.UserID], e)
 		}
 	}})
 
-	const writers, each = 64, 20
+	const writers, each, users = 64, 20, 8
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	for w := 0; w < writers; w++ {
@@ -96,10 +97,14 @@ func testGroupCommit(t *testing.T, store persistence.Store, inFlight int) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				res, err := c.Write(context.Background(), createOp(fmt.Sprint("u", (w+i)%8)))
+				res, err := c.Write(context.Background(), createOp(fmt.Sprint("u", (w+i)%users)))
 				if err != nil || len(res.Notifications) != 1 || res.Notifications[0].Seq == 0 {
 					failed.Add(1)
+					continue
 				}
+				mu.Lock()
+				written[res.Notifications[0].ID] = res.Notifications[0].ReceiverID
+				mu.Unlock()
 			}
 		}()
 	}
@@ -108,7 +113,7 @@ func testGroupCommit(t *testing.T, store persistence.Store, inFlight int) {
 		t.Fatalf("%d writes failed", failed.Load())
 	}
 	var total int64
-	for u := 0; u < 8; u++ {
+	for u := 0; u < users; u++ {
 		n, err := store.UnreadCount(context.Background(), fmt.Sprint("u", u))
 		if err != nil {
 			t.Fatal(err)
@@ -118,8 +123,26 @@ func testGroupCommit(t *testing.T, store persistence.Store, inFlight int) {
 	if total != writers*each {
 		t.Fatalf("stored %d, want %d", total, writers*each)
 	}
+	// OnCommit runs before the callers are answered, so every write is in delivered by
+	// now: each exactly once, as a created entry of its receiver, in seq order per user.
 	mu.Lock()
-	for u, seqs := range delivered {
+	if len(written) != writers*each {
+		t.Fatalf("%d distinct notifications answered, want %d", len(written), writers*each)
+	}
+	seen := 0
+	for u, es := range delivered {
+		seqs := make([]int64, len(es))
+		for i, e := range es {
+			seqs[i] = e.Seq
+			if e.Event != herald.EventCreated || e.Notification == nil {
+				t.Fatalf("user %s: entry %d is %q with notification %v, want %q", u, e.Seq, e.Event, e.Notification, herald.EventCreated)
+			}
+			if got, ok := written[e.Notification.ID]; !ok || got != u || e.Notification.ReceiverID != u {
+				t.Fatalf("user %s: entry %d carries notification %s (receiver %q), answered for receiver %q", u, e.Seq, e.Notification.ID, e.Notification.ReceiverID, got)
+			}
+			delete(written, e.Notification.ID)
+			seen++
+		}
 		if inFlight > 1 {
 			slices.Sort(seqs) // concurrent commits may hand a user's batches over in either order
 		}
@@ -128,6 +151,9 @@ func testGroupCommit(t *testing.T, store persistence.Store, inFlight int) {
 				t.Fatalf("user %s delivered out of order or with a gap: %v", u, seqs)
 			}
 		}
+	}
+	if len(delivered) != users || seen != writers*each || len(written) != 0 {
+		t.Fatalf("OnCommit received %d entries for %d users, want %d for %d; %d answered writes never reached it", seen, len(delivered), writers*each, users, len(written))
 	}
 	mu.Unlock()
 	if got := counterValue(t, reg, "herald_notifications_stored_total"); got != writers*each {

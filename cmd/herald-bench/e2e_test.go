@@ -234,8 +234,10 @@ func tableRows(t *testing.T, md string) [][]string {
 	return rows[2:]
 }
 
-// probeWebSocket skips the test while the server does not upgrade /notifications/ws.
+// probeWebSocket fails the test at once, with the server's answer, when it does not
+// upgrade GET /notifications/ws: every scenario needs the WebSocket.
 func probeWebSocket(t *testing.T, srv *target) {
+	t.Helper()
 	tok, err := mintToken(srv.secret, "bench-probe", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -244,14 +246,11 @@ func probeWebSocket(t *testing.T, srv *target) {
 	defer cancel()
 	conn, resp, err := websocket.Dial(ctx, srv.wsURL()+"?token="+tok, nil)
 	if err != nil {
-		if resp == nil || resp.StatusCode != 101 {
-			status := "no answer"
-			if resp != nil {
-				status = resp.Status
-			}
-			t.Skipf("the server does not upgrade GET /notifications/ws yet (%s: %v); this test runs once the endpoint lands", status, err)
+		status := "no answer"
+		if resp != nil {
+			status = resp.Status
 		}
-		t.Fatal(err)
+		t.Fatalf("the server does not upgrade GET %s (%s): %v", srv.wsURL(), status, err)
 	}
 	conn.CloseNow()
 }

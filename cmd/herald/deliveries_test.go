@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/actors/dispatch/webhook"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/internal/pgtest"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // mailbox is a real SMTP server on loopback that records Message-IDs by recipient.
@@ -140,17 +141,6 @@ func (h *hook) snapshot() (requests, distinct int, bad []string) {
 	return h.requests, len(h.ids), append([]string(nil), h.bad...)
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 const hookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // TestDeliveriesSurviveKill: email and webhook deliveries leave through the durable
@@ -191,12 +181,12 @@ func TestDeliveriesSurviveKill(t *testing.T) {
 				t.Fatalf("batch: %d %s", code, b)
 			}
 			// Kill it while the webhook receiver is still refusing.
-			waitUntil(t, "failing webhook attempts", 30*time.Second, func() bool { r, _, _ := h.snapshot(); return r >= 5 })
+			poll.Until(t, "failing webhook attempts", 30*time.Second, func() bool { r, _, _ := h.snapshot(); return r >= 5 })
 			_ = p.cmd.Process.Signal(syscall.SIGKILL)
 			_ = p.cmd.Wait()
 
 			p = startHerald(t, bin, env)
-			waitUntil(t, "every delivery", 60*time.Second, func() bool {
+			poll.Until(t, "every delivery", 60*time.Second, func() bool {
 				_, hooks, _ := h.snapshot()
 				return hooks == n && mb.distinct() == n
 			})
@@ -225,7 +215,7 @@ func TestDeliveriesSurviveKill(t *testing.T) {
 					Attempts             int
 				}
 			}
-			waitUntil(t, "the dead letter", 30*time.Second, func() bool {
+			poll.Until(t, "the dead letter", 30*time.Second, func() bool {
 				code, b := request(t, "GET", p.base+"/deliveries?state=dead", "k1", "")
 				return code == 200 && json.Unmarshal(b, &dead) == nil && len(dead.Data) == 1
 			})
@@ -238,7 +228,7 @@ func TestDeliveriesSurviveKill(t *testing.T) {
 			if code, b := request(t, "POST", p.base+"/deliveries/"+dead.Data[0].ID+"/retry", "k1", ""); code != 200 {
 				t.Fatalf("retry: %d %s", code, b)
 			}
-			waitUntil(t, "the retried email", 30*time.Second, func() bool {
+			poll.Until(t, "the retried email", 30*time.Second, func() bool {
 				mb.mu.Lock()
 				defer mb.mu.Unlock()
 				for _, to := range mb.to {
@@ -295,9 +285,9 @@ func TestEscalation(t *testing.T) {
 			}
 		}
 	}
-	waitUntil(t, "the escalation email", 30*time.Second, func() bool { return mb.distinct() == 1 })
+	poll.Until(t, "the escalation email", 30*time.Second, func() bool { return mb.distinct() == 1 })
 	var cancelled struct{ Data []struct{ UserID string } }
-	waitUntil(t, "the cancelled escalation", 30*time.Second, func() bool {
+	poll.Until(t, "the cancelled escalation", 30*time.Second, func() bool {
 		code, b := request(t, "GET", p.base+"/deliveries?state=cancelled", "k1", "")
 		return code == 200 && json.Unmarshal(b, &cancelled) == nil && len(cancelled.Data) == 1
 	})
@@ -306,7 +296,7 @@ func TestEscalation(t *testing.T) {
 	}
 	var sent struct{ Data []struct{ UserID string } }
 	// The email arrives before its outcome is recorded.
-	waitUntil(t, "the sent escalation recorded", 30*time.Second, func() bool {
+	poll.Until(t, "the sent escalation recorded", 30*time.Second, func() bool {
 		code, b := request(t, "GET", p.base+"/deliveries?state=sent", "k1", "")
 		return code == 200 && json.Unmarshal(b, &sent) == nil && len(sent.Data) == 1
 	})
@@ -360,7 +350,7 @@ func TestDigestSurvivesKill(t *testing.T) {
 				Total int
 				Data  []struct{ Payload json.RawMessage }
 			}
-			waitUntil(t, "the digest", 30*time.Second, func() bool {
+			poll.Until(t, "the digest", 30*time.Second, func() bool {
 				code, b := request(t, "GET", p.base+"/notifications/unread", user, "")
 				return code == 200 && json.Unmarshal(b, &page) == nil && page.Total > 0
 			})
@@ -391,9 +381,9 @@ func TestHangingWebhookIsRetried(t *testing.T) {
 	if code, b := request(t, "POST", p.base+"/notifications", "k1", `{"receiverId":"u","type":"t","channels":["webhook"]}`); code != 201 {
 		t.Fatalf("create: %d %s", code, b)
 	}
-	waitUntil(t, "the delivery after two hung attempts", 30*time.Second, func() bool { _, n, _ := h.snapshot(); return n == 1 })
+	poll.Until(t, "the delivery after two hung attempts", 30*time.Second, func() bool { _, n, _ := h.snapshot(); return n == 1 })
 	var sent struct{ Data []struct{ Attempts int } }
-	waitUntil(t, "the outcome recorded", 30*time.Second, func() bool {
+	poll.Until(t, "the outcome recorded", 30*time.Second, func() bool {
 		code, b := request(t, "GET", p.base+"/deliveries?state=sent", "k1", "")
 		return code == 200 && json.Unmarshal(b, &sent) == nil && len(sent.Data) == 1
 	})

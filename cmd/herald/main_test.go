@@ -20,6 +20,7 @@ import (
 
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/internal/pgtest"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -269,13 +270,7 @@ func TestPostgresOutage(t *testing.T) {
 	if err := pg.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for create() != 201 {
-		if time.Now().After(deadline) {
-			t.Fatal("Herald did not recover within 30s after PostgreSQL came back")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	poll.Until(t, "Herald to store notifications again after PostgreSQL came back", 30*time.Second, func() bool { return create() == 201 })
 	if c, _ := request(t, "GET", base+"/readyz", "", ""); c != 200 {
 		t.Fatalf("readyz after the outage: %d", c)
 	}

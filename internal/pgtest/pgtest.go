@@ -1,7 +1,8 @@
 // Package pgtest runs a throwaway PostgreSQL for tests.
 //
 // A package whose tests use PostgreSQL calls Main from its TestMain, so that the server
-// shared by the test binary is stopped and its files removed when the tests end:
+// shared by the test binary is stopped and its files removed when the tests end, and
+// then no goroutine of the tests may be left (goleak):
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
@@ -49,6 +50,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/goleak"
 )
 
 // EnvURL names the environment variable that points Shared at an existing server.
@@ -536,16 +538,31 @@ func oneLine(err error) string {
 	return s
 }
 
-// Main runs the tests of a package and then closes the shared server, so that no
-// postgres outlives the test binary. Call it from TestMain:
+// Main runs the tests of a package, closes the shared server, so that no postgres
+// outlives the test binary, and then fails a passing run that left a goroutine behind
+// (goleak.VerifyTestMain, with opts). Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
-func Main(m *testing.M) {
-	code := m.Run()
+//
+// The leak check runs after the shared server is closed: the goroutine that waits for
+// its postgres process has ended by then, and what remains is the tests' own. A test
+// that opens a pgx pool must close it (a store's Close does) before it ends.
+func Main(m *testing.M, opts ...goleak.Option) {
+	goleak.VerifyTestMain(closing{m}, opts...)
+}
+
+// closing runs the tests, then closes the shared server.
+type closing struct{ m *testing.M }
+
+func (c closing) Run() int {
+	code := c.m.Run()
 	if err := closeShared(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
 	}
-	os.Exit(code)
+	return code
 }
 
 func closeShared() error {

@@ -5,7 +5,7 @@
 // multipart/alternative of text and HTML, both quoted-printable) and one SMTP
 // conversation: connect, EHLO, STARTTLS, AUTH PLAIN, MAIL, RCPT, DATA, QUIT. It does not
 // retry, queue, back off or dead-letter: the caller (the outbox dispatcher) does, guided
-// by the *Error that Send returns.
+// by the *deliver.Error that Send returns.
 //
 // # Use
 //
@@ -13,7 +13,7 @@
 //		Username: "herald", Password: "...", Timeout: 10 * time.Second})
 //	if err != nil { ... a configuration error ... }
 //	err = s.Send(ctx, email.Message{To: "ada@example.com", Subject: "…", Text: "…", HTML: "…"})
-//	var e *email.Error
+//	var e *deliver.Error
 //	switch {
 //	case err == nil:                          // the server accepted the message
 //	case errors.As(err, &e) && e.Permanent:   // never retry: bad address, 5xx reply
@@ -25,14 +25,15 @@
 //
 // # Failures
 //
-// Every error Send returns is an *Error. Permanent is true for a message that can never
-// be sent as it is (a To that net/mail does not parse, CR or LF in To or Subject, text
-// that is not UTF-8; these are found before connecting) and for an SMTP reply in the 5xx
-// range, whose code is in Code. A 4xx reply, a network error, a TLS failure, a timeout
-// (errors.Is(err, ErrTimeout)) and a cancelled context are not permanent. Note that
-// some 5xx replies speak about the server or the account rather than the message (535
-// authentication failed, 554 at the greeting): they are permanent all the same, and a
-// dispatcher that sees them for every message is looking at a configuration problem.
+// Every error Send returns is a *deliver.Error of Channel "email". Permanent is true
+// for a message that can never be sent as it is (a To that net/mail does not parse, CR
+// or LF in To or Subject, text that is not UTF-8; these are found before connecting) and
+// for an SMTP reply in the 5xx range, whose code is in Code. A 4xx reply, a network
+// error, a TLS failure, a timeout (errors.Is(err, deliver.ErrTimeout)) and a cancelled
+// context are not permanent. Note that some 5xx replies speak about the server or the
+// account rather than the message (535 authentication failed, 554 at the greeting): they
+// are permanent all the same, and a dispatcher that sees them for every message is
+// looking at a configuration problem.
 //
 // Once the server has accepted the message (250 after DATA), Send returns nil even if
 // QUIT fails. A connection lost between the end of DATA and the server's reply is

@@ -127,7 +127,7 @@ func New(o Options) (*Sender, error) {
 }
 
 // Send makes one attempt to deliver m. It returns nil once the server has accepted the
-// message, and otherwise an *Error whose Permanent field says whether to try again.
+// message, and otherwise a *deliver.Error whose Permanent field says whether to try again.
 // The message is checked before connecting. The whole conversation is bounded by
 // Options.Timeout and by ctx.
 func (s *Sender) Send(ctx context.Context, m Message) error {
@@ -136,7 +136,7 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return &Error{Err: fmt.Errorf("not sent: %w", context.Cause(ctx))}
+		return retryable(fmt.Errorf("not sent: %w", context.Cause(ctx)))
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/heraldhq/herald/actors/dispatch/deliver"
 )
 
 func newSender(t *testing.T, o Options) *Sender {
@@ -45,12 +47,13 @@ func only(t *testing.T, be *backend) received {
 	return msgs[0]
 }
 
-// asError returns err as an *Error, failing the test when it is not one.
-func asError(t *testing.T, err error) *Error {
+// asError returns err as a *deliver.Error of this channel, failing the test when it is
+// not one.
+func asError(t *testing.T, err error) *deliver.Error {
 	t.Helper()
-	var e *Error
-	if !errors.As(err, &e) {
-		t.Fatalf("error %v (%T) is not an *Error", err, err)
+	var e *deliver.Error
+	if !errors.As(err, &e) || e.Channel != "email" || !strings.HasPrefix(err.Error(), "email: ") {
+		t.Fatalf("error %v (%T) is not a *deliver.Error of channel email", err, err)
 	}
 	return e
 }
@@ -242,7 +245,7 @@ func TestSendTimeout(t *testing.T) {
 	err := s.Send(context.Background(), Message{To: "ada@example.org", Subject: "x", Text: "y"})
 	elapsed := time.Since(start)
 	e := asError(t, err)
-	if e.Permanent || e.Code != 0 || !errors.Is(err, ErrTimeout) {
+	if e.Permanent || e.Code != 0 || !errors.Is(err, deliver.ErrTimeout) {
 		t.Errorf("got %v (Permanent %v, Code %d), want a retryable timeout", err, e.Permanent, e.Code)
 	}
 	if elapsed < timeout || elapsed > timeout+5*time.Second {
@@ -261,7 +264,7 @@ func TestSendCancelled(t *testing.T) {
 	}()
 	err := s.Send(ctx, Message{To: "ada@example.org", Subject: "x", Text: "y"})
 	e := asError(t, err)
-	if e.Permanent || !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
+	if e.Permanent || !errors.Is(err, context.Canceled) || errors.Is(err, deliver.ErrTimeout) {
 		t.Errorf("got %v (Permanent %v), want a retryable context.Canceled", err, e.Permanent)
 	}
 
@@ -490,7 +493,7 @@ func TestStableMessageID(t *testing.T) {
 		}
 	}
 	msg.ID = "bad id>"
-	var e *Error
+	var e *deliver.Error
 	if err := s.Send(context.Background(), msg); !errors.As(err, &e) || !e.Permanent {
 		t.Fatalf("malformed ID: %v, want a permanent error", err)
 	}

@@ -92,12 +92,12 @@ func build(from *mail.Address, m Message, now time.Time) ([]byte, string, error)
 			"Content-Transfer-Encoding": {"quoted-printable"},
 		})
 		if err != nil { // a bytes.Buffer does not fail
-			return nil, "", &Error{Err: err}
+			return nil, "", retryable(err)
 		}
 		writeQP(w, p.body)
 	}
 	if err := mw.Close(); err != nil {
-		return nil, "", &Error{Err: err}
+		return nil, "", retryable(err)
 	}
 	return b.Bytes(), to.Address, nil
 }
@@ -147,7 +147,7 @@ func messageID(from, local string) (string, error) {
 	}
 	var r [16]byte
 	if _, err := rand.Read(r[:]); err != nil {
-		return "", &Error{Err: fmt.Errorf("message id: %w", err)}
+		return "", retryable(fmt.Errorf("message id: %w", err))
 	}
 	return "<" + hex.EncodeToString(r[:]) + "@" + domain + ">", nil
 }

@@ -3,14 +3,14 @@
 //
 // It owns the signature (Sign, Verify, ParseSecret) and one POST (Sender.Send). It does
 // not retry, queue, back off or dead-letter: the caller (the outbox dispatcher) does,
-// guided by the *Error that Send returns.
+// guided by the *deliver.Error that Send returns.
 //
 // # Sending
 //
 //	secret, err := webhook.ParseSecret("whsec_...") // or a raw secret of at least 32 bytes
 //	s, err := webhook.New(webhook.Options{Secret: secret, Timeout: 10 * time.Second})
 //	err = s.Send(ctx, endpointURL, notificationID, jsonBody)
-//	var e *webhook.Error
+//	var e *deliver.Error
 //	switch {
 //	case err == nil:                          // the endpoint answered 2xx
 //	case errors.As(err, &e) && e.Permanent:   // never retry: 4xx, a redirect, a bad URL
@@ -31,16 +31,17 @@
 // # Failures
 //
 // Any 2xx is success; the response body is read (at most 64 KiB) and dropped. Every
-// error is an *Error:
+// error is a *deliver.Error of Channel "webhook":
 //
-//	408, 425, 429, 5xx                 retryable; Status is set, and RetryAfter when the
-//	                                   response had a Retry-After (seconds or HTTP date)
+//	408, 425, 429, 5xx                 retryable; Code is the status, and RetryAfter is set
+//	                                   when the response had a Retry-After (seconds or
+//	                                   HTTP date)
 //	other 4xx                          permanent
 //	3xx                                permanent: redirects are never followed, and the
 //	                                   error names the Location
-//	timeout (errors.Is(err, ErrTimeout)),
+//	timeout (errors.Is(err, deliver.ErrTimeout)),
 //	connection or TLS error,
-//	cancelled context                  retryable, Status 0
+//	cancelled context                  retryable, Code 0
 //	bad URL or msgID                   permanent, found before sending
 //
 // Error messages name the endpoint without its query, which may hold a token, and quote

@@ -1,38 +1,26 @@
 package webhook
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldhq/herald/actors/dispatch/deliver"
 )
 
-// Error is the one error type Send returns. Permanent says the message must not be sent
-// to this endpoint again as it is; otherwise a later attempt may succeed. Status is the
-// HTTP status of the response (0 when there was none). RetryAfter is the endpoint's
-// Retry-After, 0 when it sent none; a dispatcher should cap it. Err is the cause.
-type Error struct {
-	Permanent  bool
-	Status     int
-	Err        error
-	RetryAfter time.Duration
+// channel names this sender in its errors (deliver.Error.Channel).
+const channel = "webhook"
+
+// permanent returns the error of a delivery this endpoint must not be sent again as it is.
+func permanent(err error) *deliver.Error {
+	return &deliver.Error{Channel: channel, Permanent: true, Err: err}
 }
 
-func (e *Error) Error() string {
-	kind := "retryable"
-	if e.Permanent {
-		kind = "permanent"
-	}
-	return fmt.Sprintf("webhook: %s failure: %v", kind, e.Err)
+// retryable returns the error of an attempt that a later one may repeat with success.
+func retryable(err error) *deliver.Error {
+	return &deliver.Error{Channel: channel, Err: err}
 }
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// ErrTimeout is wrapped by the Err of an *Error when the endpoint took longer than
-// Options.Timeout: errors.Is(err, webhook.ErrTimeout).
-var ErrTimeout = errors.New("timed out")
 
 // retryableStatus reports whether a non-2xx status may succeed later.
 func retryableStatus(code int) bool {
@@ -67,9 +55,3 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	}
 	return 0, false
 }
-
-// IsPermanent reports whether sending the message again cannot help.
-func (e *Error) IsPermanent() bool { return e.Permanent }
-
-// RetryDelay is the endpoint's Retry-After, 0 when it sent none.
-func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/heraldhq/herald/actors/dispatch/deliver"
 )
 
 // DefaultTimeout bounds one Send when Options.Timeout is zero.
@@ -77,26 +79,26 @@ func New(o Options) (*Sender, error) {
 }
 
 // Send makes one attempt to POST body to rawURL, signed for msgID. It returns nil when
-// the endpoint answers 2xx, and otherwise an *Error whose Permanent field says whether
-// to try again. The attempt is bounded by Options.Timeout and by ctx.
+// the endpoint answers 2xx, and otherwise a *deliver.Error whose Permanent field says
+// whether to try again. The attempt is bounded by Options.Timeout and by ctx.
 func (s *Sender) Send(ctx context.Context, rawURL, msgID string, body []byte) error {
 	u, err := checkURL(rawURL)
 	if err != nil {
-		return &Error{Permanent: true, Err: err}
+		return permanent(err)
 	}
 	if err := checkID(msgID); err != nil {
-		return &Error{Permanent: true, Err: err}
+		return permanent(err)
 	}
 	endpoint := redact(u)
 	if err := ctx.Err(); err != nil {
-		return &Error{Err: fmt.Errorf("POST %s not sent: %w", endpoint, context.Cause(ctx))}
+		return retryable(fmt.Errorf("POST %s not sent: %w", endpoint, context.Cause(ctx)))
 	}
 
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, rawURL, bytes.NewReader(body))
 	if err != nil {
-		return &Error{Permanent: true, Err: fmt.Errorf("POST %s: %w", endpoint, err)}
+		return permanent(fmt.Errorf("POST %s: %w", endpoint, err))
 	}
 	now := time.Now()
 	req.Header.Set("Content-Type", "application/json")
@@ -113,13 +115,13 @@ func (s *Sender) Send(ctx context.Context, rawURL, msgID string, body []byte) er
 		}
 		switch {
 		case ctx.Err() != nil && errors.Is(err, ctx.Err()): // the caller gave up
-			return &Error{Err: fmt.Errorf("POST %s: %w", endpoint, err)}
+			return retryable(fmt.Errorf("POST %s: %w", endpoint, err))
 		case ctx.Err() != nil:
-			return &Error{Err: fmt.Errorf("POST %s: %w (%v)", endpoint, context.Cause(ctx), err)}
+			return retryable(fmt.Errorf("POST %s: %w (%v)", endpoint, context.Cause(ctx), err))
 		case rctx.Err() != nil || isTimeout(err):
-			return &Error{Err: fmt.Errorf("POST %s: %w after %v: %w", endpoint, ErrTimeout, s.timeout, err)}
+			return retryable(fmt.Errorf("POST %s: %w after %v: %w", endpoint, deliver.ErrTimeout, s.timeout, err))
 		default:
-			return &Error{Err: fmt.Errorf("POST %s: %w", endpoint, err)}
+			return retryable(fmt.Errorf("POST %s: %w", endpoint, err))
 		}
 	}
 	// Read a bounded part of the body, so that the connection can be reused, and keep
@@ -135,7 +137,7 @@ func (s *Sender) Send(ctx context.Context, rawURL, msgID string, body []byte) er
 	if code >= 200 && code <= 299 {
 		return nil
 	}
-	e := &Error{Status: code, Permanent: !retryableStatus(code)}
+	e := &deliver.Error{Channel: channel, Code: code, Permanent: !retryableStatus(code)}
 	e.RetryAfter, _ = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	msg := fmt.Sprintf("POST %s: HTTP %s", endpoint, resp.Status)
 	if code >= 300 && code <= 399 {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/actors/dispatch/deliver"
 )
 
 var testSecret = []byte("a test secret of at least 32 bytes!")
@@ -28,12 +30,13 @@ func newSender(t *testing.T, o Options) *Sender {
 	return s
 }
 
-// asError returns err as an *Error, failing the test when it is not one.
-func asError(t *testing.T, err error) *Error {
+// asError returns err as a *deliver.Error of this channel, failing the test when it is
+// not one.
+func asError(t *testing.T, err error) *deliver.Error {
 	t.Helper()
-	var e *Error
-	if !errors.As(err, &e) {
-		t.Fatalf("error %v (%T) is not an *Error", err, err)
+	var e *deliver.Error
+	if !errors.As(err, &e) || e.Channel != "webhook" || !strings.HasPrefix(err.Error(), "webhook: ") {
+		t.Fatalf("error %v (%T) is not a *deliver.Error of channel webhook", err, err)
 	}
 	return e
 }
@@ -131,8 +134,8 @@ func TestSendStatus(t *testing.T) {
 				return
 			}
 			e := asError(t, err)
-			if e.Permanent != tc.permanent || e.Status != tc.code || e.RetryAfter != 0 {
-				t.Errorf("Permanent, Status, RetryAfter = %v, %d, %v; want %v, %d, 0", e.Permanent, e.Status, e.RetryAfter, tc.permanent, tc.code)
+			if e.Permanent != tc.permanent || e.Code != tc.code || e.RetryAfter != 0 {
+				t.Errorf("Permanent, Status, RetryAfter = %v, %d, %v; want %v, %d, 0", e.Permanent, e.Code, e.RetryAfter, tc.permanent, tc.code)
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, "HTTP "+strconv.Itoa(tc.code)) || !strings.Contains(msg, `"the body of `+strconv.Itoa(tc.code)+`"`) {
@@ -150,14 +153,14 @@ func TestSendRetryAfter(t *testing.T) {
 	s := newSender(t, Options{})
 
 	err := s.Send(context.Background(), srv.URL+"/429?retry=7", "msg_1", []byte(`{}`))
-	if e := asError(t, err); e.Permanent || e.Status != 429 || e.RetryAfter != 7*time.Second {
+	if e := asError(t, err); e.Permanent || e.Code != 429 || e.RetryAfter != 7*time.Second {
 		t.Errorf("429 with Retry-After 7: %+v", e)
 	}
 
 	date := time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)
 	err = s.Send(context.Background(), srv.URL+"/503?retry="+strings.ReplaceAll(date, " ", "+"), "msg_1", []byte(`{}`))
 	// The date has whole seconds: between 58s and 60s are left by now.
-	if e := asError(t, err); e.Permanent || e.Status != 503 || e.RetryAfter < 58*time.Second || e.RetryAfter > time.Minute {
+	if e := asError(t, err); e.Permanent || e.Code != 503 || e.RetryAfter < 58*time.Second || e.RetryAfter > time.Minute {
 		t.Errorf("503 with Retry-After %s: %+v", date, e)
 	}
 
@@ -197,8 +200,8 @@ func TestSendDoesNotFollowRedirects(t *testing.T) {
 			s := newSender(t, Options{Client: tc.client})
 			err := s.Send(context.Background(), srv.URL+tc.path, "msg_1", []byte(`{}`))
 			e := asError(t, err)
-			if !e.Permanent || e.Status != tc.code || !strings.Contains(err.Error(), `redirect to "/new" not followed`) {
-				t.Errorf("got %v (Permanent %v, Status %d), want a permanent %d naming /new", err, e.Permanent, e.Status, tc.code)
+			if !e.Permanent || e.Code != tc.code || !strings.Contains(err.Error(), `redirect to "/new" not followed`) {
+				t.Errorf("got %v (Permanent %v, Status %d), want a permanent %d naming /new", err, e.Permanent, e.Code, tc.code)
 			}
 		})
 	}
@@ -243,8 +246,8 @@ func TestSendTimeout(t *testing.T) {
 			err := s.Send(context.Background(), srv.URL, "msg_1", []byte(`{}`))
 			elapsed := time.Since(start)
 			e := asError(t, err)
-			if e.Permanent || e.Status != 0 || !errors.Is(err, ErrTimeout) {
-				t.Errorf("got %v (Permanent %v, Status %d), want a retryable timeout", err, e.Permanent, e.Status)
+			if e.Permanent || e.Code != 0 || !errors.Is(err, deliver.ErrTimeout) {
+				t.Errorf("got %v (Permanent %v, Status %d), want a retryable timeout", err, e.Permanent, e.Code)
 			}
 			if elapsed < timeout || elapsed > timeout+5*time.Second {
 				t.Errorf("Send took %v with a Timeout of %v", elapsed, timeout)
@@ -263,7 +266,7 @@ func TestSendCancelled(t *testing.T) {
 		cancel()
 	}()
 	err := s.Send(ctx, srv.URL, "msg_1", []byte(`{}`))
-	if e := asError(t, err); e.Permanent || !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
+	if e := asError(t, err); e.Permanent || !errors.Is(err, context.Canceled) || errors.Is(err, deliver.ErrTimeout) {
 		t.Errorf("got %v, want a retryable context.Canceled", err)
 	}
 	// Already cancelled: nothing is sent.
@@ -280,7 +283,7 @@ func TestSendConnectionRefused(t *testing.T) {
 	s := newSender(t, Options{})
 	err := s.Send(context.Background(), url+"/x?token=t0ken", "msg_1", []byte(`{}`))
 	e := asError(t, err)
-	if e.Permanent || e.Status != 0 || errors.Is(err, ErrTimeout) {
+	if e.Permanent || e.Code != 0 || errors.Is(err, deliver.ErrTimeout) {
 		t.Errorf("got %v, want a retryable connection error", err)
 	}
 	if strings.Contains(err.Error(), "t0ken") {
@@ -310,7 +313,7 @@ func TestSendBoundsTheResponse(t *testing.T) {
 	}
 	err := s.Send(context.Background(), srv.URL+"?code=500", "msg_1", []byte(`{}`))
 	e := asError(t, err)
-	if e.Permanent || e.Status != 500 {
+	if e.Permanent || e.Code != 500 {
 		t.Errorf("500 with a large body: %v", err)
 	}
 	// The error quotes the start of the body, cut at a character.
@@ -338,7 +341,7 @@ func TestSendRefusesBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := s.Send(context.Background(), tc.url, tc.id, []byte(`{}`))
-			if e := asError(t, err); !e.Permanent || e.Status != 0 || !strings.Contains(err.Error(), tc.want) {
+			if e := asError(t, err); !e.Permanent || e.Code != 0 || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want a permanent error containing %q", err, tc.want)
 			}
 		})
