@@ -53,18 +53,18 @@ lint: fuzz-list
 	$(MAKE) openapi-lint
 
 ## openapi-lint: api/openapi.yaml must be valid OpenAPI with no problem at all (redocly lint, every
-## warning an error; the rules in tools/openapi/redocly.yaml, the accepted exceptions in
-## tools/openapi/.redocly.lint-ignore.yaml). The linter is the exact version of
-## tools/openapi/package-lock.json, installed by npm ci into .tools/openapi on first use.
-REDOCLY = .tools/openapi/node_modules/.bin/redocly
-openapi-lint: .tools/openapi/.installed
-	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(REDOCLY) lint --config tools/openapi/redocly.yaml api/openapi.yaml
+## warning an error; the rules in api/openapi-lint/redocly.yaml, the accepted exceptions in
+## api/openapi-lint/.redocly.lint-ignore.yaml). The linter is the exact version of
+## api/openapi-lint/package-lock.json, installed by npm ci into .tools/openapi-lint on first use.
+REDOCLY = .tools/openapi-lint/node_modules/.bin/redocly
+openapi-lint: .tools/openapi-lint/.installed
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(REDOCLY) lint --config api/openapi-lint/redocly.yaml api/openapi.yaml
 
-.tools/openapi/.installed: tools/openapi/package.json tools/openapi/package-lock.json
+.tools/openapi-lint/.installed: api/openapi-lint/package.json api/openapi-lint/package-lock.json
 	@command -v npm >/dev/null 2>&1 || { echo "openapi-lint needs node (20.19 or later) and npm to install the linter"; exit 1; }
-	rm -rf .tools/openapi && mkdir -p .tools/openapi
-	cp tools/openapi/package.json tools/openapi/package-lock.json .tools/openapi/
-	npm ci --prefix .tools/openapi --ignore-scripts --no-audit --no-fund
+	rm -rf .tools/openapi-lint && mkdir -p .tools/openapi-lint
+	cp api/openapi-lint/package.json api/openapi-lint/package-lock.json .tools/openapi-lint/
+	npm ci --prefix .tools/openapi-lint --ignore-scripts --no-audit --no-fund
 	touch $@
 
 ## bench: stored notifications/s through the persistence actor, on PostgreSQL (fsync on)
