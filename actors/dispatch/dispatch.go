@@ -276,7 +276,7 @@ func (d *dispatcher) outcome(dl persistence.Delivery, err error) persistence.Out
 		m.attempt(ch, "sent")
 		return persistence.Outcome{ID: dl.ID, Sent: true}
 	}
-	o := persistence.Outcome{ID: dl.ID, Error: truncate(err.Error(), 1000)}
+	o := persistence.Outcome{ID: dl.ID, Error: herald.Truncate(err.Error(), 1000)}
 	var f Failure
 	perm := errors.As(err, &f) && f.IsPermanent()
 	if perm || dl.Attempts+1 >= d.opts.MaxAttempts {
@@ -371,13 +371,6 @@ func (d *dispatcher) checkDrained() {
 		close(done)
 	}
 	d.drains = nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // failure is a Failure of the dispatcher's own.
