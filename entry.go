@@ -37,14 +37,6 @@ type Entry struct {
 	ReadAll      *ReadAll
 }
 
-// Data is the value the contract sends as the entry's "data".
-func (e *Entry) Data() any {
-	if e.Event == EventReadAll {
-		return e.ReadAll
-	}
-	return e.Notification
-}
-
 // MarshalJSON encodes the entry as the events feed and the WebSocket send it (AppendJSON).
 func (e Entry) MarshalJSON() ([]byte, error) {
 	return e.AppendJSON(make([]byte, 0, e.jsonSize())), nil
