@@ -23,7 +23,7 @@ test:
 ## fuzz: short fuzz runs of every fuzz target in the tree (FUZZ_TARGETS, package:name;
 ## make fuzz fails when a Fuzz function is missing from the list)
 FUZZ_TARGETS = .:FuzzNotificationJSON ./api/:FuzzCreateRequest ./api/auth/:FuzzAuthenticate \
-	./api/auth/:FuzzClaims ./api/ws/:FuzzParseClientFrame ./api/events/rules/:FuzzParse \
+	./api/auth/:FuzzClaims ./api/ws/wire/:FuzzParseClientFrame ./api/events/rules/:FuzzParse \
 	./cmd/herald-bench/:FuzzDecodeFrame
 fuzz: fuzz-list
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \

@@ -1,7 +1,7 @@
 package herald
 
 import (
-	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -37,23 +37,51 @@ type Entry struct {
 	ReadAll      *ReadAll
 }
 
-// Data is the value the contract sends as the entry's "data".
-func (e *Entry) Data() any {
-	if e.Event == EventReadAll {
-		return e.ReadAll
-	}
-	return e.Notification
-}
-
-type entryJSON struct {
-	Seq    int64 `json:"seq"`
-	Event  Event `json:"event"`
-	Data   any   `json:"data"`
-	Unread int64 `json:"unread"`
-}
-
-// MarshalJSON encodes the entry as the events feed and the WebSocket send it:
-// {"seq", "event", "data", "unread"}.
+// MarshalJSON encodes the entry as the events feed and the WebSocket send it (AppendJSON).
 func (e Entry) MarshalJSON() ([]byte, error) {
-	return json.Marshal(entryJSON{Seq: e.Seq, Event: e.Event, Data: e.Data(), Unread: e.Unread})
+	return e.AppendJSON(make([]byte, 0, e.jsonSize())), nil
+}
+
+// AppendJSON appends the entry as the events feed and the WebSocket send it, the one
+// encoding of an entry: {"event":"…","seq":n,"unread":n,"data":…}, data being the
+// notification or the read-all (null when the entry has none).
+func (e *Entry) AppendJSON(b []byte) []byte {
+	b = append(b, `{"event":`...)
+	b = AppendJSONString(b, string(e.Event), true)
+	b = appendTail(b, e.Seq, e.Unread)
+	switch {
+	case e.Event == EventReadAll && e.ReadAll != nil:
+		b = e.ReadAll.AppendJSON(b)
+	case e.Event != EventReadAll && e.Notification != nil:
+		b = e.Notification.AppendJSON(b)
+	default:
+		b = append(b, "null"...)
+	}
+	return append(b, '}')
+}
+
+// HasData reports whether the entry carries what its event needs (Data is not nil).
+func (e *Entry) HasData() bool {
+	if e.Event == EventReadAll {
+		return e.ReadAll != nil
+	}
+	return e.Notification != nil
+}
+
+// jsonSize is about how many bytes AppendJSON makes.
+func (e *Entry) jsonSize() int {
+	if e.Notification != nil {
+		return 320 + len(e.Notification.Payload)
+	}
+	return 128
+}
+
+// appendTail appends what follows the event name in a frame that carries a log
+// position: `,"seq":n,"unread":n,"data":`.
+func appendTail(b []byte, seq, unread int64) []byte {
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"unread":`...)
+	b = strconv.AppendInt(b, unread, 10)
+	return append(b, `,"data":`...)
 }

@@ -3,6 +3,7 @@ package herald
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Code is the machine-readable error code of the wire contract.
@@ -21,6 +22,11 @@ const (
 	CodeRateLimited         Code = "rate_limited"         // 429: rate limit
 	CodeUnavailable         Code = "unavailable"          // 503: storage unavailable, nothing half-written
 	CodeInternal            Code = "internal"             // 500: a bug; details go to the log, not the caller
+
+	// The codes only a WebSocket error frame carries (the frame is not the request, so
+	// there is no status to send); an HTTP answer with one would be a 400.
+	CodeBadFrame     Code = "bad_frame"     // 400: a client frame that is not a JSON object, or not text
+	CodeUnknownEvent Code = "unknown_event" // 400: a client frame whose event the server does not know
 )
 
 // Error is the one error type Herald returns to callers. Field names the offending
@@ -77,4 +83,14 @@ func AsError(err error) *Error {
 		return e
 	}
 	return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+}
+
+// Truncate returns s cut to its first n bytes, at a rune boundary, followed by "…" when
+// anything was cut: for quoting what a caller sent in a message, or for storing a
+// bounded error text, never as invalid UTF-8.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }

@@ -5,7 +5,7 @@ go 1.26.0
 require (
 	github.com/anthdm/hollywood v1.0.5
 	github.com/caarlos0/env/v11 v11.4.2
-	github.com/coder/websocket v1.8.15
+	github.com/coder/websocket v1.8.15 // api/ws.NetConn relies on its writeFrame flushing at every frame end; checked against v1.8.15 (TestNetConnWithLibrary): check again on upgrade
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
 	github.com/golang-jwt/jwt/v5 v5.3.1

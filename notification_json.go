@@ -136,14 +136,19 @@ func plain(raw []byte) bool {
 
 const hex = "0123456789abcdef"
 
-// appendString appends s as a JSON string the way encoding/json does: HTML characters
-// and U+2028/U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
-func appendString(b []byte, s string) []byte {
+// appendString appends s as a JSON string the way encoding/json does.
+func appendString(b []byte, s string) []byte { return AppendJSONString(b, s, true) }
+
+// AppendJSONString appends s as a JSON string, the one escaper of the module: the way
+// encoding/json does (U+2028 and U+2029 escaped, invalid UTF-8 replaced by U+FFFD), and
+// with escapeHTML also <, > and & (as encoding/json does by default). Without it they
+// are kept as they are, for JSON that is not headed for HTML.
+func AppendJSONString[S ~string | ~[]byte](b []byte, s S, escapeHTML bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if c >= 0x20 && c != '"' && c != '\\' && (!escapeHTML || c != '<' && c != '>' && c != '&') {
 				i++
 				continue
 			}
@@ -168,7 +173,7 @@ func appendString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := decodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
@@ -239,4 +244,11 @@ func hex4(b []byte) rune {
 		}
 	}
 	return r
+}
+
+// decodeRune is utf8.DecodeRune for a string or a byte slice, without converting one
+// to the other (which would copy all of it).
+func decodeRune[S ~string | ~[]byte](s S) (rune, int) {
+	var buf [utf8.UTFMax]byte
+	return utf8.DecodeRune(buf[:copy(buf[:], s)])
 }

@@ -80,3 +80,42 @@ func BenchmarkNotificationJSON(b *testing.B) {
 		}
 	})
 }
+
+// TestEntryJSON: an entry encodes as encoding/json would encode its fields in the
+// contract's order, event first and data last, whether it is sent live, replayed, or
+// listed by the events feed.
+func TestEntryJSON(t *testing.T) {
+	type reflectedEntry struct {
+		Event  Event `json:"event"`
+		Seq    int64 `json:"seq"`
+		Unread int64 `json:"unread"`
+		Data   any   `json:"data"`
+	}
+	ns := samples()
+	ra := &ReadAll{ReadAt: time.Date(2026, 11, 27, 10, 0, 0, 5, time.UTC), Updated: 3}
+	for i, e := range []Entry{
+		{Seq: 1, Event: EventCreated, Unread: 1, Notification: &ns[0]},
+		{Seq: 2, Event: EventRead, Unread: 0, Notification: &ns[1]},
+		{Seq: 3, Event: EventReadAll, Unread: 0, ReadAll: ra},
+		{Seq: 4, Event: EventCreated, Unread: 9}, // no data: null
+	} {
+		var data any = e.Notification
+		if e.Event == EventReadAll {
+			data = e.ReadAll
+		}
+		if !e.HasData() {
+			data = nil
+		}
+		want, err := json.Marshal(reflectedEntry{e.Event, e.Seq, e.Unread, data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := json.Marshal(e)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("entry %d:\n got %s (%v)\nwant %s", i, got, err, want)
+		}
+		if got := e.AppendJSON([]byte("x")); !bytes.Equal(got, append([]byte("x"), want...)) {
+			t.Errorf("entry %d: AppendJSON %s", i, got)
+		}
+	}
+}

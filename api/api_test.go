@@ -108,10 +108,12 @@ func newEnvOpts(t *testing.T, store persistence.Store, o envOptions) *env {
 	if o.inbox.Grace == 0 {
 		o.inbox.Grace = time.Millisecond
 	}
+	writer := &persist.Client{Engine: engine} // PID set below, before any socket exists
+	o.inbox.Writer = writer
 	router := engine.Spawn(inbox.NewRouter(o.inbox), "inbox")
 	pid := engine.Spawn(persist.New(store, persist.Options{OnCommit: inbox.OnCommit(engine, router)}), "persist")
-	writer := persist.Client{Engine: engine, PID: pid}
-	o.ws.Engine, o.ws.Router, o.ws.Writer, o.ws.Metrics = engine, router, writer, ws.NewMetrics(reg)
+	writer.PID = pid
+	o.ws.Engine, o.ws.Router, o.ws.Metrics = engine, router, ws.NewMetrics(reg)
 	hub := ws.NewHub(o.ws)
 	a, err := auth.New(auth.Config{JWTSecret: []byte(testSecret), APIKeys: []string{testKey, otherKey}})
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 // that does.
 func status(code herald.Code) int {
 	switch code {
-	case herald.CodeBadRequest:
+	case herald.CodeBadRequest, herald.CodeBadFrame, herald.CodeUnknownEvent:
 		return http.StatusBadRequest
 	case herald.CodeUnauthorized:
 		return http.StatusUnauthorized

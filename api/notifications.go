@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/api/ws/wire"
 	"github.com/heraldhq/herald/persistence"
 )
 
@@ -22,7 +23,6 @@ const (
 	defaultUnreadLimit = 50
 	defaultFeedLimit   = 100
 	maxListLimit       = 500
-	snapshotSize       = 100 // unread notifications in a snapshot, as the WebSocket's
 	// bodyOverhead is what a create body may hold beyond its payload.
 	bodyOverhead = 8 << 10
 )
@@ -352,7 +352,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if page.Reset {
 		// The cursor is past retention or beyond the latest seq: instead of entries, a
 		// fresh snapshot, as the WebSocket sends unread-notifications.
-		snap, err := s.store.Unread(r.Context(), q.user, 0, snapshotSize)
+		snap, err := s.store.Unread(r.Context(), q.user, 0, wire.SnapshotSize)
 		if err != nil {
 			return err
 		}

@@ -403,10 +403,7 @@ func lastField(path string) string {
 // strictError is the 400 for a field name refused by checkStrict; the field is named
 // as it was sent (valid UTF-8 or not), so that the caller finds it in its body.
 func (w *walker) strictError(rawName []byte, problem string) *herald.Error {
-	name := strings.ToValidUTF8(string(rawName), "\uFFFD")
-	if len(name) > 64 {
-		name = strings.ToValidUTF8(name[:64], "") + "…"
-	}
+	name := herald.Truncate(strings.ToValidUTF8(string(rawName), "\uFFFD"), 64)
 	field := w.at([]byte(name))
 	return &herald.Error{Code: herald.CodeBadRequest, Message: "field " + strconv.Quote(name) + " " + problem, Field: field}
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/actors/inbox"
 	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/api/ws/wire"
 	"github.com/heraldhq/herald/persistence"
 )
 
@@ -56,8 +56,8 @@ func (c *client) flood(n int, frame func(i int) string) (answers int, elapsed ti
 func closedForFrames(t *testing.T, err error, rate string) {
 	t.Helper()
 	var ce websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.StatusCode(inbox.CloseTooManyFrames) {
-		t.Fatalf("flooding connection ended with %v, want close %d", err, inbox.CloseTooManyFrames)
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusCode(wire.CloseTooManyFrames) {
+		t.Fatalf("flooding connection ended with %v, want close %d", err, wire.CloseTooManyFrames)
 	}
 	if want := "too many frames: at most " + rate + "/s"; ce.Reason != want {
 		t.Fatalf("close reason %q, want %q", ce.Reason, want)
@@ -173,7 +173,7 @@ func TestWebSocketRefreshFlood(t *testing.T) {
 			unreads := new(atomic.Int64)
 			e := newEnvOpts(t, countingStore{stores[name](t), new(atomic.Int64), unreads}, envOptions{})
 			body := map[string]any{"receiverId": "erin", "type": "t", "payload": map[string]string{"text": strings.Repeat("x", 488)}}
-			items := make([]map[string]any, inbox.SnapshotSize)
+			items := make([]map[string]any, wire.SnapshotSize)
 			for i := range items {
 				items[i] = body
 			}
@@ -181,7 +181,7 @@ func TestWebSocketRefreshFlood(t *testing.T) {
 				t.Fatalf("batch: %d %s", r.code, r.body)
 			}
 			c := e.dial(t, "erin", "")
-			if f := c.expect(inboxSnapshot, inbox.SnapshotSize); f.unread() != inbox.SnapshotSize {
+			if f := c.expect(inboxSnapshot, wire.SnapshotSize); f.unread() != wire.SnapshotSize {
 				t.Fatalf("first snapshot: unread %d", f.unread())
 			}
 			reads := unreads.Load()
@@ -209,8 +209,8 @@ func TestWebSocketRefreshFlood(t *testing.T) {
 				}
 				snapshots++
 				if f.seq() >= last.Seq {
-					if list := f.list(t); len(list) != inbox.SnapshotSize || list[0].ID != last.ID || list[1].ID != mid.ID || f.unread() != inbox.SnapshotSize+2 {
-						t.Fatalf("last snapshot: %d items, unread %d; want the two new ones first, %d unread", len(list), f.unread(), inbox.SnapshotSize+2)
+					if list := f.list(t); len(list) != wire.SnapshotSize || list[0].ID != last.ID || list[1].ID != mid.ID || f.unread() != wire.SnapshotSize+2 {
+						t.Fatalf("last snapshot: %d items, unread %d; want the two new ones first, %d unread", len(list), f.unread(), wire.SnapshotSize+2)
 					}
 					break
 				}

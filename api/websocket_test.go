@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/api/ws/wire"
 	"github.com/heraldhq/herald/internal/poll"
 )
 
@@ -496,13 +497,13 @@ func TestWebSocketBadFrames(t *testing.T) {
 			code  herald.Code
 			field string
 		}{
-			{`not json`, ws.CodeBadFrame, ""},
-			{`[1,2]`, ws.CodeBadFrame, ""},
-			{`null`, ws.CodeBadFrame, ""},
-			{`{"event":`, ws.CodeBadFrame, ""},
+			{`not json`, herald.CodeBadFrame, ""},
+			{`[1,2]`, herald.CodeBadFrame, ""},
+			{`null`, herald.CodeBadFrame, ""},
+			{`{"event":`, herald.CodeBadFrame, ""},
 			{`{}`, herald.CodeValidation, "event"},
 			{`{"event":5}`, herald.CodeValidation, "event"},
-			{`{"event":"subscribe"}`, ws.CodeUnknownEvent, ""},
+			{`{"event":"subscribe"}`, herald.CodeUnknownEvent, ""},
 			{`{"event":"mark-read"}`, herald.CodeValidation, "data"},
 			{`{"event":"mark-read","data":{"id":""}}`, herald.CodeValidation, "data.id"},
 			{`{"event":"mark-read","data":{"id":7}}`, herald.CodeValidation, "data.id"},
@@ -526,7 +527,7 @@ func TestWebSocketBadFrames(t *testing.T) {
 		if err := c.c.Write(ctx, websocket.MessageBinary, []byte(`{"event":"ping"}`)); err != nil {
 			t.Fatal(err)
 		}
-		if f := c.expect("error", -1); !strings.Contains(string(f.Data), string(ws.CodeBadFrame)) {
+		if f := c.expect("error", -1); !strings.Contains(string(f.Data), string(herald.CodeBadFrame)) {
 			t.Fatalf("binary frame: %s", f.Data)
 		}
 		c.quiet() // still usable
@@ -618,8 +619,8 @@ func TestWebSocketLimitsAndShutdown(t *testing.T) {
 	b.expect(inboxSnapshot, 0)
 	third := e.dial(t, "alice", "")
 	_, err := third.read(10 * time.Second)
-	if code := websocket.CloseStatus(err); code != websocket.StatusCode(inbox.CloseTooManySockets) {
-		t.Fatalf("third socket: %v (%v), want %d", code, err, inbox.CloseTooManySockets)
+	if code := websocket.CloseStatus(err); code != websocket.StatusCode(wire.CloseTooManySockets) {
+		t.Fatalf("third socket: %v (%v), want %d", code, err, wire.CloseTooManySockets)
 	}
 	bob := e.dial(t, "bob", "")
 	bob.expect(inboxSnapshot, 0)

@@ -145,8 +145,11 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	}
 	reg, log := o.Registry, o.Log
 	supervised := actor.WithMiddleware(supervise.Recover(log, nil))
+	// The inboxes apply their clients' mark-reads through the writer, which hands its
+	// commits to the inboxes: the router starts first, with a pointer to n.writer, set
+	// below before any socket can exist.
 	n.router = n.engine.Spawn(inbox.NewRouter(inbox.Options{
-		Store: n.store, MaxSockets: o.WSMaxPerUser, Metrics: inbox.NewMetrics(reg), Log: log,
+		Store: n.store, Writer: &n.writer, MaxSockets: o.WSMaxPerUser, Metrics: inbox.NewMetrics(reg), Log: log,
 	}), "inbox", actor.WithID("router"), supervised)
 	// The writer wakes the dispatcher, and the dispatcher writes through the writer
 	// (digests): the writer starts first and learns the dispatcher's PID after.
@@ -179,7 +182,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	n.dispatch = n.engine.Spawn(dispatch.New(d), "dispatch", actor.WithID("outbox"), supervised)
 	n.wake.Store(n.dispatch)
 	n.hub = ws.NewHub(ws.Options{
-		Engine: n.engine, Router: n.router, Writer: n.writer,
+		Engine: n.engine, Router: n.router,
 		ReadLimit: o.WSReadLimit, QueueSize: o.WSQueue, WriteTimeout: o.WSWriteTimeout, PingInterval: o.WSPingInterval,
 		FrameRate: wsFrameRate(o.WSFrameRate), FrameBurst: o.WSFrameBurst,
 		Metrics: ws.NewMetrics(reg), Log: log,

@@ -1,6 +1,10 @@
 package persistence
 
-import "github.com/google/uuid"
+import (
+	"github.com/google/uuid"
+
+	"github.com/heraldhq/herald"
+)
 
 // ParseID parses a notification id. Herald's ids are UUIDs in canonical form (lowercase
 // hex grouped 8-4-4-4-12), and only that form names a notification: any other spelling
@@ -24,4 +28,11 @@ func ParseID(id string) ([16]byte, bool) {
 	}
 	u, err := uuid.Parse(id)
 	return u, err == nil
+}
+
+// NotFound is the not_found error of a mark-read (or a read) of id: the store's answer
+// for an id no notification of the user has, and the inbox's for one that cannot be
+// (ParseID refuses it). Field is "id".
+func NotFound(id string) *herald.Error {
+	return &herald.Error{Code: herald.CodeNotFound, Message: "no notification " + id + " for this user", Field: "id"}
 }

@@ -676,7 +676,7 @@ func (p *planner) markRead(userID, id string) Result {
 		n, created = p.note(id)
 	}
 	if n == nil || n.ReceiverID != userID {
-		return Result{Err: &herald.Error{Code: herald.CodeNotFound, Message: "no notification " + id + " for this user", Field: "id"}}
+		return Result{Err: NotFound(id)}
 	}
 	if n.ReadAt != nil {
 		return Result{Notifications: p.result(n)}

@@ -271,7 +271,7 @@ func (d *dispatcher) outcome(dl persistence.Delivery, err error) persistence.Out
 		m.attempt(ch, "sent")
 		return persistence.Outcome{ID: dl.ID, Sent: true}
 	}
-	o := persistence.Outcome{ID: dl.ID, Error: truncate(err.Error(), 1000)}
+	o := persistence.Outcome{ID: dl.ID, Error: herald.Truncate(err.Error(), 1000)}
 	var f *deliver.Error
 	perm := errors.As(err, &f) && f.Permanent
 	if perm || dl.Attempts+1 >= d.opts.MaxAttempts {
@@ -366,13 +366,6 @@ func (d *dispatcher) checkDrained() {
 		close(done)
 	}
 	d.drains = nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // permanent is a failure of the dispatcher's own, found before any sender ran.

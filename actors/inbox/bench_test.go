@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/inbox"
+	"github.com/heraldhq/herald/api/ws/wire"
 	"github.com/heraldhq/herald/persistence/embedded"
 )
 
@@ -29,7 +30,7 @@ func BenchmarkEncodeEntry(b *testing.B) {
 	e := sampleEntry("user-123", 42)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := inbox.EncodeEntry(&e); err != nil {
+		if _, err := wire.EncodeEntry(&e); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -48,7 +49,7 @@ func (s countSocket) Send(inbox.Frame) bool {
 	}
 	return true
 }
-func (countSocket) Close(inbox.CloseCode, string)              {}
+func (countSocket) Close(wire.CloseCode, string)               {}
 func (countSocket) Room() int                                  { return 1 << 30 }
 func (countSocket) WaitRoom(context.Context, int) (int, error) { return 1 << 30, nil }
 

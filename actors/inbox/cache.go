@@ -4,11 +4,9 @@ import (
 	"slices"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/api/ws/wire"
 	"github.com/heraldhq/herald/persistence"
 )
-
-// SnapshotSize is how many unread notifications the snapshot holds at most.
-const SnapshotSize = 100
 
 // unreadCache is a user's unread total and newest unread notifications at log position
 // seq, kept up to date from the entries that follow. It is valid only while it is
@@ -33,8 +31,8 @@ func (c *unreadCache) reset(p persistence.UnreadPage) {
 	c.valid = true
 	c.seq, c.unread, c.frame = p.Seq, p.Total, nil
 	items := p.Items // newest first
-	if len(items) > SnapshotSize {
-		items = items[:SnapshotSize]
+	if len(items) > wire.SnapshotSize {
+		items = items[:wire.SnapshotSize]
 	}
 	slices.Reverse(items)
 	c.items, c.size = items, 0
@@ -56,7 +54,7 @@ func (c *unreadCache) apply(e *herald.Entry) {
 	c.seq, c.unread, c.frame = e.Seq, e.Unread, nil
 	switch e.Event {
 	case herald.EventCreated:
-		if len(c.items) == SnapshotSize {
+		if len(c.items) == wire.SnapshotSize {
 			c.size -= noteSize(&c.items[0])
 			c.items[0] = herald.Notification{}
 			c.items = c.items[1:] // append moves what is left when it grows
@@ -80,7 +78,7 @@ func (c *unreadCache) apply(e *herald.Entry) {
 
 // check invalidates the cache when it holds fewer items than the snapshot must show.
 func (c *unreadCache) check() {
-	if int64(len(c.items)) != min(c.unread, SnapshotSize) {
+	if int64(len(c.items)) != min(c.unread, wire.SnapshotSize) {
 		c.invalidate()
 	}
 }
@@ -103,15 +101,11 @@ func (c *unreadCache) trim(budget int) {
 }
 
 // snapshot returns the encoded unread-notifications frame, encoding it once per state.
-func (c *unreadCache) snapshot() ([]byte, error) {
+func (c *unreadCache) snapshot() []byte {
 	if c.frame == nil {
 		newest := slices.Clone(c.items)
 		slices.Reverse(newest)
-		f, err := EncodeSnapshot(newest, c.seq, c.unread)
-		if err != nil {
-			return nil, err
-		}
-		c.frame = f
+		c.frame = wire.EncodeSnapshot(newest, c.seq, c.unread)
 	}
-	return c.frame, nil
+	return c.frame
 }

@@ -48,6 +48,48 @@
 // after its last refresh. A refresh while a snapshot is already owed to the socket (its
 // store read in flight) is answered by that one.
 //
+// # A client's frames
+//
+// A socket's refresh-unread, mark-read and mark-all-read frames come to its inbox (a
+// Client message from the connection's reader, through the router), never straight to
+// the store: the reader sends it and reads on, and never waits for a commit. The path
+// of a mark-read is
+//
+//	client → api/ws reader (parses; answers ping and bad frames itself)
+//	       → router → inbox (Client) → goroutine: Writer.Write (the persistence actor)
+//	       → inbox (written: an error frame on that socket, or nothing)
+//	and, for a change, its entry: persistence actor → OnCommit → router → every inbox
+//	of the user → every socket.
+//
+// Each socket's frames take effect in the order it sent them: while one write of the
+// socket is in flight, its later frames (refresh-unread included) wait behind it, at
+// most Options.PendingFrames of them (one more is answered with an unavailable error
+// frame and not applied). The inbox takes the entries of an answered write at once,
+// before the router's copy arrives (which it then drops as seen), so a refresh-unread
+// sent after a mark-read gets a snapshot that shows it. A failed write is an error frame
+// on the socket that sent it, its field named as in the frame (data.id). A write that
+// takes longer than Options.OpTimeout (10 s) is answered with unavailable; it may still
+// commit, and its entry then arrives as any other.
+//
+// The store is skipped only when the answer is certain whatever the cache holds:
+//
+//   - a mark-read of an id that is no notification id (persistence.ParseID refuses it,
+//     as every store's lookup does) is answered not_found (data.id), the store's
+//     answer;
+//   - a mark-read of a notification the inbox saw become read is answered with
+//     nothing, which is what the store's no-op answers (no entry, no frame): read is
+//     for good, since notifications are never made unread and never deleted (Prune
+//     deletes log entries only). The inbox learns it from the user's notification-read
+//     entries, from the unread notifications it held when an all-notifications-read
+//     entry came, and from the answers to its own mark-reads; it remembers the newest
+//     16 such ids, and none once its last socket has gone.
+//
+// Everything else goes to the store: a mark-read of an id the inbox does not know (the
+// unread cache holds at most the 100 newest unread, and proves nothing about read or
+// other users' notifications: whether the id is the user's, read, or nobody's is the
+// store's to say), and every mark-all-read (a cache that shows nothing unread may be
+// behind a create committed before the frame).
+//
 // # Lifecycle
 //
 // After its last socket goes, an inbox waits Options.Grace (a page reload reconnects

@@ -9,6 +9,8 @@ import (
 	"github.com/anthdm/hollywood/actor"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/api/ws/wire"
+	"github.com/heraldhq/herald/persistence"
 )
 
 // sockState is where a socket is on its way to live delivery.
@@ -33,6 +35,9 @@ type sock struct {
 	refreshGen uint32 // tells the armed timer from stale ones
 	fetchGen   uint64 // tells the answer of the read in flight from stale ones
 	snapAt     int64  // nanotime when the socket was last sent a snapshot; 0: never
+
+	writing bool               // a write the client asked for is in flight
+	pending []wire.ClientFrame // the client's frames waiting for it, in the order sent
 }
 
 // ringEntry is a live entry kept while some socket catches up.
@@ -61,7 +66,19 @@ type inbox struct {
 	ahead        []aheadEntry
 	reorderArmed bool
 	reorderGen   uint64
+
+	// readIDs are ids of the user's notifications the inbox knows are read (from
+	// notification-read and all-notifications-read entries, and the answers to its own
+	// mark-reads), newest at readNext-1: a mark-read of one is answered without the
+	// store. At most maxReadIDs, and none once the last socket has gone.
+	readIDs  [][16]byte
+	readNext int
 }
+
+// maxReadIDs is how many ids known to be read an inbox remembers: enough for the
+// repeated mark-read of a notification just read (two tabs, a double click), at 256
+// bytes.
+const maxReadIDs = 16
 
 func newInbox(user string, opts Options, router *actor.PID) actor.Producer {
 	return func() actor.Receiver {
@@ -79,12 +96,14 @@ func (ib *inbox) Receive(c *actor.Context) {
 		ib.attach(m)
 	case Detach:
 		ib.detach(m.Socket)
-	case Refresh:
+	case Client:
 		for _, sk := range ib.socks {
 			if sk.s == m.Socket && sk.state != stGone {
-				ib.refresh(sk)
+				ib.client(sk, m.Frame)
 			}
 		}
+	case written:
+		ib.written(m)
 	case refreshDue:
 		if sk := m.sk; sk.refreshDue && sk.refreshGen == m.gen && sk.state != stGone {
 			sk.refreshDue, sk.wantSnap = false, true
@@ -113,7 +132,7 @@ func (ib *inbox) attach(m Attach) {
 	ib.attaches++
 	ib.graceGen++
 	if len(ib.socks) >= ib.opts.MaxSockets {
-		m.Socket.Close(CloseTooManySockets, "too many connections for this user")
+		m.Socket.Close(wire.CloseTooManySockets, "too many connections for this user")
 		return
 	}
 	sk := &sock{s: m.Socket, state: stSnapshot, wantSnap: true}
@@ -142,6 +161,7 @@ func (ib *inbox) startGrace() {
 	if len(ib.socks) > 0 {
 		return
 	}
+	ib.readIDs, ib.readNext = nil, 0
 	ib.graceGen++
 	gen, engine, self := ib.graceGen, ib.engine, ib.self
 	time.AfterFunc(ib.opts.Grace, func() { engine.Send(self, graceOver{gen: gen}) })
@@ -221,12 +241,7 @@ func (ib *inbox) step(sk *sock) {
 			ib.loadCache()
 			return
 		}
-		frame, err := ib.cache.snapshot()
-		if err != nil {
-			ib.opts.Log.Error("inbox: encoding the snapshot failed", "user", ib.user, "err", err)
-			ib.closeSock(sk, CloseInternal, "internal error")
-			return
-		}
+		frame := ib.cache.snapshot()
 		sk.wantSnap = false
 		sk.snapAt = nanotime()
 		if sk.refreshDue { // this snapshot answers the refreshes the armed one was for
@@ -269,7 +284,7 @@ func (ib *inbox) ringHas(seq int64) bool {
 	return len(ib.ring) > 0 && ib.ring[0].entry.Seq <= seq && seq <= ib.head
 }
 
-func (ib *inbox) closeSock(sk *sock, code CloseCode, reason string) {
+func (ib *inbox) closeSock(sk *sock, code wire.CloseCode, reason string) {
 	sk.s.Close(code, reason)
 	sk.state = stGone
 }
@@ -304,11 +319,11 @@ func (ib *inbox) fetched(m fetched) {
 	}
 	switch {
 	case m.slow:
-		ib.closeSock(sk, CloseSlowConsumer, "too slow to catch up, reconnect with since")
+		ib.closeSock(sk, wire.CloseSlowConsumer, "too slow to catch up, reconnect with since")
 		return
 	case m.err != nil:
 		ib.opts.Log.Warn("inbox: catch-up read failed; closing the socket", "user", ib.user, "err", m.err)
-		ib.closeSock(sk, CloseTryAgain, "storage unavailable, reconnect with since")
+		ib.closeSock(sk, wire.CloseTryAgain, "storage unavailable, reconnect with since")
 		return
 	}
 	if m.page.Reset {
@@ -321,10 +336,10 @@ func (ib *inbox) fetched(m fetched) {
 		if e.Seq <= sk.sent {
 			continue
 		}
-		data, err := EncodeEntry(e)
+		data, err := wire.EncodeEntry(e)
 		if err != nil {
 			ib.opts.Log.Error("inbox: encoding an entry failed", "user", ib.user, "seq", e.Seq, "err", err)
-			ib.closeSock(sk, CloseInternal, "internal error")
+			ib.closeSock(sk, wire.CloseInternal, "internal error")
 			return
 		}
 		ib.send(sk, Frame{Data: data})
@@ -351,7 +366,7 @@ func (ib *inbox) loadCache() {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
 		defer cancel()
-		page, err := opts.Store.Unread(ctx, user, 0, SnapshotSize)
+		page, err := opts.Store.Unread(ctx, user, 0, wire.SnapshotSize)
 		engine.Send(self, cacheLoaded{page: page, err: err})
 	}()
 }
@@ -362,7 +377,7 @@ func (ib *inbox) cacheLoaded(m cacheLoaded) {
 		ib.opts.Log.Warn("inbox: snapshot read failed; closing the sockets waiting for it", "user", ib.user, "err", m.err)
 		for _, sk := range ib.socks {
 			if !ib.loaded || sk.wantSnap {
-				ib.closeSock(sk, CloseTryAgain, "storage unavailable, reconnect with since")
+				ib.closeSock(sk, wire.CloseTryAgain, "storage unavailable, reconnect with since")
 			}
 		}
 		if !ib.loaded {
@@ -483,11 +498,21 @@ func (ib *inbox) accept(e *herald.Entry, at time.Time) {
 		ib.ring = ib.ring[:0] // not contiguous any more; readers fall back to the store
 	}
 	ib.head = e.Seq
+	switch e.Event {
+	case herald.EventRead:
+		if e.Notification != nil {
+			ib.noteRead(e.Notification.ID)
+		}
+	case herald.EventReadAll:
+		for i := range ib.cache.items { // the newest last: they are the ones kept
+			ib.noteRead(ib.cache.items[i].ID)
+		}
+	}
 	ib.cache.apply(e)
 	if !encode {
 		return
 	}
-	data, err := EncodeEntry(e)
+	data, err := wire.EncodeEntry(e)
 	if err != nil {
 		ib.opts.Log.Error("inbox: encoding an entry failed", "user", ib.user, "seq", e.Seq, "err", err)
 		ib.ring = ib.ring[:0]
@@ -519,4 +544,132 @@ func (ib *inbox) accept(e *herald.Entry, at time.Time) {
 			ib.fetch(sk)
 		}
 	}
+}
+
+// client takes in a frame of sk's client. Frames wait behind the socket's write in
+// flight, so that they take effect in the order the client sent them; at most
+// Options.PendingFrames wait, and one more is refused with an error frame.
+func (ib *inbox) client(sk *sock, f wire.ClientFrame) {
+	if !sk.writing && len(sk.pending) == 0 {
+		ib.serveFrame(sk, f)
+		return
+	}
+	if len(sk.pending) >= ib.opts.PendingFrames {
+		ib.sendError(sk, herald.Errorf(herald.CodeUnavailable,
+			"%d frames are waiting for storage already; this %s was not applied", len(sk.pending), f.Event))
+		return
+	}
+	sk.pending = append(sk.pending, f)
+}
+
+// serveFrame acts on one client frame of sk; a write leaves sk.writing set until its
+// answer comes back.
+func (ib *inbox) serveFrame(sk *sock, f wire.ClientFrame) {
+	switch f.Event {
+	case wire.EventRefresh:
+		ib.refresh(sk)
+	case wire.EventMarkRead:
+		u, ok := persistence.ParseID(f.ID)
+		switch {
+		case !ok:
+			// No notification has that name (stores look ids up by ParseID too).
+			ib.sendError(sk, dataField(persistence.NotFound(f.ID)))
+		case ib.knownRead(u):
+			// Read already, and read is for good (notifications are never deleted, nor
+			// made unread): the store would change nothing, which is no entry and no
+			// frame.
+		default:
+			ib.write(sk, persistence.Op{Kind: persistence.OpMarkRead, UserID: ib.user, ID: f.ID})
+		}
+	case wire.EventMarkAllRead:
+		// Always the store's: even a cache that shows nothing unread may be behind a
+		// create committed before this frame.
+		ib.write(sk, persistence.Op{Kind: persistence.OpReadAll, UserID: ib.user})
+	}
+}
+
+// write applies op for sk through the persistence actor, off the actor's goroutine;
+// the answer comes back as a written message.
+func (ib *inbox) write(sk *sock, op persistence.Op) {
+	if ib.opts.Writer == nil {
+		ib.opts.Log.Error("inbox: no Writer for a client's write", "user", ib.user)
+		ib.sendError(sk, herald.Errorf(herald.CodeInternal, "no writer"))
+		return
+	}
+	sk.writing = true
+	w, timeout, engine, self := ib.opts.Writer, ib.opts.OpTimeout, ib.engine, ib.self
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		res, err := w.Write(ctx, op)
+		cancel()
+		engine.Send(self, written{sk: sk, res: res, err: err})
+	}()
+}
+
+// written takes the answer of sk's write. Success sends nothing to sk here: the change
+// comes to every socket of the user as its log entry (none for a change that changed
+// nothing). The entries are taken in now, as if delivered (the router's copy is then
+// dropped as seen): a refresh-unread the client sent after the write is answered with a
+// snapshot that shows it. A failure is an error frame on sk alone. Then sk's next
+// frames are served.
+func (ib *inbox) written(m written) {
+	sk := m.sk
+	sk.writing = false
+	if m.err != nil {
+		e := herald.AsError(m.err)
+		if e.Code == herald.CodeInternal {
+			ib.opts.Log.Error("inbox: client write failed", "user", ib.user, "err", m.err)
+		}
+		ib.sendError(sk, dataField(e))
+	} else {
+		for i := range m.res.Notifications {
+			if n := &m.res.Notifications[i]; n.ReadAt != nil {
+				ib.noteRead(n.ID)
+			}
+		}
+		if len(m.res.Entries) > 0 {
+			ib.deliver(deliver{entries: m.res.Entries, at: time.Now()})
+		}
+	}
+	for !sk.writing && len(sk.pending) > 0 && sk.state != stGone {
+		f := sk.pending[0]
+		sk.pending[0] = wire.ClientFrame{}
+		sk.pending = sk.pending[1:]
+		ib.serveFrame(sk, f)
+	}
+	if len(sk.pending) == 0 {
+		sk.pending = nil
+	}
+}
+
+// dataField names the field of e as it is in the client's frame, under data.
+func dataField(e *herald.Error) *herald.Error {
+	if e.Field == "" {
+		return e
+	}
+	return &herald.Error{Code: e.Code, Message: e.Message, Field: "data." + e.Field, Err: e.Err}
+}
+
+func (ib *inbox) sendError(sk *sock, err error) {
+	if sk.state != stGone {
+		ib.send(sk, Frame{Data: wire.EncodeError(err)})
+	}
+}
+
+// noteRead remembers that notification id of the user is read.
+func (ib *inbox) noteRead(id string) {
+	u, ok := persistence.ParseID(id)
+	if !ok || ib.knownRead(u) {
+		return
+	}
+	if len(ib.readIDs) < maxReadIDs {
+		ib.readIDs = append(ib.readIDs, u)
+		return
+	}
+	ib.readIDs[ib.readNext] = u
+	ib.readNext = (ib.readNext + 1) % maxReadIDs
+}
+
+func (ib *inbox) knownRead(u [16]byte) bool {
+	return slices.Contains(ib.readIDs, u)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/inbox"
 	"github.com/heraldhq/herald/actors/persist"
+	"github.com/heraldhq/herald/api/ws/wire"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 )
@@ -21,11 +22,11 @@ import (
 // memSocket is a socket whose peer is the test: frames go to a channel.
 type memSocket struct {
 	frames chan []byte
-	closed chan inbox.CloseCode
+	closed chan wire.CloseCode
 }
 
 func newMemSocket() *memSocket {
-	return &memSocket{frames: make(chan []byte, 1000), closed: make(chan inbox.CloseCode, 1)}
+	return &memSocket{frames: make(chan []byte, 1000), closed: make(chan wire.CloseCode, 1)}
 }
 
 func (s *memSocket) Send(f inbox.Frame) bool {
@@ -37,24 +38,24 @@ func (s *memSocket) Send(f inbox.Frame) bool {
 	}
 }
 
-func (s *memSocket) Close(code inbox.CloseCode, _ string) { s.closed <- code }
-func (s *memSocket) Room() int                            { return cap(s.frames) - len(s.frames) }
+func (s *memSocket) Close(code wire.CloseCode, _ string) { s.closed <- code }
+func (s *memSocket) Room() int                           { return cap(s.frames) - len(s.frames) }
 func (s *memSocket) WaitRoom(context.Context, int) (int, error) {
 	return s.Room(), nil // the test reads everything; a full channel fails it
 }
 
-type wire struct {
-	Event  string          `json:"event"`
+type frameJSON struct {
+	Event  herald.Event    `json:"event"`
 	Seq    int64           `json:"seq"`
 	Unread int64           `json:"unread"`
 	Data   json.RawMessage `json:"data"`
 }
 
-func (s *memSocket) next(t *testing.T) wire {
+func (s *memSocket) next(t *testing.T) frameJSON {
 	t.Helper()
 	select {
 	case b := <-s.frames:
-		var w wire
+		var w frameJSON
 		if err := json.Unmarshal(b, &w); err != nil {
 			t.Fatalf("frame %s: %v", b, err)
 		}
@@ -64,7 +65,7 @@ func (s *memSocket) next(t *testing.T) wire {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no frame within 10 s")
 	}
-	return wire{}
+	return frameJSON{}
 }
 
 type rig struct {
@@ -153,7 +154,7 @@ func TestLostDeliveryIsReadFromStore(t *testing.T) {
 	r := newRig(t)
 	s := newMemSocket()
 	r.engine.Send(r.router, inbox.Attach{User: "alice", Socket: s})
-	if w := s.next(t); w.Event != inbox.EventUnread || w.Seq != 0 {
+	if w := s.next(t); w.Event != wire.EventUnread || w.Seq != 0 {
 		t.Fatalf("first frame %+v", w)
 	}
 	r.create(t, "alice") // seq 1, delivered
@@ -166,14 +167,14 @@ func TestLostDeliveryIsReadFromStore(t *testing.T) {
 	r.create(t, "alice") // seq 3 reveals the gap
 	for want := int64(2); want <= 3; want++ {
 		w := s.next(t)
-		if w.Seq != want || w.Event != string(herald.EventCreated) || w.Unread != want {
+		if w.Seq != want || w.Event != herald.EventCreated || w.Unread != want {
 			t.Fatalf("frame %+v, want new-notification seq %d unread %d", w, want, want)
 		}
 	}
-	r.engine.Send(r.router, inbox.Refresh{User: "alice", Socket: s})
+	r.engine.Send(r.router, inbox.Client{User: "alice", Socket: s, Frame: wire.ClientFrame{Event: wire.EventRefresh}})
 	w := s.next(t)
 	var items []herald.Notification
-	if err := json.Unmarshal(w.Data, &items); err != nil || w.Event != inbox.EventUnread || w.Seq != 3 || w.Unread != 3 || len(items) != 3 || items[1].ID != lost.ID {
+	if err := json.Unmarshal(w.Data, &items); err != nil || w.Event != wire.EventUnread || w.Seq != 3 || w.Unread != 3 || len(items) != 3 || items[1].ID != lost.ID {
 		t.Fatalf("snapshot after the gap: %+v (%v)", w, err)
 	}
 	r.engine.Send(r.router, inbox.Detach{User: "alice", Socket: s})
@@ -193,7 +194,7 @@ func TestResumeBeyondDelivery(t *testing.T) {
 	s := newMemSocket()
 	r.engine.Send(r.router, inbox.Attach{User: "bob", Socket: s, Since: 2, HasSince: true})
 	r.create(t, "bob")
-	if w := s.next(t); w.Event != string(herald.EventCreated) || w.Seq != 3 {
+	if w := s.next(t); w.Event != herald.EventCreated || w.Seq != 3 {
 		t.Fatalf("frame %+v, want new-notification seq 3", w)
 	}
 	for want := int64(1); want <= 3; want++ { // the first socket repairs its gap
@@ -229,8 +230,8 @@ func TestRefreshDuringCatchUp(t *testing.T) {
 	}
 	s := gatedSocket{newMemSocket(), make(chan struct{})}
 	r.engine.Send(r.router, inbox.Attach{User: "carol", Socket: s, Since: 0, HasSince: true}) // a catch-up read waits at the gate
-	r.engine.Send(r.router, inbox.Refresh{User: "carol", Socket: s})
-	if w := s.next(t); w.Event != inbox.EventUnread || w.Seq != 3 {
+	r.engine.Send(r.router, inbox.Client{User: "carol", Socket: s, Frame: wire.ClientFrame{Event: wire.EventRefresh}})
+	if w := s.next(t); w.Event != wire.EventUnread || w.Seq != 3 {
 		t.Fatalf("frame %+v, want the snapshot at 3", w)
 	}
 	close(s.gate) // the stale read answers now and is dropped
@@ -247,7 +248,7 @@ func TestOutOfOrderBatches(t *testing.T) {
 	r := newRig(t)
 	s := newMemSocket()
 	r.engine.Send(r.router, inbox.Attach{User: "dora", Socket: s})
-	if w := s.next(t); w.Event != inbox.EventUnread {
+	if w := s.next(t); w.Event != wire.EventUnread {
 		t.Fatalf("first frame %+v", w)
 	}
 	r.hold.Store(true)
@@ -278,12 +279,12 @@ func TestOutOfOrderBatches(t *testing.T) {
 func TestRefreshFlood(t *testing.T) {
 	r := newRig(t)
 	payload := json.RawMessage(`{"text":"` + strings.Repeat("x", 488) + `"}`)
-	for range inbox.SnapshotSize {
+	for range wire.SnapshotSize {
 		r.createWith(t, "erin", payload)
 	}
 	s := newMemSocket()
 	r.engine.Send(r.router, inbox.Attach{User: "erin", Socket: s})
-	if w := s.next(t); w.Event != inbox.EventUnread || w.Unread != inbox.SnapshotSize {
+	if w := s.next(t); w.Event != wire.EventUnread || w.Unread != wire.SnapshotSize {
 		t.Fatalf("first frame %+v", w)
 	}
 	snaps := r.snaps.Load()
@@ -292,34 +293,34 @@ func TestRefreshFlood(t *testing.T) {
 	var mid herald.Notification
 	for i := range 50 {
 		<-tick.C
-		r.engine.Send(r.router, inbox.Refresh{User: "erin", Socket: s})
+		r.engine.Send(r.router, inbox.Client{User: "erin", Socket: s, Frame: wire.ClientFrame{Event: wire.EventRefresh}})
 		if i == 25 {
 			mid = r.createWith(t, "erin", payload)
 		}
 	}
 	tick.Stop()
 	last := r.createWith(t, "erin", payload)
-	r.engine.Send(r.router, inbox.Refresh{User: "erin", Socket: s})
+	r.engine.Send(r.router, inbox.Client{User: "erin", Socket: s, Frame: wire.ClientFrame{Event: wire.EventRefresh}})
 
 	// Every frame up to the snapshot that shows the last notification.
 	snapshots := 0
 	for {
 		w := s.next(t)
-		if w.Event != inbox.EventUnread {
-			if w.Event != string(herald.EventCreated) || (w.Seq != mid.Seq && w.Seq != last.Seq) {
+		if w.Event != wire.EventUnread {
+			if w.Event != herald.EventCreated || (w.Seq != mid.Seq && w.Seq != last.Seq) {
 				t.Fatalf("frame %+v, want snapshots and the two new notifications", w)
 			}
 			continue
 		}
 		snapshots++
 		var items []herald.Notification
-		if err := json.Unmarshal(w.Data, &items); err != nil || len(items) != inbox.SnapshotSize {
+		if err := json.Unmarshal(w.Data, &items); err != nil || len(items) != wire.SnapshotSize {
 			t.Fatalf("snapshot of %d items (%v)", len(items), err)
 		}
 		if w.Seq >= last.Seq {
-			if items[0].ID != last.ID || items[1].ID != mid.ID || w.Unread != inbox.SnapshotSize+2 {
+			if items[0].ID != last.ID || items[1].ID != mid.ID || w.Unread != wire.SnapshotSize+2 {
 				t.Fatalf("snapshot at seq %d: newest %s, %s, unread %d; want %s, %s, %d",
-					w.Seq, items[0].ID, items[1].ID, w.Unread, last.ID, mid.ID, inbox.SnapshotSize+2)
+					w.Seq, items[0].ID, items[1].ID, w.Unread, last.ID, mid.ID, wire.SnapshotSize+2)
 			}
 			break
 		}

@@ -6,6 +6,7 @@ import (
 	"github.com/anthdm/hollywood/actor"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/api/ws/wire"
 	"github.com/heraldhq/herald/persistence"
 )
 
@@ -25,10 +26,15 @@ type Detach struct {
 	Socket Socket
 }
 
-// Refresh asks for a fresh unread-notifications snapshot on socket S of User.
-type Refresh struct {
+// Client is a frame the client sent on socket S of User that acts on the user's state:
+// refresh-unread, mark-read or mark-all-read (a ping the connection answers itself).
+// The connection's reader sends it, after Attach and before Detach, and goes on
+// reading: the inbox answers it, in the order the socket's frames were sent, without
+// the reader waiting for anything.
+type Client struct {
 	User   string
 	Socket Socket
+	Frame  wire.ClientFrame
 }
 
 // Committed carries the entries of one committed batch, in commit order, and when the
@@ -78,6 +84,13 @@ type refreshDue struct {
 type cacheLoaded struct {
 	page persistence.UnreadPage
 	err  error
+}
+
+// written answers a client's write (mark-read, mark-all-read) sent by socket sk.
+type written struct {
+	sk  *sock
+	res persistence.Result
+	err error
 }
 
 // fetched answers a socket's read of the log after since.

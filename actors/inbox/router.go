@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"time"
@@ -12,10 +13,26 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
+// Writer applies a write through the persistence actor and waits for its commit: the
+// persistence actor's client (persist.Client).
+type Writer interface {
+	Write(ctx context.Context, op persistence.Op) (persistence.Result, error)
+}
+
 // Options configure the router and its inboxes. Zero fields mean the defaults.
 type Options struct {
 	// Store is where inboxes read snapshots and catch-up entries. Required.
 	Store persistence.Store
+	// Writer applies the clients' mark-read and mark-all-read frames. Required.
+	Writer Writer
+	// OpTimeout bounds how long a client's write waits for its commit; one that takes
+	// longer is answered with an unavailable error frame. Default 10 s.
+	OpTimeout time.Duration
+	// PendingFrames caps the client frames of one socket waiting behind its write in
+	// flight; one more is answered with an unavailable error frame and not applied.
+	// Default 128 (more than the gateway's frame burst, so an honest burst waits
+	// rather than fails unless the store is slower than the frame rate).
+	PendingFrames int
 	// MaxSockets caps the sockets of one user; one more is closed with
 	// CloseTooManySockets. Default 64.
 	MaxSockets int
@@ -74,6 +91,12 @@ func (o *Options) defaults() {
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = 10 * time.Second
 	}
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = 10 * time.Second
+	}
+	if o.PendingFrames <= 0 {
+		o.PendingFrames = 128
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -127,7 +150,7 @@ func (r *router) Receive(c *actor.Context) {
 		if rt := r.routes[m.User]; rt != nil {
 			c.Send(rt.pid, m)
 		}
-	case Refresh:
+	case Client:
 		if rt := r.routes[m.User]; rt != nil {
 			c.Send(rt.pid, m)
 		}

@@ -3,6 +3,8 @@ package inbox
 import (
 	"context"
 	"time"
+
+	"github.com/heraldhq/herald/api/ws/wire"
 )
 
 // Socket is one connection of a user, as the inbox sees it. The WebSocket gateway
@@ -12,7 +14,7 @@ type Socket interface {
 	// (its queue overflowed, its writer failed): the inbox then forgets it.
 	Send(f Frame) bool
 	// Close closes the connection with code and reason, in the background.
-	Close(code CloseCode, reason string)
+	Close(code wire.CloseCode, reason string)
 	// Room reports how many frames Send would take now without overflowing.
 	Room() int
 	// WaitRoom blocks until the socket can take min(n, its capacity) frames, and
@@ -29,18 +31,3 @@ type Frame struct {
 	// other frames. The socket writer measures store→socket latency from it.
 	Stored time.Time
 }
-
-// CloseCode is a WebSocket close code (RFC 6455 section 7.4). Herald's own codes are in
-// the private-use range 4000-4999; the last three digits echo the matching HTTP status.
-type CloseCode uint16
-
-// The close codes Herald sends.
-const (
-	CloseGoingAway      CloseCode = 1001 // the server is shutting down; reconnect with since
-	CloseTooManyFrames  CloseCode = 1008 // policy violation: client frames over the frame rate; reconnect at will
-	CloseTooBig         CloseCode = 1009 // a client frame over the read limit
-	CloseInternal       CloseCode = 1011 // an unexpected server error; reconnect with since
-	CloseTryAgain       CloseCode = 1013 // storage unavailable; reconnect with since, after a pause
-	CloseSlowConsumer   CloseCode = 4008 // the outbound queue overflowed or a write timed out
-	CloseTooManySockets CloseCode = 4029 // the user has Options.MaxSockets sockets already
-)

@@ -11,11 +11,11 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/inbox"
-	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/api/ws/wire"
 )
 
 type closeReq struct {
-	code   inbox.CloseCode
+	code   wire.CloseCode
 	reason string
 }
 
@@ -70,12 +70,12 @@ func (c *Conn) run() {
 		if !frames.take(nanotime()) {
 			// The close handshake (in the background) discards whatever else the client
 			// sends; the reader acts on nothing more.
-			c.Close(inbox.CloseTooManyFrames, c.hub.frameReason)
+			c.Close(wire.CloseTooManyFrames, c.hub.frameReason)
 			handshake = true
 			break
 		}
 		if typ != websocket.MessageText {
-			c.sendError(herald.Errorf(CodeBadFrame, "frames must be text"))
+			c.sendError(herald.Errorf(herald.CodeBadFrame, "frames must be text"))
 			continue
 		}
 		c.handle(data)
@@ -95,47 +95,28 @@ func (c *Conn) run() {
 	c.wg.Wait()
 }
 
-// handle acts on one client frame. A write waits for its commit here, on the reader:
-// a client's frames take effect in the order it sent them.
+// handle acts on one client frame without waiting for anything: a ping is answered
+// here, a frame that does not parse gets its error frame here, and every other frame
+// goes to the user's inbox (through the router), which answers it in the order this
+// connection sent its frames: writes go from there to the persistence actor, and the
+// reader reads on while they commit.
 func (c *Conn) handle(data []byte) {
 	c.hub.opts.Metrics.clientFrame()
-	f, err := ParseClientFrame(data)
+	f, err := wire.ParseClientFrame(data)
 	if err != nil {
 		c.sendError(err)
 		return
 	}
+	if f.Event == wire.EventPing {
+		c.Send(inbox.Frame{Data: wire.Pong})
+		return
+	}
 	o := &c.hub.opts
-	switch f.Event {
-	case EventPing:
-		c.Send(inbox.Frame{Data: pongFrame})
-	case EventRefresh:
-		o.Engine.Send(o.Router, inbox.Refresh{User: c.user, Socket: c})
-	case EventMarkRead:
-		c.write(persistence.Op{Kind: persistence.OpMarkRead, UserID: c.user, ID: f.ID})
-	case EventReadAll:
-		c.write(persistence.Op{Kind: persistence.OpReadAll, UserID: c.user})
-	}
-}
-
-// write applies op. Success sends nothing here: the change comes back to every socket
-// of the user as a log entry. A failure is an error frame on this socket only.
-func (c *Conn) write(op persistence.Op) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.OpTimeout)
-	defer cancel()
-	if _, err := c.hub.opts.Writer.Write(ctx, op); err != nil {
-		e := herald.AsError(err)
-		if e.Code == herald.CodeInternal {
-			c.hub.opts.Log.Error("websocket: client write failed", "user", c.user, "err", err)
-		}
-		if e.Field != "" { // the field is in the frame's data
-			e = &herald.Error{Code: e.Code, Message: e.Message, Field: "data." + e.Field}
-		}
-		c.sendError(e)
-	}
+	o.Engine.Send(o.Router, inbox.Client{User: c.user, Socket: c, Frame: f})
 }
 
 func (c *Conn) sendError(err error) {
-	c.Send(inbox.Frame{Data: errorFrame(err)})
+	c.Send(inbox.Frame{Data: wire.EncodeError(err)})
 }
 
 // Send implements inbox.Socket: it queues f and starts the writer if it is not running.
@@ -147,7 +128,7 @@ func (c *Conn) Send(f inbox.Frame) bool {
 		return false
 	}
 	if len(c.queue) >= c.hub.opts.QueueSize {
-		c.closeLocked(inbox.CloseSlowConsumer, "too slow: outbound queue full")
+		c.closeLocked(wire.CloseSlowConsumer, "too slow: outbound queue full")
 		return false
 	}
 	c.queue = append(c.queue, f)
@@ -161,7 +142,7 @@ func (c *Conn) Send(f inbox.Frame) bool {
 
 // Close implements inbox.Socket: it closes the connection with code and reason, the
 // closing handshake running in the background.
-func (c *Conn) Close(code inbox.CloseCode, reason string) {
+func (c *Conn) Close(code wire.CloseCode, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closeLocked(code, reason)
@@ -213,7 +194,7 @@ func (c *Conn) wakeLocked() {
 
 // CloseAfterFlush closes the connection with code and reason once what is queued has
 // been written (within the write timeout); nothing more is queued meanwhile.
-func (c *Conn) CloseAfterFlush(code inbox.CloseCode, reason string) {
+func (c *Conn) CloseAfterFlush(code wire.CloseCode, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.final != nil {
@@ -226,14 +207,14 @@ func (c *Conn) CloseAfterFlush(code inbox.CloseCode, reason string) {
 	c.final = &closeReq{code, reason} // the writer closes when the queue is empty
 }
 
-func (c *Conn) closeLocked(code inbox.CloseCode, reason string) {
+func (c *Conn) closeLocked(code wire.CloseCode, reason string) {
 	if c.closed {
 		return
 	}
 	switch code {
-	case inbox.CloseSlowConsumer:
+	case wire.CloseSlowConsumer:
 		c.hub.opts.Metrics.slowConsumer()
-	case inbox.CloseTooManyFrames:
+	case wire.CloseTooManyFrames:
 		c.hub.opts.Metrics.tooManyFrames()
 	}
 	c.closed = true

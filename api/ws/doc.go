@@ -1,7 +1,9 @@
-// Package ws runs Herald's WebSocket connections once they are accepted: it reads client
-// frames, writes server frames, pings, and closes. The HTTP handshake (authentication,
-// origin, the since parameter) is the api package's; routing and state are the inbox
-// actors' (actors/inbox). A connection is an inbox.Socket.
+// Package ws runs Herald's WebSocket connections: Hub.Accept upgrades a request whose
+// handshake the api package has checked (authentication, origin, the since parameter),
+// and the connection then reads client frames, writes server frames, pings, and closes.
+// The protocol itself (event names, frame encodings, close codes) is api/ws/wire's;
+// routing and state are the inbox actors' (actors/inbox). A connection is an
+// inbox.Socket.
 //
 // # Goroutines
 //
@@ -20,9 +22,16 @@
 // none left closes the connection with 1008 ("too many frames: at most 50/s"), counted
 // by herald_ws_frame_rate_closes_total; nothing the client sends after it is acted on.
 // The limit is the connection's alone: a new connection of the same user starts with a
-// full bucket. A client's mark-read and mark-all-read frames each wait for their
-// commit on the reader, so a connection can never have more than one write in flight
-// either; together the two bound the store transactions one socket can cause.
+// full bucket.
+//
+// The reader waits for nothing but the network: it answers ping itself, answers a
+// frame that does not parse with its error frame, and sends every other frame
+// (refresh-unread, mark-read, mark-all-read) to the user's inbox, which answers it
+// (actors/inbox, "A client's frames"). The inbox keeps one write of the connection in
+// flight and the connection's later frames behind it, in order, at most
+// inbox.Options.PendingFrames (128) of them: together with the frame rate, that bounds
+// the store transactions one socket can cause. So a pong can overtake the answer to a
+// mark-read sent before the ping; a refresh-unread cannot.
 //
 // # Slow consumers
 //

@@ -11,22 +11,14 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/heraldhq/herald/actors/inbox"
-	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/api/ws/wire"
 )
-
-// Writer applies a client's write (mark-read, read-all) and waits for its commit: the
-// persistence actor's client.
-type Writer interface {
-	Write(ctx context.Context, op persistence.Op) (persistence.Result, error)
-}
 
 // Options configure a Hub. Zero fields mean the defaults.
 type Options struct {
 	// Engine and Router are the actor engine and the inbox router. Required.
 	Engine *actor.Engine
 	Router *actor.PID
-	// Writer applies mark-read and mark-all-read frames. Required.
-	Writer Writer
 	// ReadLimit is the largest client frame in bytes; a bigger one closes the connection
 	// with 1009. Default 4 KiB.
 	ReadLimit int64
@@ -38,11 +30,9 @@ type Options struct {
 	// may take before the peer is taken for dead. Defaults 25 s and 20 s.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
-	// OpTimeout bounds how long a client's write waits for its commit. Default 10 s.
-	OpTimeout time.Duration
 	// FrameRate caps the client data frames (text or binary, valid or not) one
 	// connection may send per second, FrameBurst of them saved up; the frame that finds
-	// none left closes the connection with inbox.CloseTooManyFrames (1008) before it is
+	// none left closes the connection with wire.CloseTooManyFrames (1008) before it is
 	// parsed. Defaults 50 and 100; a negative FrameRate means no limit.
 	FrameRate  float64
 	FrameBurst int
@@ -67,9 +57,6 @@ func (o *Options) defaults() {
 	}
 	if o.PingTimeout <= 0 {
 		o.PingTimeout = 20 * time.Second
-	}
-	if o.OpTimeout <= 0 {
-		o.OpTimeout = 10 * time.Second
 	}
 	if o.FrameRate == 0 {
 		o.FrameRate = 50
@@ -118,7 +105,7 @@ func (h *Hub) Start(wc *websocket.Conn, nc *NetConn, user string, since int64, h
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		_ = wc.Close(websocket.StatusCode(inbox.CloseGoingAway), "server shutting down")
+		_ = wc.Close(websocket.StatusCode(wire.CloseGoingAway), "server shutting down")
 		return
 	}
 	h.conns[c] = struct{}{} // before Start returns: Shutdown waits for it
@@ -208,7 +195,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 
 	for _, c := range conns {
-		c.CloseAfterFlush(inbox.CloseGoingAway, "server shutting down")
+		c.CloseAfterFlush(wire.CloseGoingAway, "server shutting down")
 	}
 	select {
 	case <-h.done:

@@ -15,10 +15,15 @@ import (
 // and buffering.
 //
 // Both paths take one mutex, so frames never interleave. The library writes each
-// control frame in one Write (it flushes its buffer at the end of every frame, and a
-// control frame is at most 127 bytes, far less than the buffer), so a Write that starts
-// with a close frame's header marks the close as sent: no data frame may follow it
-// (RFC 6455, 5.5.1).
+// control frame in one Write: its writeFrame flushes the connection's buffer at the end
+// of every final frame, and a control frame (at most 127 bytes) fits in the buffer
+// (1 KiB, see Accept) whole. So a Write that starts with a close frame's header marks
+// the close as sent: no data frame may follow it (RFC 6455, 5.5.1). That flush is the
+// library's behaviour, not its documented contract: it was checked against
+// github.com/coder/websocket v1.8.15 (write.go, Conn.writeFrame), the version go.mod
+// requires, and TestNetConnWithLibrary pins it; check again before upgrading. Herald never
+// writes a data message through the library (whose large payloads bypass the buffer
+// and would reach Write in pieces).
 type NetConn struct {
 	net.Conn
 

@@ -3,14 +3,23 @@ package ws
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/heraldhq/herald/actors/inbox"
+	"github.com/heraldhq/herald/api/ws/wire"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -204,5 +213,112 @@ func TestNetConnControlFrameInBurst(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNetConnWithLibrary pins what NetConn assumes of github.com/coder/websocket
+// (checked against v1.8.15, the version in go.mod): that the library writes each control
+// frame in one Write, flushing its buffer at the frame's end. Data frames written by
+// NetConn in bursts bigger than one vectored write, interleaved with the library's own
+// pings (each waiting for the real client's pong) and then its close, reach the library's
+// real client reader as whole messages, in order, with nothing after the close frame;
+// and NetConn refuses data once the close is out. A library that split a control frame
+// over two writes, or buffered one past its end, would break a frame here.
+func TestNetConnWithLibrary(t *testing.T) {
+	type accepted struct {
+		c  *websocket.Conn
+		nc *NetConn
+	}
+	got := make(chan accepted, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &hijacker{ResponseWriter: w}
+		c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got <- accepted{c, hj.conn}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseNow()
+	client.SetReadLimit(1 << 20)
+	a := <-got
+	server := a.c
+	defer server.CloseNow()
+	// The server's reader: it reads the client's pongs and close (the client sends no data).
+	serverRead := make(chan error, 1)
+	go func() {
+		_, _, err := server.Read(ctx)
+		serverRead <- err
+	}()
+
+	// 20 batches of 1 B to 100 KiB frames (over a megabyte, so each batch goes out in
+	// several vectored writes with the mutex released between them).
+	var want [][]byte
+	var batches [][]inbox.Frame
+	for b := range 20 {
+		var batch []inbox.Frame
+		for i, n := range []int{1, 125, 126, 0xffff, 0x10000, 100 << 10, 3} {
+			d := bytes.Repeat([]byte{byte('a' + (b+i)%26)}, n)
+			d[0] = byte(len(want)) // each message tells its place
+			want = append(want, d)
+			batch = append(batch, inbox.Frame{Data: d})
+		}
+		batches = append(batches, batch)
+	}
+	messages := make(chan error, 1)
+	go func() {
+		for i := range want {
+			typ, p, err := client.Read(ctx)
+			switch {
+			case err != nil:
+				messages <- fmt.Errorf("message %d: %w", i, err)
+				return
+			case typ != websocket.MessageText || !bytes.Equal(p, want[i]):
+				messages <- fmt.Errorf("message %d differs from what was written (%d bytes, want %d)", i, len(p), len(want[i]))
+				return
+			}
+		}
+		_, _, err := client.Read(ctx) // the close, and nothing else
+		messages <- err
+	}()
+
+	pings := make(chan error, 1)
+	go func() {
+		for range 50 {
+			if err := server.Ping(ctx); err != nil {
+				pings <- err
+				return
+			}
+		}
+		pings <- nil
+	}()
+	for _, batch := range batches {
+		if err := a.nc.writeText(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-pings; err != nil {
+		t.Fatalf("pings: %v", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- server.Close(websocket.StatusCode(wire.CloseGoingAway), "server shutting down") }()
+	err = <-messages
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusCode(wire.CloseGoingAway) || ce.Reason != "server shutting down" {
+		t.Fatalf("after the data: %v, want close 1001 with its reason", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	<-serverRead
+	if err := a.nc.writeText([]inbox.Frame{{Data: []byte("late")}}); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a data frame after the library's close: %v, want net.ErrClosed", err)
 	}
 }

@@ -836,7 +836,7 @@ func (s *Store) Get(ctx context.Context, userID, id string) (herald.Notification
 			}
 		}
 		if !ok || n.ReceiverID != userID {
-			return &herald.Error{Code: herald.CodeNotFound, Message: "no notification " + id + " for this user", Field: "id"}
+			return persistence.NotFound(id)
 		}
 		return nil
 	})

@@ -48,7 +48,7 @@ ORDER BY 1 LIMIT $3`
 )
 
 func notFound(id string) *herald.Error {
-	return &herald.Error{Code: herald.CodeNotFound, Message: "no notification " + id + " for this user", Field: "id"}
+	return persistence.NotFound(id)
 }
 
 // Get returns notification id of userID, or a not_found error.

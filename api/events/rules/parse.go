@@ -734,7 +734,7 @@ func (p *parser) payload(n *yaml.Node, field string, depth int) *pnode {
 			if child == nil {
 				continue
 			}
-			out.keys = append(out.keys, append(appendJSONString(nil, []byte(k.Value)), ':'))
+			out.keys = append(out.keys, append(herald.AppendJSONString(nil, k.Value, false), ':'))
 			out.kids = append(out.kids, child)
 		}
 		return out
@@ -768,7 +768,7 @@ func (p *parser) payload(n *yaml.Node, field string, depth int) *pnode {
 			return nil
 		}
 		if t.tmpl == nil {
-			return &pnode{kind: pLiteral, field: field, lit: appendJSONString(nil, []byte(t.lit))}
+			return &pnode{kind: pLiteral, field: field, lit: herald.AppendJSONString(nil, t.lit, false)}
 		}
 		return &pnode{kind: pTemplate, field: field, tmpl: t.tmpl}
 	}

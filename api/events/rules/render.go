@@ -5,7 +5,8 @@ import (
 	"errors"
 	"strings"
 	"text/template"
-	"unicode/utf8"
+
+	"github.com/heraldhq/herald"
 )
 
 type pkind uint8
@@ -107,7 +108,7 @@ func (r *renderer) value(n *pnode) *renderError {
 		if err != nil {
 			return &renderError{field: n.field, err: err}
 		}
-		r.out = appendJSONString(r.out, b)
+		r.out = herald.AppendJSONString(r.out, b, false) // JSON, not HTML: <, > and & stay
 	case pObject:
 		r.out = append(r.out, '{')
 		for i, k := range n.keys {
@@ -172,56 +173,4 @@ func (e *renderError) cause() string {
 		return "at <" + msg[i+len(" at <"):]
 	}
 	return strings.TrimPrefix(msg, "template: "+e.field+": ")
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD; <, > and &
-// are kept as they are (the payload is JSON, not HTML).
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

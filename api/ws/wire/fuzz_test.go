@@ -1,8 +1,10 @@
-package ws
+package wire
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald"
 )
@@ -27,20 +29,30 @@ func FuzzParseClientFrame(f *testing.F) {
 				t.Fatalf("error %T is not a *herald.Error", err)
 			}
 			switch e.Code {
-			case CodeBadFrame, CodeUnknownEvent, herald.CodeValidation:
+			case herald.CodeBadFrame, herald.CodeUnknownEvent, herald.CodeValidation:
 			default:
 				t.Fatalf("unexpected code %s", e.Code)
 			}
 			if e.Message == "" {
 				t.Fatal("error without a message")
 			}
-			if fb := errorFrame(err); !strings.HasPrefix(string(fb), `{"event":"error","data":{"code":"`) {
-				t.Fatalf("error frame %s", fb)
+			var frame struct {
+				Event string `json:"event"`
+				Data  struct {
+					Code    herald.Code `json:"code"`
+					Message string      `json:"message"`
+					Field   string      `json:"field"`
+				} `json:"data"`
+			}
+			fb := EncodeError(err)
+			if json.Unmarshal(fb, &frame) != nil || frame.Event != "error" || frame.Data.Code != e.Code ||
+				(utf8.ValidString(e.Message) && frame.Data.Message != e.Message) || frame.Data.Field != e.Field {
+				t.Fatalf("error frame %s for %v", fb, err)
 			}
 			return
 		}
 		switch fr.Event {
-		case EventPing, EventRefresh, EventReadAll:
+		case EventPing, EventRefresh, EventMarkAllRead:
 		case EventMarkRead:
 			if strings.TrimSpace(fr.ID) == "" {
 				t.Fatal("mark-read accepted without an id")

@@ -1,4 +1,4 @@
-package ws
+package wire
 
 import (
 	"bytes"
@@ -8,24 +8,9 @@ import (
 	"github.com/heraldhq/herald"
 )
 
-// The client → server events.
-const (
-	EventRefresh  = "refresh-unread"
-	EventMarkRead = "mark-read"
-	EventReadAll  = "mark-all-read"
-	EventPing     = "ping"
-)
-
-// The codes of error frames (besides not_found and unavailable, which come from the
-// operation a frame asked for).
-const (
-	CodeBadFrame     herald.Code = "bad_frame"
-	CodeUnknownEvent herald.Code = "unknown_event"
-)
-
 // ClientFrame is a decoded client frame.
 type ClientFrame struct {
-	Event string
+	Event ClientEvent
 	ID    string // mark-read: the notification
 }
 
@@ -36,14 +21,14 @@ type ClientFrame struct {
 func ParseClientFrame(b []byte) (ClientFrame, error) {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	if len(b) == 0 || b[0] != '{' {
-		return ClientFrame{}, herald.Errorf(CodeBadFrame, "a frame must be a JSON object")
+		return ClientFrame{}, herald.Errorf(herald.CodeBadFrame, "a frame must be a JSON object")
 	}
 	var raw struct {
 		Event json.RawMessage `json:"event"`
 		Data  json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return ClientFrame{}, herald.Errorf(CodeBadFrame, "a frame must be a JSON object")
+		return ClientFrame{}, herald.Errorf(herald.CodeBadFrame, "a frame must be a JSON object")
 	}
 	var f ClientFrame
 	if len(raw.Event) == 0 || string(raw.Event) == "null" {
@@ -53,7 +38,7 @@ func ParseClientFrame(b []byte) (ClientFrame, error) {
 		return f, herald.FieldError("event", "event must be a string")
 	}
 	switch f.Event {
-	case EventRefresh, EventReadAll, EventPing:
+	case EventRefresh, EventMarkAllRead, EventPing:
 		return f, nil
 	case EventMarkRead:
 		var data struct {
@@ -71,38 +56,5 @@ func ParseClientFrame(b []byte) (ClientFrame, error) {
 		f.ID = *data.ID
 		return f, nil
 	}
-	return f, herald.Errorf(CodeUnknownEvent, "unknown event %q", truncate(f.Event, 64))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
-}
-
-// pongFrame answers a client ping.
-var pongFrame = []byte(`{"event":"pong","data":{}}`)
-
-type errorData struct {
-	Code    herald.Code `json:"code"`
-	Message string      `json:"message"`
-	Field   string      `json:"field,omitempty"`
-}
-
-// errorFrame encodes err as an error frame. Internal errors say no more than that.
-func errorFrame(err error) []byte {
-	e := herald.AsError(err)
-	msg := e.Message
-	if e.Code == herald.CodeInternal {
-		msg = "internal error"
-	}
-	b, mErr := json.Marshal(struct {
-		Event string    `json:"event"`
-		Data  errorData `json:"data"`
-	}{"error", errorData{Code: e.Code, Message: msg, Field: e.Field}})
-	if mErr != nil {
-		return []byte(`{"event":"error","data":{"code":"internal","message":"internal error"}}`)
-	}
-	return b
+	return f, herald.Errorf(herald.CodeUnknownEvent, "unknown event %q", herald.Truncate(string(f.Event), 64))
 }

@@ -1,0 +1,60 @@
+package ws
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+
+	"github.com/coder/websocket"
+)
+
+// Accept upgrades r to a WebSocket connection of user and runs it (see Start). The
+// handshake's checks (the credential, the origin, the cursor, the upgrade headers) are
+// the caller's and come first, so that every refusal is the API's JSON; the origin is
+// not checked again here. When the upgrade itself fails, Accept has answered r.
+func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, user string, since int64, hasSince bool) {
+	hj := &hijacker{ResponseWriter: w}
+	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: true, // the origin is the caller's to check, with JSON errors
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return // Accept has answered
+	}
+	h.Start(c, hj.conn, user, since, hasSince)
+}
+
+// The buffers of an accepted WebSocket: client frames are small (4 KiB at most) and a
+// notification frame is usually under 1 KiB; bigger ones bypass the buffer. net/http's
+// 4 KiB pair would be most of an idle connection's memory. The write buffer holds any
+// control frame whole, which NetConn relies on (one control frame, one Write).
+const (
+	readBuffer  = 512
+	writeBuffer = 1024
+)
+
+// hijacker hijacks the connection with smaller buffers than net/http's, and with the
+// writes going through a NetConn, which the connection's writer batches.
+type hijacker struct {
+	http.ResponseWriter
+	conn *NetConn
+}
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
+	r := brw.Reader
+	if r.Buffered() == 0 {
+		r = bufio.NewReaderSize(conn, readBuffer)
+	}
+	// Whatever net/http still holds (the 101 answer) goes first, straight to the
+	// connection: what goes through NetConn is frames only.
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	h.conn = NewNetConn(conn)
+	return h.conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.conn, writeBuffer)), nil
+}
