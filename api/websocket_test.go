@@ -1,10 +1,15 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -688,5 +693,36 @@ func TestWebSocketBurst(t *testing.T) {
 	c.quiet()
 	if n := e.metric("herald_ws_slow_consumer_closes_total"); n != 0 {
 		t.Fatalf("slow-consumer closes = %v", n)
+	}
+}
+
+// TestRefusedSocketDroppedQuickly: a socket refused with 4029 whose peer never answers
+// the close frame is dropped within a second, rather than holding its connection for
+// the library's closing handshake.
+func TestRefusedSocketDroppedQuickly(t *testing.T) {
+	e := newEnvOpts(t, stores["embedded"](t), envOptions{inbox: inbox.Options{MaxSockets: 1}})
+	first := e.dial(t, "alice", "")
+	first.expect(inboxSnapshot, 0)
+
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /notifications/ws HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer %s\r\n"+
+		"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+		userToken(t, "alice"))
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(10 * time.Second))
+	// Read the 101 and the close frame, and never answer it: the server must drop us.
+	got, err := io.ReadAll(c)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the refused socket was still open after 10 s (read %q)", got)
+	}
+	if !bytes.Contains(got, []byte("101 Switching Protocols")) || !bytes.Contains(got, []byte{0x0f, 0xbd}) { // 4029
+		t.Fatalf("refused socket read %q, want the upgrade and a 4029 close frame", got)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("dropped after %s, want within about %s", d, time.Second)
 	}
 }

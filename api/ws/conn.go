@@ -223,9 +223,21 @@ func (c *Conn) closeLocked(code wire.CloseCode, reason string) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		if code == wire.CloseTooManySockets || code == wire.CloseTooManyFrames {
+			// A refusal: the close frame goes out at once, and a peer that does not
+			// answer it gets refusalGrace, not the library's 5 s, to hold the
+			// connection (and its place under the node's connection cap).
+			// (CloseNow would wait for the Close in progress: close the connection under it.)
+			t := time.AfterFunc(refusalGrace, func() { _ = c.nc.Close() })
+			defer t.Stop()
+		}
 		_ = c.ws.Close(websocket.StatusCode(code), reason)
 	}()
 }
+
+// refusalGrace is how long a refused connection (4029, 1008) may take to answer the
+// close frame before it is dropped.
+const refusalGrace = 500 * time.Millisecond
 
 // writeQueued writes what is queued until the queue is empty, then ends.
 func (c *Conn) writeQueued() {
