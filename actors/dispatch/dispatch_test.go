@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/actors/dispatch"
+	"github.com/heraldhq/herald/actors/persist"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 )
@@ -59,8 +60,9 @@ func setup(t *testing.T, sender dispatch.Sender, maxAttempts int) (persistence.S
 		t.Fatal(err)
 	}
 	engine, _ := actor.NewEngine(actor.NewEngineConfig())
+	writer := spawnWriter(t, engine, store)
 	pid := engine.Spawn(dispatch.New(dispatch.Options{
-		Outbox: store, Senders: map[herald.Channel]dispatch.Sender{herald.ChannelWebhook: sender},
+		Claimer: store, Writer: writer, Outbox: store, Senders: map[herald.Channel]dispatch.Sender{herald.ChannelWebhook: sender},
 		Poll: 10 * time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: maxAttempts,
 	}), "dispatch")
 	t.Cleanup(func() {
@@ -68,9 +70,25 @@ func setup(t *testing.T, sender dispatch.Sender, maxAttempts int) (persistence.S
 		engine.Send(pid, dispatch.Drain{Done: done})
 		<-done
 		<-engine.Poison(pid).Done()
+		stopWriter(t, engine, writer)
 		store.Close()
 	})
 	return store, func() { engine.Send(pid, dispatch.Wake{}) }
+}
+
+// spawnWriter starts the persistence actor on store: the dispatcher records outcomes
+// through it.
+func spawnWriter(t testing.TB, engine *actor.Engine, store persistence.Applier) persist.Client {
+	return persist.Client{Engine: engine, PID: engine.Spawn(persist.New(store, persist.Options{}), "persist")}
+}
+
+func stopWriter(t testing.TB, engine *actor.Engine, w persist.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Drain(ctx); err != nil {
+		t.Error(err)
+	}
+	<-engine.Poison(w.PID).Done()
 }
 
 func createWithWebhook(t *testing.T, s persistence.Store, n int) {

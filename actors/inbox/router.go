@@ -15,7 +15,7 @@ import (
 // Options configure the router and its inboxes. Zero fields mean the defaults.
 type Options struct {
 	// Store is where inboxes read snapshots and catch-up entries. Required.
-	Store persistence.Store
+	Store persistence.Reader
 	// MaxSockets caps the sockets of one user; one more is closed with
 	// CloseTooManySockets. Default 64.
 	MaxSockets int

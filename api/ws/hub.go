@@ -14,19 +14,14 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// Writer applies a client's write (mark-read, read-all) and waits for its commit: the
-// persistence actor's client.
-type Writer interface {
-	Write(ctx context.Context, op persistence.Op) (persistence.Result, error)
-}
-
 // Options configure a Hub. Zero fields mean the defaults.
 type Options struct {
 	// Engine and Router are the actor engine and the inbox router. Required.
 	Engine *actor.Engine
 	Router *actor.PID
-	// Writer applies mark-read and mark-all-read frames. Required.
-	Writer Writer
+	// Writer applies mark-read and mark-all-read frames: the persistence actor's
+	// client. Required.
+	Writer persistence.Writer
 	// ReadLimit is the largest client frame in bytes; a bigger one closes the connection
 	// with 1009. Default 4 KiB.
 	ReadLimit int64

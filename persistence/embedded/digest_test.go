@@ -416,7 +416,7 @@ func TestOpenUpgradesVersion3(t *testing.T) {
 	now := persistence.Now()
 	apply(t, s, now, persistence.Op{Kind: persistence.OpCreate, Creates: []herald.NewNotification{
 		withChannels(newNote(t, "pat", 1), herald.ChannelEmail)}})
-	if err := s.SetContact(t.Context(), "pat", persistence.Contact{Email: "pat@example.com"}); err != nil {
+	if err := setContact(t, s, "pat", persistence.Contact{Email: "pat@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

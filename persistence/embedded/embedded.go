@@ -528,7 +528,9 @@ func (b *buckets) mustNote(id []byte) (storedNote, error) {
 
 // ---- writes ----
 
-// Apply performs ops in one bbolt transaction: one fsync for the whole batch.
+// Apply performs ops in one bbolt transaction: one fsync for the whole batch. The
+// planner decides the planned ops; the others (delivery outcomes, retries, pruning) are
+// applied here, after the plan is written, in op order.
 func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) ([]persistence.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, herald.Unavailable(err)
@@ -542,14 +544,24 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		}
 		plan, res := persistence.NewPlan(now, ops, prior)
 		results = res
-		if len(plan.Entries) == 0 && len(plan.Digests) == 0 && len(plan.DigestDeletes) == 0 {
+		changed, err := b.write(&plan)
+		if err != nil {
+			return err
+		}
+		for i := range ops {
+			if ops[i].Kind.Planned() {
+				continue
+			}
+			c, err := s.applyOwn(b, now, &ops[i], &results[i])
+			if err != nil {
+				return err
+			}
+			changed = changed || c
+		}
+		if !changed {
 			return errNothingChanged // roll back: no write, no fsync
 		}
-		changed, err := b.write(&plan)
-		if err == nil && !changed {
-			return errNothingChanged // digests rewritten as they were (replays of held items)
-		}
-		return err
+		return nil
 	})
 	if err != nil && !errors.Is(err, errNothingChanged) {
 		return nil, storeErr(err)
@@ -557,10 +569,37 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 	return results, nil
 }
 
+// applyOwn applies one op the planner leaves to the store, filling in its result, and
+// reports whether it changed anything.
+func (s *Store) applyOwn(b *buckets, now time.Time, op *persistence.Op, r *persistence.Result) (bool, error) {
+	switch op.Kind {
+	case persistence.OpFinishDeliveries:
+		return b.finish(stamp(now), op.Outcomes)
+	case persistence.OpRetryDelivery:
+		d, ok, err := b.retry(stamp(now), op.ID)
+		if err != nil || !ok {
+			if err == nil {
+				r.Err = &herald.Error{Code: herald.CodeNotFound, Message: "no dead delivery " + op.ID, Field: "id"}
+			}
+			return false, err
+		}
+		r.Delivery = &d
+		return true, nil
+	case persistence.OpPrune:
+		n, changed, more, err := b.prune(op.Cutoff, s.pruneChunk)
+		r.Pruned, r.More = n, more
+		return changed, err
+	}
+	r.Err = herald.Errorf(herald.CodeInternal, "unknown operation %d", op.Kind)
+	return false, nil
+}
+
 // errNothingChanged rolls back a transaction that changed nothing: a batch whose
 // operations all changed nothing (replays, repeated mark-reads, read-all with nothing
-// unread, replays of held items, flushes of digests flushed already, failed ops), a
-// Prune transaction with nothing to delete, or Open of a file that needs no upgrade.
+// unread, replays of held items, flushes of digests flushed already, settings left as
+// they were, outcomes of deliveries no longer pending, prunes with nothing to delete,
+// failed ops), a claim that found nothing left to claim, or Open of a file that needs
+// no upgrade.
 var errNothingChanged = errors.New("nothing changed")
 
 // prior loads what the planner needs.
@@ -722,6 +761,20 @@ func (b *buckets) write(plan *persistence.Plan) (bool, error) {
 		}
 		changed = changed || deleted
 	}
+	for _, c := range plan.Contacts {
+		put, err := putUserJSON(b.contacts, c.UserID, c.Contact, c.Contact == persistence.Contact{})
+		if err != nil {
+			return false, err
+		}
+		changed = changed || put
+	}
+	for _, p := range plan.Preferences {
+		put, err := putUserJSON(b.prefs, p.UserID, p.Preferences, len(p.Preferences.Channels) == 0 && len(p.Preferences.Types) == 0)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || put
+	}
 	return changed, nil
 }
 
@@ -761,65 +814,43 @@ func (b *buckets) readAll(ra persistence.ReadAllRow) error {
 	return nil
 }
 
-// Prune deletes read and read-all entries recorded before cutoff, oldest first, up to
-// pruneChunk of them per transaction. It walks logtime from its start and stops at the
-// first entry not older than cutoff. A transaction that would delete nothing is rolled
-// back, so a Prune with nothing to do writes nothing. Creation entries stay with their
-// notifications.
-func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+// prune deletes read and read-all entries recorded before cutoff, oldest first, up to
+// chunk of them, and reports how many went, whether it deleted any key, and whether
+// older ones are left. It walks
+// logtime from its start and stops at the first entry not older than cutoff, so its cost
+// follows what it deletes. Creation entries stay with their notifications.
+func (b *buckets) prune(cutoff time.Time, chunk int) (n int64, changed, more bool, err error) {
 	end := timeBound(cutoff)
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, herald.Unavailable(err)
+	var old [][]byte
+	c := b.logTime.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) <= timeKeyLen {
+			return 0, false, false, fmt.Errorf("%w: logtime key of %d bytes", errCorrupt, len(k))
 		}
-		var n int64
-		var more bool
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			n, more = 0, false
-			byTime, logs := tx.Bucket(bucketLogTime), tx.Bucket(bucketLog)
-			var old [][]byte
-			c := byTime.Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
-				if len(k) <= timeKeyLen {
-					return fmt.Errorf("%w: logtime key of %d bytes", errCorrupt, len(k))
-				}
-				if bytes.Compare(k[:timeKeyLen], end) >= 0 {
-					break
-				}
-				if len(old) == s.pruneChunk {
-					more = true
-					break
-				}
-				old = append(old, bytes.Clone(k))
-			}
-			if len(old) == 0 {
-				return errNothingChanged // roll back: no write, no fsync
-			}
-			lc := logs.Cursor()
-			for _, k := range old {
-				if err := byTime.Delete(k); err != nil {
-					return err
-				}
-				// A key without its log row is dropped all the same, but not counted.
-				lk := k[timeKeyLen:]
-				if got, _ := lc.Seek(lk); bytes.Equal(got, lk) {
-					if err := lc.Delete(); err != nil {
-						return err
-					}
-					n++
-				}
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errNothingChanged) {
-			return total, storeErr(err)
+		if bytes.Compare(k[:timeKeyLen], end) >= 0 {
+			break
 		}
-		total += n
-		if !more {
-			return total, nil
+		if len(old) == chunk {
+			more = true
+			break
+		}
+		old = append(old, bytes.Clone(k))
+	}
+	lc := b.log.Cursor()
+	for _, k := range old {
+		if err := b.logTime.Delete(k); err != nil {
+			return 0, false, false, err
+		}
+		// A key without its log row is dropped all the same, but not counted.
+		lk := k[timeKeyLen:]
+		if got, _ := lc.Seek(lk); bytes.Equal(got, lk) {
+			if err := lc.Delete(); err != nil {
+				return 0, false, false, err
+			}
+			n++
 		}
 	}
+	return n, len(old) > 0, more, nil
 }
 
 // ---- reads ----
