@@ -15,8 +15,11 @@
 // # Who owns what
 //
 // A Node owns its store (it opens and closes it), its actor engine and every actor on
-// it, the WebSocket connections, and a background goroutine that prunes the event log
-// past its retention. The HTTP server that serves Handler is the caller's: stop it
+// it, the WebSocket connections, and a background goroutine that has the event log
+// pruned past its retention, hourly. It hands the store to the persistence actor alone;
+// the API, the inboxes and the dispatcher get its reads (persistence.Reader), the
+// dispatcher its lease claims (persistence.Claimer), and every write, the prune loop's
+// included, goes through the persistence actor's client. The HTTP server that serves Handler is the caller's: stop it
 // (http.Server.Shutdown) at the same time as CloseSockets, since it cannot see the
 // hijacked WebSocket connections, and before Close, which stops the writer that
 // in-flight requests still need.

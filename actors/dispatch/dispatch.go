@@ -151,7 +151,7 @@ type dispatcher struct {
 	inflight  int                    // sends in flight
 	queue     []persistence.Delivery // claimed, waiting for room to be sent
 	outcomes  []persistence.Outcome
-	finishing bool // a FinishDeliveries is in flight
+	finishing bool // an OpFinishDeliveries is in flight
 	draining  bool
 	drains    []chan<- struct{}
 	poll      actor.SendRepeater // the tick every Options.Poll

@@ -6,8 +6,12 @@
 // bbolt is a single-file B+tree in pure Go: no cgo, nothing to run beside Herald. Each
 // write transaction is ACID and durable when it returns (the file is fsynced on commit),
 // which is exactly the contract's "every acknowledged change survives a crash". It allows
-// one writer at a time, which matches Herald's single persistence actor that batches all
-// writes into one Apply, so one fsync covers a whole batch. Keys are ordered, so the
+// one write transaction at a time, which matches how Herald writes: every change (the
+// notifications and their log, contacts, preferences, delivery outcomes and retries,
+// digest flushes, pruning) is an op that the persistence actor batches into one Apply, so
+// one fsync covers a whole batch. The only other write transactions are the dispatcher's
+// lease claims (ClaimDeliveries), which bbolt runs one at a time with the batches, and
+// which are opened only when a read transaction found a delivery due. Keys are ordered, so the
 // per-user seq scans (unread newest first, the event log after a cursor) are cheap range
 // scans. SQLite through modernc.org/sqlite would work too, but brings a C-to-Go translated
 // engine, much slower builds and a SQL layer this store does not need.
@@ -27,25 +31,25 @@
 //	unread  user | seq           -> id: the unread index, deleted on read
 //	log     user | seq           -> read or read-all entry: kind, at, unread after, and the
 //	                                notification id (read) or the updated count (read-all)
-//	logtime at | user | seq      -> empty: the log in time order, for Prune
+//	logtime at | user | seq      -> empty: the log in time order, for pruning
 //	idem    sender | key         -> id (16) | fingerprint
 //
 // A creation entry is rebuilt from the notification record (its unread_after is the
 // entry's unread total, its readAt left out); a read entry from the log record and the
-// notification. Prune deletes old rows of log only: byseq stays because Created pages by
+// notification. Pruning (OpPrune) deletes old rows of log only: byseq stays because Created pages by
 // it, and Events tells an expired cursor by the time of its next entry, whichever bucket
 // holds it.
 //
 // Every log row has exactly one logtime key, written and deleted in the same
 // transaction. Its at is the entry's time in Unix microseconds, big-endian with the sign
-// bit flipped so keys sort by time; the rest of the key is the log row's key. Prune walks
+// bit flipped so keys sort by time; the rest of the key is the log row's key. A prune walks
 // logtime from its start and stops at the first key not older than the cutoff, so its
 // cost follows what it deletes, not the size of the log.
 //
 // # Outbox
 //
-// The outbox (persistence.Outbox) and what decides it have buckets of their own, since
-// version 3:
+// The outbox (persistence.OutboxReader, Claimer and the delivery ops) and what decides
+// it have buckets of their own, since version 3:
 //
 //	deliveries  id (16-byte UUID) -> delivery record (see codec.go): state, flags
 //	                                 (unread-only), attempts, dueAt, createdAt,
@@ -59,21 +63,25 @@
 //	prefs       user              -> Preferences as JSON; no row for the zero value
 //
 // Apply writes a batch's deliveries with its notifications, in the same transaction,
-// and loads the prefs rows of the batch's users for the planner. A delivery has exactly
+// loads the prefs rows of the batch's users for the planner, and writes the contacts and
+// preferences the plan sets; it applies the batch's outcomes (OpFinishDeliveries) and
+// retries (OpRetryDelivery) itself, after the plan, in op order. A delivery has exactly
 // one bystate key, and a due key exactly while it is pending, at its dueAt (Unix
 // microseconds with the sign bit flipped, like logtime's); both move in the transaction
 // that changes the record. A claim walks due from its start up to now: it leases a
 // delivery by moving its due key to the lease's end, so that no claim sees it again
-// before the lease runs out unless FinishDeliveries first takes it out of due (sent,
+// before the lease runs out unless an OpFinishDeliveries first takes it out of due (sent,
 // dead) or moves it (a retry); an unread-only delivery whose notification was read is
 // cancelled on the way instead, at most cancelChunk per transaction. A claim first looks
 // at due in a read transaction and opens a write transaction only when something is
-// due, and a claim, finish, retry or setting that changes nothing is rolled back, so an
-// idle dispatcher's polls cost no fsync.
+// due; a claim, or a batch, that changes nothing (outcomes of deliveries no longer
+// pending, a retry of an id that is not dead, a setting left as it was) is rolled back,
+// so an idle dispatcher's polls cost no fsync.
 //
 // # Digests
 //
-// Open digests (persistence.DigestStore) have two buckets, since version 4:
+// Open digests (persistence.DigestReader, OpFlushDigest) have two buckets, since
+// version 4:
 //
 //	digests    user | uvarint(len(type)) | type | rule -> digest record (see codec.go):
 //	                                        openedAt, dueAt, count, sender, object,
@@ -137,8 +145,9 @@ var ErrInUse = errors.New("data dir is in use")
 // lockTimeout is how long Open waits for the file lock before reporting ErrInUse.
 const lockTimeout = time.Second
 
-// pruneChunk is how many log rows one Prune transaction deletes at most, so a large
-// prune does not hold the writer for long.
+// pruneChunk is how many log rows one OpPrune deletes at most, so that a large prune
+// does not hold its batch, and the writer, for long: the op reports More, and the prune
+// loop sends the next.
 const pruneChunk = 10_000
 
 // cancelChunk is how many escalations one claim transaction cancels at most, so that a
@@ -215,7 +224,7 @@ type Options struct {
 type Store struct {
 	db          *bolt.DB
 	retention   time.Duration
-	pruneChunk  int // log rows per Prune transaction
+	pruneChunk  int // log rows per OpPrune
 	cancelChunk int // escalations cancelled per claim transaction
 }
 

@@ -148,9 +148,10 @@ func screen(now time.Time, ops []persistence.Op) (kept []persistence.Op, results
 }
 
 // unstorable returns the result of an op that holds text PostgreSQL cannot store, and
-// nil for any other op. A create fails validation. A user id with such text names a user
-// who has no notification: mark-read finds nothing and read-all has nothing to read. A
-// digest key with such text names no digest: the flush finds nothing.
+// nil for any other op. A create fails validation, and so does a contact or preferences
+// setting (naming the field). A user id with such text names a user who has no
+// notification: mark-read finds nothing and read-all has nothing to read. A digest key
+// with such text names no digest: the flush finds nothing.
 func unstorable(now time.Time, op *persistence.Op) *persistence.Result {
 	switch op.Kind {
 	case persistence.OpCreate:
