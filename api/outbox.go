@@ -81,6 +81,9 @@ func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if res.Delivery == nil {
+		return herald.Errorf(herald.CodeInternal, "the store retried delivery %s without returning it", r.PathValue("id"))
+	}
 	if s.wake != nil {
 		s.wake()
 	}

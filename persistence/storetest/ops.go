@@ -7,9 +7,12 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// The writes that are ops, as the persistence actor sends them: each applied alone.
+// The writes that are ops, as the persistence actor sends them: each applied alone, for
+// the suite and for a store's own tests. Each returns the op's error (its own failure
+// or the transaction's).
 
-func applyOne(t testing.TB, s persistence.Applier, now time.Time, op persistence.Op) (persistence.Result, error) {
+// ApplyOne applies op alone and returns its result.
+func ApplyOne(t testing.TB, s persistence.Applier, now time.Time, op persistence.Op) (persistence.Result, error) {
 	t.Helper()
 	res, err := s.Apply(t.Context(), now, []persistence.Op{op})
 	if err != nil {
@@ -21,27 +24,31 @@ func applyOne(t testing.TB, s persistence.Applier, now time.Time, op persistence
 	return res[0], res[0].Err
 }
 
-func setContact(t testing.TB, s persistence.Applier, user string, c persistence.Contact) error {
+// SetContact applies an OpSetContact.
+func SetContact(t testing.TB, s persistence.Applier, user string, c persistence.Contact) error {
 	t.Helper()
-	_, err := applyOne(t, s, persistence.Now(), persistence.Op{Kind: persistence.OpSetContact, UserID: user, Contact: c})
+	_, err := ApplyOne(t, s, persistence.Now(), persistence.Op{Kind: persistence.OpSetContact, UserID: user, Contact: c})
 	return err
 }
 
-func setPreferences(t testing.TB, s persistence.Applier, user string, p persistence.Preferences) error {
+// SetPreferences applies an OpSetPreferences.
+func SetPreferences(t testing.TB, s persistence.Applier, user string, p persistence.Preferences) error {
 	t.Helper()
-	_, err := applyOne(t, s, persistence.Now(), persistence.Op{Kind: persistence.OpSetPreferences, UserID: user, Preferences: p})
+	_, err := ApplyOne(t, s, persistence.Now(), persistence.Op{Kind: persistence.OpSetPreferences, UserID: user, Preferences: p})
 	return err
 }
 
-func finishDeliveries(t testing.TB, s persistence.Applier, now time.Time, outcomes []persistence.Outcome) error {
+// FinishDeliveries applies an OpFinishDeliveries.
+func FinishDeliveries(t testing.TB, s persistence.Applier, now time.Time, outcomes []persistence.Outcome) error {
 	t.Helper()
-	_, err := applyOne(t, s, now, persistence.Op{Kind: persistence.OpFinishDeliveries, Outcomes: outcomes})
+	_, err := ApplyOne(t, s, now, persistence.Op{Kind: persistence.OpFinishDeliveries, Outcomes: outcomes})
 	return err
 }
 
-func retryDelivery(t testing.TB, s persistence.Applier, now time.Time, id string) (persistence.Delivery, error) {
+// RetryDelivery applies an OpRetryDelivery and returns the delivery it revived.
+func RetryDelivery(t testing.TB, s persistence.Applier, now time.Time, id string) (persistence.Delivery, error) {
 	t.Helper()
-	r, err := applyOne(t, s, now, persistence.Op{Kind: persistence.OpRetryDelivery, ID: id})
+	r, err := ApplyOne(t, s, now, persistence.Op{Kind: persistence.OpRetryDelivery, ID: id})
 	if err != nil {
 		return persistence.Delivery{}, err
 	}
@@ -51,13 +58,13 @@ func retryDelivery(t testing.TB, s persistence.Applier, now time.Time, id string
 	return *r.Delivery, nil
 }
 
-// prune sends OpPrune until the op reports nothing more to delete, and returns how many
+// Prune sends OpPrune until the op reports nothing more to delete, and returns how many
 // entries went.
-func prune(t testing.TB, s persistence.Applier, cutoff time.Time) (int64, error) {
+func Prune(t testing.TB, s persistence.Applier, cutoff time.Time) (int64, error) {
 	t.Helper()
 	var total int64
 	for {
-		r, err := applyOne(t, s, persistence.Now(), persistence.Op{Kind: persistence.OpPrune, Cutoff: cutoff})
+		r, err := ApplyOne(t, s, persistence.Now(), persistence.Op{Kind: persistence.OpPrune, Cutoff: cutoff})
 		total += r.Pruned
 		if err != nil || !r.More {
 			return total, err

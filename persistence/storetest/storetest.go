@@ -1039,14 +1039,14 @@ func testRetention(t *testing.T, open Opener) {
 	}
 	checkFresh("before Prune")
 
-	pruned, err := prune(t, s, persistence.Now().Add(-retention))
+	pruned, err := Prune(t, s, persistence.Now().Add(-retention))
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
 	}
 	if pruned <= 0 {
 		t.Errorf("Prune removed %d entries, want the expired read entry at least", pruned)
 	}
-	if again, err := prune(t, s, persistence.Now().Add(-retention)); err != nil || again != 0 {
+	if again, err := Prune(t, s, persistence.Now().Add(-retention)); err != nil || again != 0 {
 		t.Errorf("second Prune = %d, %v; want 0, nil", again, err)
 	}
 	checkFresh("after Prune")
