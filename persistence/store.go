@@ -11,19 +11,21 @@
 // Applier: it groups the ops of every caller into batches and applies each batch in one
 // transaction, one fsync. Everything else is handed narrower interfaces: a Reader for
 // reads, and a Writer (the persistence actor's client) to send an Op and wait for its
-// commit. The compiler keeps it so: neither interface has a method that writes.
+// commit. The compiler keeps it so: neither interface has a method that writes to the
+// store.
 //
 // One write stays outside: the dispatcher's claim of due deliveries (Claimer). A claim
-// is a lease, not state the contract shows: it only makes a delivery due again a lease
-// later (and cancels an escalation whose notification was read). On PostgreSQL its point
-// is FOR UPDATE SKIP LOCKED: one autocommitted statement with which the dispatchers of
-// every node sharing the database take disjoint rows without waiting on one another;
-// inside a batch it would hold those row locks until a transaction that also waits on
-// user locks commits. The embedded store has no such concurrency (one process holds its
-// file, and bbolt runs one write transaction at a time): its claim is a bbolt write
-// transaction of its own, serialised with the batches, opened only when something is
-// due. A lost or repeated claim costs a later or repeated attempt, never a wrong state,
-// so it needs no place in the batches' order. Only the dispatcher is handed a Claimer.
+// is a lease: it only makes a delivery due again a lease later (and cancels an
+// escalation whose notification was read, as any later claim would). On PostgreSQL its
+// point is FOR UPDATE SKIP LOCKED: one autocommitted statement with which the
+// dispatchers of every node sharing the database take disjoint rows without waiting on
+// one another; inside a batch it would hold those row locks until a transaction that
+// also waits on user locks commits. The embedded store has no such concurrency (one
+// process holds its file, and bbolt runs one write transaction at a time): its claim is
+// a bbolt write transaction of its own, serialised with the batches, opened only when
+// something is due. A lost or repeated claim costs a later or repeated attempt, never a
+// wrong state, so it needs no place in the batches' order. Only the dispatcher is handed
+// a Claimer.
 //
 // # Transactions
 //
