@@ -611,4 +611,8 @@ func TestWSTokenAndHealth(t *testing.T) {
 		t.Fatalf("healthz with the store down: %d", r.code)
 	}
 	wantError(t, e.do("POST", "/notifications", testKey, `{"receiverId":"a","type":"t"}`), 503, herald.CodeUnavailable, "")
+	// The other writes fail the same way: their batch could not be committed.
+	wantError(t, e.do("PUT", "/contacts/a", testKey, `{"email":"a@example.com"}`), 503, herald.CodeUnavailable, "")
+	wantError(t, e.do("PUT", "/preferences", userToken(t, "alice"), `{"channels":{"email":false}}`), 503, herald.CodeUnavailable, "")
+	wantError(t, e.do("POST", "/deliveries/0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b/retry", testKey, nil), 503, herald.CodeUnavailable, "")
 }

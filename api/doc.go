@@ -4,5 +4,8 @@
 // The API stays thin. A handler authenticates the caller (api/auth), decodes and
 // validates the request into a persistence.Op or a read, and either asks the store
 // directly (reads) or hands the op to the persistence actor and waits for the commit
-// (writes). It never writes to the store itself.
+// (writes: notifications, mark-read, read-all, events, contacts, preferences and
+// dead-letter retries alike). It is handed a persistence.Reader and a persistence.Writer
+// (Options.Store, Options.Writer), neither of which can write to the store itself: every
+// change a request makes joins a group commit of the persistence actor.
 package api

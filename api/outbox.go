@@ -78,14 +78,17 @@ func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.caller(r, false, true); err != nil {
 		return err
 	}
-	d, err := s.store.RetryDelivery(r.Context(), persistence.Now(), r.PathValue("id"))
+	res, err := s.write(r, persistence.Op{Kind: persistence.OpRetryDelivery, ID: r.PathValue("id")})
 	if err != nil {
 		return err
+	}
+	if res.Delivery == nil {
+		return herald.Errorf(herald.CodeInternal, "the store retried delivery %s without returning it", r.PathValue("id"))
 	}
 	if s.wake != nil {
 		s.wake()
 	}
-	writeJSON(w, http.StatusOK, toDeliveryJSON(&d))
+	writeJSON(w, http.StatusOK, toDeliveryJSON(res.Delivery))
 	return nil
 }
 
@@ -109,7 +112,7 @@ func (s *Server) putContact(w http.ResponseWriter, r *http.Request) error {
 			return herald.FieldError("email", "email must be a plain address like ada@example.com")
 		}
 	}
-	if err := s.store.SetContact(r.Context(), user, c); err != nil {
+	if _, err := s.write(r, persistence.Op{Kind: persistence.OpSetContact, UserID: user, Contact: c}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, c)
@@ -226,7 +229,7 @@ func (s *Server) putPreferences(w http.ResponseWriter, r *http.Request) error {
 			prefs.Types[typ][c] = on
 		}
 	}
-	if err := s.store.SetPreferences(r.Context(), p.UserID, prefs); err != nil {
+	if _, err := s.write(r, persistence.Op{Kind: persistence.OpSetPreferences, UserID: p.UserID, Preferences: prefs}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, toPreferencesJSON(prefs))

@@ -16,15 +16,10 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// Writer applies a write through the persistence actor and waits for its commit.
-type Writer interface {
-	Write(ctx context.Context, op persistence.Op) (persistence.Result, error)
-}
-
 // Options configure a Server. Nil or zero fields mean the documented defaults.
 type Options struct {
-	Store  persistence.Store   // reads; required
-	Writer Writer              // writes; required
+	Store  persistence.Reader  // reads; required
+	Writer persistence.Writer  // writes, through the persistence actor; required
 	Auth   *auth.Authenticator // required
 	// MaxPayload is the payload limit in bytes. Default herald.DefaultMaxPayload (16 KiB).
 	MaxPayload int
@@ -63,8 +58,8 @@ type Options struct {
 
 // Server serves the REST API. Create it with New; it is an http.Handler.
 type Server struct {
-	store        persistence.Store
-	writer       Writer
+	store        persistence.Reader
+	writer       persistence.Writer
 	auth         *auth.Authenticator
 	maxPayload   int
 	writeTimeout time.Duration

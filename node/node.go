@@ -15,8 +15,11 @@
 // # Who owns what
 //
 // A Node owns its store (it opens and closes it), its actor engine and every actor on
-// it, the WebSocket connections, and a background goroutine that prunes the event log
-// past its retention. The HTTP server that serves Handler is the caller's: stop it
+// it, the WebSocket connections, and a background goroutine that has the event log
+// pruned past its retention, hourly. It hands the store to the persistence actor alone;
+// the API, the inboxes and the dispatcher get its reads (persistence.Reader), the
+// dispatcher its lease claims (persistence.Claimer), and every write, the prune loop's
+// included, goes through the persistence actor's client. The HTTP server that serves Handler is the caller's: stop it
 // (http.Server.Shutdown) at the same time as CloseSockets, since it cannot see the
 // hijacked WebSocket connections, and before Close, which stops the writer that
 // in-flight requests still need.
@@ -172,13 +175,9 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		Poll: o.DeliveryPoll, Concurrency: o.DeliveryConcurrency, SendTimeout: o.DeliveryTimeout,
 		MaxAttempts: o.DeliveryMaxAttempts, BackoffBase: o.DeliveryBackoff, BackoffMax: o.DeliveryBackoffMax,
 	}
-	d.Outbox, d.Senders, d.Metrics, d.Log = n.store, senders, dispatch.NewMetrics(reg), log
-	d.Digests = n.store
-	writer := n.writer
-	d.FlushDigest = func(ctx context.Context, k persistence.DigestKey) error {
-		_, err := writer.Write(ctx, persistence.Op{Kind: persistence.OpFlushDigest, Digest: k})
-		return err
-	}
+	// The store's reads and its lease claims; every write goes through the writer.
+	d.Claimer, d.Writer, d.Outbox, d.Digests = n.store, n.writer, n.store, n.store
+	d.Senders, d.Metrics, d.Log = senders, dispatch.NewMetrics(reg), log
 	n.dispatch = n.engine.Spawn(dispatch.New(d), "dispatch", actor.WithID("outbox"), supervised)
 	n.wake.Store(n.dispatch)
 	n.hub = ws.NewHub(ws.Options{
@@ -201,7 +200,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	n.stopPrune, n.pruned = stop, make(chan struct{})
 	go func() {
 		defer close(n.pruned)
-		pruneLoop(pruneCtx, n.store, o.LogRetention, log)
+		pruneLoop(pruneCtx, n.writer, o.LogRetention, log)
 	}()
 	return n, nil
 }
@@ -351,14 +350,14 @@ func openStore(ctx context.Context, o *Options) (persistence.Store, string, erro
 }
 
 // channelSenders builds the email and webhook senders that are configured.
-func channelSenders(o *Options, store persistence.Store) (map[herald.Channel]dispatch.Sender, error) {
+func channelSenders(o *Options, contacts dispatch.Contacts) (map[herald.Channel]dispatch.Sender, error) {
 	senders := map[herald.Channel]dispatch.Sender{}
 	if o.smtp() {
 		s, err := email.New(o.SMTP)
 		if err != nil {
 			return nil, &OptionError{"SMTP", err}
 		}
-		senders[herald.ChannelEmail] = dispatch.Email{Sender: s, Contacts: store}
+		senders[herald.ChannelEmail] = dispatch.Email{Sender: s, Contacts: contacts}
 	}
 	if len(o.WebhookURLs) > 0 {
 		secret, err := webhook.ParseSecret(o.WebhookSecret)
@@ -389,17 +388,30 @@ func hasDeliveries(entries []herald.Entry) bool {
 	return false
 }
 
-// pruneLoop deletes log entries past the retention, at start and then hourly.
-func pruneLoop(ctx context.Context, store persistence.Store, retention time.Duration, log *slog.Logger) {
+// pruneLoop deletes log entries past the retention, at start and then hourly, with
+// OpPrune through the persistence actor: each op deletes a bounded chunk in the batch it
+// joins, and the loop sends the next while the op says more are left.
+func pruneLoop(ctx context.Context, w persistence.Writer, retention time.Duration, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		n, err := store.Prune(ctx, time.Now().Add(-retention))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Warn("log pruning failed; will retry", "err", err)
-		case n > 0:
-			log.Info("pruned event log", "entries", n)
+		cutoff := time.Now().Add(-retention)
+		var pruned int64
+		for {
+			res, err := w.Write(ctx, persistence.Op{Kind: persistence.OpPrune, Cutoff: cutoff})
+			pruned += res.Pruned
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("log pruning failed; will retry", "err", err)
+				}
+				break
+			}
+			if !res.More {
+				break
+			}
+		}
+		if pruned > 0 {
+			log.Info("pruned event log", "entries", pruned)
 		}
 		select {
 		case <-ctx.Done():

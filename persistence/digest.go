@@ -42,8 +42,9 @@ type DigestBucket struct {
 	Items    []DigestItem // the first MaxDigestItems
 }
 
-// DigestStore is the digest side of a store. Every store implements it.
-type DigestStore interface {
+// DigestReader is the reading side of the digests; they are written by creates and
+// flushed by OpFlushDigest.
+type DigestReader interface {
 	// DueDigests returns the keys of up to limit digests due at or before now, earliest
 	// due first.
 	DueDigests(ctx context.Context, now time.Time, limit int) ([]DigestKey, error)

@@ -11,8 +11,9 @@ import (
 // channels. A delivery row is written in the same transaction as its notification (the
 // planner adds it to the Plan), so a notification that is stored always gets its
 // deliveries, and a restart loses none. A dispatcher then claims due rows, attempts
-// them, and records each outcome: sent, retry later, or dead (a dead letter, kept for
-// an operator to retry).
+// them, and records each outcome (an OpFinishDeliveries through the persistence actor):
+// sent, retry later, or dead (a dead letter, kept for an operator to retry with an
+// OpRetryDelivery).
 //
 // Claims are leases, not locks held across the network: a claimed row is simply made
 // due again a lease later. If the process dies while sending, the row comes back after
@@ -27,7 +28,7 @@ type DeliveryState string
 const (
 	DeliveryPending   DeliveryState = "pending"   // waiting for its due time or in flight
 	DeliverySent      DeliveryState = "sent"      // the channel accepted it
-	DeliveryDead      DeliveryState = "dead"      // gave up; RetryDelivery revives it
+	DeliveryDead      DeliveryState = "dead"      // gave up; OpRetryDelivery revives it
 	DeliveryCancelled DeliveryState = "cancelled" // an escalation whose notification was read in time
 )
 
@@ -103,34 +104,29 @@ func (p *Preferences) Allows(typ string, c herald.Channel) bool {
 	return true
 }
 
-// Outbox is the delivery side of a store. Every store implements it.
-type Outbox interface {
-	// ClaimDeliveries returns up to limit pending deliveries due at or before now,
-	// earliest due first, each with its notification, and leases them: each is due
-	// again at now+lease unless FinishDeliveries records its outcome first. A pending
-	// UnreadOnly delivery whose notification has been read is set to cancelled instead
-	// of being returned. Concurrent claimers never get the same delivery within a lease.
-	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
-	// FinishDeliveries records the outcomes of attempts: Attempts grows by one for each,
-	// UpdatedAt becomes now. Outcomes for deliveries that are not pending are ignored.
-	FinishDeliveries(ctx context.Context, now time.Time, outcomes []Outcome) error
+// OutboxReader is the reading side of the outbox, contacts and preferences. Their
+// writes are ops (OpFinishDeliveries, OpRetryDelivery, OpSetContact, OpSetPreferences).
+type OutboxReader interface {
 	// Deliveries lists the deliveries in state with an id greater than after (empty:
 	// from the first), in id order (which is creation order), at most limit, each with
 	// its notification.
 	Deliveries(ctx context.Context, state DeliveryState, after string, limit int) ([]Delivery, error)
-	// RetryDelivery makes dead delivery id pending again, with no attempts and due now.
-	// Any other id is a not_found *herald.Error.
-	RetryDelivery(ctx context.Context, now time.Time, id string) (Delivery, error)
 	// OutboxStats reports the pending deliveries of each channel that has some.
 	OutboxStats(ctx context.Context) ([]ChannelStats, error)
-
-	// SetContact stores (or, with a zero Contact, removes) how userID is reached.
-	SetContact(ctx context.Context, userID string, c Contact) error
 	// Contact returns how userID is reached; the zero Contact when it was never set.
 	Contact(ctx context.Context, userID string) (Contact, error)
-
-	// SetPreferences stores userID's preferences (the zero value: everything on).
-	SetPreferences(ctx context.Context, userID string, p Preferences) error
 	// Preferences returns userID's preferences; the zero value when never set.
 	Preferences(ctx context.Context, userID string) (Preferences, error)
+}
+
+// Claimer leases due deliveries: the one write outside the persistence actor (see the
+// package doc). Only the dispatcher is handed one.
+type Claimer interface {
+	// ClaimDeliveries returns up to limit pending deliveries due at or before now,
+	// earliest due first, each with its notification, and leases them: each is due
+	// again at now+lease unless an OpFinishDeliveries records its outcome first. A
+	// pending UnreadOnly delivery whose notification has been read is set to cancelled
+	// instead of being returned. Concurrent claimers never get the same delivery within
+	// a lease.
+	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
 }

@@ -41,7 +41,7 @@ func KeysOf(ops []Op) Keys {
 		switch ops[i].Kind {
 		case OpCreate:
 			users += len(ops[i].Creates)
-		case OpMarkRead, OpReadAll, OpFlushDigest:
+		case OpMarkRead, OpReadAll, OpFlushDigest, OpSetPreferences:
 			users++
 		}
 	}
@@ -82,6 +82,9 @@ func KeysOf(ops []Op) Keys {
 				k.NotificationIDs = append(k.NotificationIDs, op.ID)
 			}
 		case OpReadAll:
+			k.Users = append(k.Users, op.UserID)
+		case OpSetPreferences:
+			// Under the user's lock, like the creates that read them (PostgreSQL).
 			k.Users = append(k.Users, op.UserID)
 		case OpFlushDigest:
 			k.Users = append(k.Users, op.Digest.UserID)
@@ -137,6 +140,24 @@ type ReadAllRow struct {
 	BeforeSeq int64
 }
 
+// ContactRow is a user's contact as a batch leaves it; the zero Contact removes it.
+type ContactRow struct {
+	UserID  string
+	Contact Contact
+}
+
+// PreferencesRow is a user's preferences as a batch leaves them; the zero value (no
+// channel and no type entries) removes them.
+type PreferencesRow struct {
+	UserID      string
+	Preferences Preferences
+}
+
+// Planned reports whether NewPlan decides ops of kind k. The others (OpFinishDeliveries,
+// OpRetryDelivery, OpPrune) get an empty Result from NewPlan, and the store applies them
+// in the batch's transaction, in op order, and fills their Result in.
+func (k OpKind) Planned() bool { return k >= OpCreate && k <= OpSetPreferences }
+
 // Plan is everything one batch writes. A store writes all of it in one transaction;
 // the order of the parts does not matter.
 type Plan struct {
@@ -153,6 +174,11 @@ type Plan struct {
 	// DigestDeletes the ones to delete (flushed). A key is in at most one of the two.
 	Digests       []DigestBucket
 	DigestDeletes []DigestKey
+	// Contacts and Preferences are the rows to write (upsert, or delete for the zero
+	// value), one per user, as the batch's last op for that user left them, sorted by
+	// user.
+	Contacts    []ContactRow
+	Preferences []PreferencesRow
 }
 
 // Now returns the batch timestamp a store should pass to NewPlan: UTC, at the microsecond
@@ -196,6 +222,19 @@ type planner struct {
 
 	digests map[DigestKey]*DigestBucket // open digests as this batch has them; nil: deleted
 	dirty   map[DigestKey]bool          // the digests this batch changed
+
+	// prefs holds the preferences this batch set, by user, over prior.Preferences;
+	// contacts the contacts it set. Nil until the first.
+	prefs    map[string]Preferences
+	contacts map[string]Contact
+}
+
+// preferences returns user's preferences as the ops so far left them.
+func (p *planner) preferences(user string) Preferences {
+	if v, ok := p.prefs[user]; ok {
+		return v
+	}
+	return p.prior.Preferences[user]
 }
 
 // alloc returns a pointer to a copy of *n.
@@ -245,7 +284,7 @@ func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 			creates++ // one notification at most
 		case OpMarkRead:
 			marks++
-		default:
+		case OpReadAll:
 			others++
 		}
 	}
@@ -278,10 +317,30 @@ func NewPlan(now time.Time, ops []Op, prior Prior) (Plan, []Result) {
 			results[i] = p.markAllRead(ops[i].UserID)
 		case OpFlushDigest:
 			results[i] = p.flushDigest(ops[i].Digest)
+		case OpSetContact:
+			if p.contacts == nil {
+				p.contacts = map[string]Contact{}
+			}
+			p.contacts[ops[i].UserID] = ops[i].Contact
+		case OpSetPreferences:
+			if p.prefs == nil {
+				p.prefs = map[string]Preferences{}
+			}
+			p.prefs[ops[i].UserID] = ops[i].Preferences
+		case OpFinishDeliveries, OpRetryDelivery, OpPrune:
+			// Applied by the store (OpKind.Planned).
 		default:
 			results[i] = Result{Err: herald.Errorf(herald.CodeInternal, "unknown operation %d", ops[i].Kind)}
 		}
 	}
+	for u, c := range p.contacts {
+		p.plan.Contacts = append(p.plan.Contacts, ContactRow{UserID: u, Contact: c})
+	}
+	for u, v := range p.prefs {
+		p.plan.Preferences = append(p.plan.Preferences, PreferencesRow{UserID: u, Preferences: v})
+	}
+	slices.SortFunc(p.plan.Contacts, func(a, b ContactRow) int { return strings.Compare(a.UserID, b.UserID) })
+	slices.SortFunc(p.plan.Preferences, func(a, b PreferencesRow) int { return strings.Compare(a.UserID, b.UserID) })
 	for k := range p.dirty {
 		if b := p.digests[k]; b == nil {
 			p.plan.DigestDeletes = append(p.plan.DigestDeletes, k)
@@ -392,7 +451,7 @@ func (p *planner) create(items []herald.NewNotification) Result {
 				continue
 			}
 		}
-		prefs := p.prior.Preferences[it.ReceiverID]
+		prefs := p.preferences(it.ReceiverID)
 		if !prefs.Allows(it.Type, herald.ChannelRealtime) {
 			// The receiver turned this type off: nothing is stored, no channel sees it.
 			if res.Suppressed == nil {

@@ -36,8 +36,11 @@ func BenchmarkWebhookDeliveries(b *testing.B) {
 		b.Fatal(err)
 	}
 	engine, _ := actor.NewEngine(actor.NewEngineConfig())
+	writer := spawnWriter(b, engine, store)
+	defer stopWriter(b, engine, writer)
 	pid := engine.Spawn(dispatch.New(dispatch.Options{
-		Outbox:  store,
+		Claimer: store,
+		Writer:  writer,
 		Senders: map[herald.Channel]dispatch.Sender{herald.ChannelWebhook: dispatch.Webhook{Sender: sender, URLs: []string{srv.URL}}},
 		Poll:    time.Millisecond,
 	}), "dispatch")

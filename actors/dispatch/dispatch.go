@@ -24,8 +24,15 @@ type Sender interface {
 
 // Options configure the dispatcher. Zero fields mean the defaults.
 type Options struct {
-	// Outbox is where deliveries are claimed and finished. Required.
-	Outbox persistence.Outbox
+	// Claimer leases due deliveries: the one write to the store that does not go
+	// through the persistence actor (see the package doc). Required.
+	Claimer persistence.Claimer
+	// Writer records the outcomes of attempts (persistence.OpFinishDeliveries) and
+	// flushes due digests (persistence.OpFlushDigest) through the persistence actor.
+	// Required.
+	Writer persistence.Writer
+	// Outbox is read for the queue depth and age metrics. Nil: not refreshed.
+	Outbox persistence.OutboxReader
 	// Senders by channel. A delivery for a channel without one is a dead letter saying
 	// the channel is not configured.
 	Senders map[herald.Channel]Sender
@@ -45,11 +52,10 @@ type Options struct {
 	// BackoffBase and BackoffMax shape the retry delays. Defaults 5 s and 1 h.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
-	// Digests and FlushDigest close due digests: each due digest is flushed (stored as
-	// one notification, through the persistence actor) at the next poll. Nil: digests
-	// are not looked at.
-	Digests     persistence.DigestStore
-	FlushDigest func(ctx context.Context, k persistence.DigestKey) error
+	// Digests is where due digests are found; each is flushed (an OpFlushDigest through
+	// Writer: stored as one notification) at the next poll. Nil: digests are not looked
+	// at.
+	Digests persistence.DigestReader
 	// StatsEvery is how often the queue depth and age metrics are refreshed. Default 10 s.
 	StatsEvery time.Duration
 	// Metrics, when not nil, counts attempts and queue depth.
@@ -140,7 +146,7 @@ type dispatcher struct {
 	inflight  int                    // sends in flight
 	queue     []persistence.Delivery // claimed, waiting for room to be sent
 	outcomes  []persistence.Outcome
-	finishing bool // a FinishDeliveries is in flight
+	finishing bool // an OpFinishDeliveries is in flight
 	draining  bool
 	drains    []chan<- struct{}
 	poll      actor.SendRepeater // the tick every Options.Poll
@@ -226,9 +232,9 @@ func (d *dispatcher) claim() {
 		return
 	}
 	d.claiming = true
-	ctx, outbox, now, lease, n, engine, self := d.ctx, d.opts.Outbox, d.opts.Now(), d.opts.Lease, min(room, d.opts.Batch), d.engine, d.self
+	ctx, claimer, now, lease, n, engine, self := d.ctx, d.opts.Claimer, d.opts.Now(), d.opts.Lease, min(room, d.opts.Batch), d.engine, d.self
 	go func() {
-		ds, err := outbox.ClaimDeliveries(ctx, now, lease, n)
+		ds, err := claimer.ClaimDeliveries(ctx, now, lease, n)
 		engine.Send(self, claimed{ds: ds, limit: n, err: err})
 	}()
 }
@@ -301,25 +307,27 @@ func backoff(attempts int, base, max time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// finish records the outcomes gathered so far, one batch at a time.
+// finish records the outcomes gathered so far, one op at a time, through the
+// persistence actor: they join the group commit of whatever else is being written.
 func (d *dispatcher) finish() {
 	if d.finishing || len(d.outcomes) == 0 {
 		return
 	}
 	d.finishing = true
-	batch := d.outcomes
+	op := persistence.Op{Kind: persistence.OpFinishDeliveries, Outcomes: d.outcomes}
 	d.outcomes = nil
-	outbox, now, engine, self := d.opts.Outbox, d.opts.Now(), d.engine, d.self
+	writer, engine, self := d.opts.Writer, d.engine, d.self
 	go func() {
 		// Not d.ctx: outcomes of finished sends are recorded even while stopping.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		engine.Send(self, finished{err: outbox.FinishDeliveries(ctx, now, batch)})
+		_, err := writer.Write(ctx, op)
+		engine.Send(self, finished{err: err})
 	}()
 }
 
 func (d *dispatcher) refreshStats() {
-	if d.opts.Metrics == nil || d.statsBusy || d.opts.Now().Sub(d.lastStats) < d.opts.StatsEvery {
+	if d.opts.Metrics == nil || d.opts.Outbox == nil || d.statsBusy || d.opts.Now().Sub(d.lastStats) < d.opts.StatsEvery {
 		return
 	}
 	d.statsBusy, d.lastStats = true, d.opts.Now()
@@ -333,11 +341,15 @@ func (d *dispatcher) refreshStats() {
 // flushDigests stores the due digests, at most 100 per poll, all at once so that the
 // persistence actor commits them together.
 func (d *dispatcher) flushDigests() {
-	if d.opts.Digests == nil || d.opts.FlushDigest == nil || d.flushing || d.draining {
+	if d.opts.Digests == nil || d.flushing || d.draining {
 		return
 	}
 	d.flushing = true
-	ctx, store, flush, now, engine, self := d.ctx, d.opts.Digests, d.opts.FlushDigest, d.opts.Now(), d.engine, d.self
+	ctx, store, writer, now, engine, self := d.ctx, d.opts.Digests, d.opts.Writer, d.opts.Now(), d.engine, d.self
+	flush := func(ctx context.Context, k persistence.DigestKey) error {
+		_, err := writer.Write(ctx, persistence.Op{Kind: persistence.OpFlushDigest, Digest: k})
+		return err
+	}
 	go func() {
 		keys, err := store.DueDigests(ctx, now, 100)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/actors/dispatch"
 	"github.com/heraldhq/herald/actors/dispatch/deliver"
 	"github.com/heraldhq/herald/actors/dispatch/webhook"
+	"github.com/heraldhq/herald/actors/persist"
 	"github.com/heraldhq/herald/internal/poll"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
@@ -69,15 +70,33 @@ func setupWith(t *testing.T, sender dispatch.Sender, o dispatch.Options) (persis
 	o.Outbox, o.Poll = store, 10*time.Millisecond
 	o.Senders = map[herald.Channel]dispatch.Sender{herald.ChannelWebhook: sender}
 	engine, _ := actor.NewEngine(actor.NewEngineConfig())
+	writer := spawnWriter(t, engine, store)
+	o.Claimer, o.Writer = store, writer
 	pid := engine.Spawn(dispatch.New(o), "dispatch")
 	t.Cleanup(func() {
 		done := make(chan struct{})
 		engine.Send(pid, dispatch.Drain{Done: done})
 		<-done
 		<-engine.Poison(pid).Done()
+		stopWriter(t, engine, writer)
 		store.Close()
 	})
 	return store, func() { engine.Send(pid, dispatch.Wake{}) }
+}
+
+// spawnWriter starts the persistence actor on store: the dispatcher records outcomes
+// through it.
+func spawnWriter(t testing.TB, engine *actor.Engine, store persistence.Applier) persist.Client {
+	return persist.Client{Engine: engine, PID: engine.Spawn(persist.New(store, persist.Options{}), "persist")}
+}
+
+func stopWriter(t testing.TB, engine *actor.Engine, w persist.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Drain(ctx); err != nil {
+		t.Error(err)
+	}
+	<-engine.Poison(w.PID).Done()
 }
 
 func createWithWebhook(t *testing.T, s persistence.Store, n int) {

@@ -1,5 +1,5 @@
 // Package dispatch delivers notifications through the email and webhook channels from
-// the store's outbox (persistence.Outbox), with retries and dead letters.
+// the store's outbox, with retries and dead letters.
 //
 // # Who owns what
 //
@@ -11,6 +11,22 @@
 // waits: claims, sends and the recording of outcomes all run on goroutines and report
 // back as messages. At most Options.Concurrency sends are in flight; the dispatcher
 // claims ahead, up to twice that, so that one claim transaction serves many sends.
+//
+// # What it writes, and how
+//
+// Outcomes (persistence.OpFinishDeliveries) and digest flushes (OpFlushDigest) go
+// through the persistence actor (Options.Writer), so they join the group commit of
+// whatever else is being written, creates included. The claim is the one write the
+// dispatcher makes to the store itself (Options.Claimer), on purpose: on PostgreSQL it
+// is a single autocommitted statement whose FOR UPDATE SKIP LOCKED lets the dispatchers
+// of every node sharing the database take disjoint rows without waiting on one another,
+// and its row locks last only as long as that statement; inside a batch they would last
+// until a transaction that also waits on user locks commits. On the embedded store a
+// claim is a bbolt write transaction of its own, which bbolt runs one at a time with the
+// batches; it is opened only when a read transaction found something due, so an idle
+// poll writes nothing. A lease only moves a delivery's due time (and cancels an
+// escalation whose notification was read): losing or repeating one costs a later or a
+// repeated attempt, never a wrong state.
 //
 // # Retries
 //
@@ -35,6 +51,7 @@
 // # Shutdown
 //
 // Drain stops claiming and returns once the sends in flight have ended and their
-// outcomes are recorded; then the actor can be poisoned. A delivery cut off by a crash
+// outcomes are recorded, through the persistence actor, which must still be running
+// then (drain the dispatcher first, then the writer); then the actor can be poisoned. A delivery cut off by a crash
 // instead is retried after its lease.
 package dispatch

@@ -119,8 +119,8 @@ func TestEmailAddressOnlyFromServices(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := store.SetContact(ctx, "dora", persistence.Contact{Email: "dora@contact.example"}); err != nil {
-				t.Fatal(err)
+			if res, err := store.Apply(ctx, persistence.Now(), []persistence.Op{{Kind: persistence.OpSetContact, UserID: "dora", Contact: persistence.Contact{Email: "dora@contact.example"}}}); err != nil || res[0].Err != nil {
+				t.Fatal(err, res)
 			}
 			mk := func(receiver, to string, byService bool) herald.NewNotification {
 				p, _ := json.Marshal(map[string]string{"email": to, "subject": "hello"})

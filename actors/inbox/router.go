@@ -1,7 +1,6 @@
 package inbox
 
 import (
-	"context"
 	"log/slog"
 	"strconv"
 	"time"
@@ -13,18 +12,13 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// Writer applies a write through the persistence actor and waits for its commit: the
-// persistence actor's client (persist.Client).
-type Writer interface {
-	Write(ctx context.Context, op persistence.Op) (persistence.Result, error)
-}
-
 // Options configure the router and its inboxes. Zero fields mean the defaults.
 type Options struct {
 	// Store is where inboxes read snapshots and catch-up entries. Required.
-	Store persistence.Store
-	// Writer applies the clients' mark-read and mark-all-read frames. Required.
-	Writer Writer
+	Store persistence.Reader
+	// Writer applies the clients' mark-read and mark-all-read frames: the persistence
+	// actor's client. Required.
+	Writer persistence.Writer
 	// OpTimeout bounds how long a client's write waits for its commit; one that takes
 	// longer is answered with an unavailable error frame. Default 10 s.
 	OpTimeout time.Duration

@@ -10,13 +10,16 @@ import (
 )
 
 // Client writes through the persistence actor from outside any actor (an HTTP handler,
-// an embedding application). Inside an actor, send a Write with a reply channel that a
+// an embedding application, a goroutine of the dispatcher): it is the
+// persistence.Writer every other part of the node is handed. Inside an actor, send a Write with a reply channel that a
 // goroutine of your own drains, or wait for it with a message to self: never block in
 // Receive.
 type Client struct {
 	Engine *actor.Engine
 	PID    *actor.PID
 }
+
+var _ persistence.Writer = Client{}
 
 // Write applies op and waits until it is durable or ctx ends. The error is the op's own
 // failure (not_found, idempotency_conflict) or the batch's (unavailable); both are

@@ -1,23 +1,31 @@
-// Package persist is the persistence actor: the only writer to Herald's store.
+// Package persist is the persistence actor: the one writer of Herald's store. It alone
+// holds the store's persistence.Applier; every other part of a node is handed a
+// persistence.Reader for reads and a Client (a persistence.Writer) to write.
 //
-// Callers (the API, later inbox actors and event routing) send it a Write holding one
-// persistence.Op and a reply channel. The actor groups what arrives into batches and hands
-// each batch to one commit goroutine, which runs Store.Apply (one transaction), then
-// delivers the committed entries (Options.OnCommit) and replies to every caller of the
-// batch. A caller is answered only after its change is durable; if the transaction fails,
-// every caller in the batch gets the same `unavailable` error and nothing of the batch was
-// written.
+// Callers (the API, the WebSocket hub, the event emitter, the dispatcher, the node's
+// prune loop) send it a Write holding one persistence.Op and a reply channel: creates,
+// mark-read and read-all, digest flushes, contacts and preferences, delivery outcomes and
+// dead-letter retries, and pruning of the log. The actor groups what arrives into batches
+// and hands each batch to one commit goroutine, which runs Applier.Apply (one
+// transaction), then delivers the committed entries (Options.OnCommit) and replies to
+// every caller of the batch. A caller is answered only after its change is durable; if
+// the transaction fails, every caller in the batch gets the same `unavailable` error and
+// nothing of the batch was written.
+//
+// One write to the store does not come through here: the dispatcher's lease claim on
+// due deliveries (persistence.Claimer), whose reasons the persistence package doc gives.
 //
 // Batching is group commit: while a commit is running the actor keeps accepting writes,
 // and the next batch leaves the moment it ends, so batches grow with load and an idle
 // system commits a lone write at once. A batch also leaves when it reaches
-// Options.MaxBatch notifications, or after Options.FlushDelay (default 0: no waiting).
-// Up to Options.InFlight commits run at once, but one beyond the first only starts for a
-// full batch: two small transactions would share users, the second would wait on the
-// first's locks anyway, and each would pay for its own flush. With one commit at a time, OnCommit sees each user's entries in seq order;
-// with more, a user's batches may be handed over in either order, and the consumer
-// reorders (the inbox waits briefly for an entry that is missing before treating it as
-// lost).
+// Options.MaxBatch (notifications, delivery outcomes and other ops: persistence.Op.Size),
+// or after Options.FlushDelay (default 0: no waiting). Up to Options.InFlight commits run
+// at once, but one beyond the first only starts for a full batch: two small transactions
+// would share users, the second would wait on the first's locks anyway, and each would
+// pay for its own flush. With one commit at a time, OnCommit sees each user's entries in
+// seq order; with more, a user's batches may be handed over in either order, and the
+// consumer reorders (the inbox waits briefly for an entry that is missing before treating
+// it as lost).
 //
 // Ownership and shutdown: the actor owns the pending batch and the commit goroutines it
 // starts, one per batch. Drain flushes what is pending and answers once nothing is in

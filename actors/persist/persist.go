@@ -36,7 +36,8 @@ type Drain struct {
 
 // Options tune the actor. The zero value means the defaults.
 type Options struct {
-	// MaxBatch caps the notifications (and other ops) in one transaction. Default 1,000.
+	// MaxBatch caps the notifications, delivery outcomes and other ops in one
+	// transaction (persistence.Op.Size). Default 1,000.
 	MaxBatch int
 	// FlushDelay is how long a first write waits for company when the store is idle.
 	// Default 0: commit at once; batches still form while a commit is in flight.
@@ -76,8 +77,10 @@ func (o *Options) defaults() {
 	}
 }
 
-// New returns the producer of a persistence actor writing to store.
-func New(store persistence.Store, opts Options) actor.Producer {
+// New returns the producer of a persistence actor writing to store. The actor is the
+// one holder of the store's Applier: give everything else a persistence.Reader and a
+// Client.
+func New(store persistence.Applier, opts Options) actor.Producer {
 	opts.defaults()
 	return func() actor.Receiver {
 		return &writer{store: store, opts: opts}
@@ -89,7 +92,7 @@ type flushTick struct{}
 type committed struct{}
 
 type writer struct {
-	store    persistence.Store
+	store    persistence.Applier
 	opts     Options
 	engine   *actor.Engine
 	self     *actor.PID
@@ -100,12 +103,7 @@ type writer struct {
 	drains   []chan<- struct{}
 }
 
-func opSize(op *persistence.Op) int {
-	if n := len(op.Creates); n > 0 {
-		return n
-	}
-	return 1
-}
+func opSize(op *persistence.Op) int { return op.Size() }
 
 func (w *writer) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {

@@ -21,11 +21,6 @@ import (
 // Event is a domain event: a name, optional tenant, data and idempotency key.
 type Event = rules.Event
 
-// Writer applies a write and waits for its commit: the persistence actor's client.
-type Writer interface {
-	Write(ctx context.Context, op persistence.Op) (persistence.Result, error)
-}
-
 // Result is what one event did.
 type Result struct {
 	// Notifications are the stored notifications, in rule order (the originals when the
@@ -45,13 +40,13 @@ type Result struct {
 // Emitter routes and stores events.
 type Emitter struct {
 	rules   atomic.Pointer[rules.Set]
-	writer  Writer
+	writer  persistence.Writer
 	metrics *Metrics
 }
 
 // New returns an Emitter writing through w and routing with set (nil: no rules, every
 // event is unmatched). m may be nil.
-func New(w Writer, set *rules.Set, m *Metrics) *Emitter {
+func New(w persistence.Writer, set *rules.Set, m *Metrics) *Emitter {
 	e := &Emitter{writer: w, metrics: m}
 	e.rules.Store(set)
 	return e

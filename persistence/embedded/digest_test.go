@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/persistence/storetest"
 )
 
 // checkDigestIndex checks that digestdue holds exactly one key per digest, at its due
@@ -416,7 +417,7 @@ func TestOpenUpgradesVersion3(t *testing.T) {
 	now := persistence.Now()
 	apply(t, s, now, persistence.Op{Kind: persistence.OpCreate, Creates: []herald.NewNotification{
 		withChannels(newNote(t, "pat", 1), herald.ChannelEmail)}})
-	if err := s.SetContact(t.Context(), "pat", persistence.Contact{Email: "pat@example.com"}); err != nil {
+	if err := storetest.SetContact(t, s, "pat", persistence.Contact{Email: "pat@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -6,8 +6,12 @@
 // bbolt is a single-file B+tree in pure Go: no cgo, nothing to run beside Herald. Each
 // write transaction is ACID and durable when it returns (the file is fsynced on commit),
 // which is exactly the contract's "every acknowledged change survives a crash". It allows
-// one writer at a time, which matches Herald's single persistence actor that batches all
-// writes into one Apply, so one fsync covers a whole batch. Keys are ordered, so the
+// one write transaction at a time, which matches how Herald writes: every change (the
+// notifications and their log, contacts, preferences, delivery outcomes and retries,
+// digest flushes, pruning) is an op that the persistence actor batches into one Apply, so
+// one fsync covers a whole batch. The only other write transactions are the dispatcher's
+// lease claims (ClaimDeliveries), which bbolt runs one at a time with the batches, and
+// which are opened only when a read transaction found a delivery due. Keys are ordered, so the
 // per-user seq scans (unread newest first, the event log after a cursor) are cheap range
 // scans. SQLite through modernc.org/sqlite would work too, but brings a C-to-Go translated
 // engine, much slower builds and a SQL layer this store does not need.
@@ -27,25 +31,25 @@
 //	unread  user | seq           -> id: the unread index, deleted on read
 //	log     user | seq           -> read or read-all entry: kind, at, unread after, and the
 //	                                notification id (read) or the updated count (read-all)
-//	logtime at | user | seq      -> empty: the log in time order, for Prune
+//	logtime at | user | seq      -> empty: the log in time order, for pruning
 //	idem    sender | key         -> id (16) | fingerprint
 //
 // A creation entry is rebuilt from the notification record (its unread_after is the
 // entry's unread total, its readAt left out); a read entry from the log record and the
-// notification. Prune deletes old rows of log only: byseq stays because Created pages by
+// notification. Pruning (OpPrune) deletes old rows of log only: byseq stays because Created pages by
 // it, and Events tells an expired cursor by the time of its next entry, whichever bucket
 // holds it.
 //
 // Every log row has exactly one logtime key, written and deleted in the same
 // transaction. Its at is the entry's time in Unix microseconds, big-endian with the sign
-// bit flipped so keys sort by time; the rest of the key is the log row's key. Prune walks
+// bit flipped so keys sort by time; the rest of the key is the log row's key. A prune walks
 // logtime from its start and stops at the first key not older than the cutoff, so its
 // cost follows what it deletes, not the size of the log.
 //
 // # Outbox
 //
-// The outbox (persistence.Outbox) and what decides it have buckets of their own, since
-// version 3:
+// The outbox (persistence.OutboxReader, Claimer and the delivery ops) and what decides
+// it have buckets of their own, since version 3:
 //
 //	deliveries  id (16-byte UUID) -> delivery record (see codec.go): state, flags
 //	                                 (unread-only), attempts, dueAt, createdAt,
@@ -59,21 +63,25 @@
 //	prefs       user              -> Preferences as JSON; no row for the zero value
 //
 // Apply writes a batch's deliveries with its notifications, in the same transaction,
-// and loads the prefs rows of the batch's users for the planner. A delivery has exactly
+// loads the prefs rows of the batch's users for the planner, and writes the contacts and
+// preferences the plan sets; it applies the batch's outcomes (OpFinishDeliveries) and
+// retries (OpRetryDelivery) itself, after the plan, in op order. A delivery has exactly
 // one bystate key, and a due key exactly while it is pending, at its dueAt (Unix
 // microseconds with the sign bit flipped, like logtime's); both move in the transaction
 // that changes the record. A claim walks due from its start up to now: it leases a
 // delivery by moving its due key to the lease's end, so that no claim sees it again
-// before the lease runs out unless FinishDeliveries first takes it out of due (sent,
+// before the lease runs out unless an OpFinishDeliveries first takes it out of due (sent,
 // dead) or moves it (a retry); an unread-only delivery whose notification was read is
 // cancelled on the way instead, at most cancelChunk per transaction. A claim first looks
 // at due in a read transaction and opens a write transaction only when something is
-// due, and a claim, finish, retry or setting that changes nothing is rolled back, so an
-// idle dispatcher's polls cost no fsync.
+// due; a claim, or a batch, that changes nothing (outcomes of deliveries no longer
+// pending, a retry of an id that is not dead, a setting left as it was) is rolled back,
+// so an idle dispatcher's polls cost no fsync.
 //
 // # Digests
 //
-// Open digests (persistence.DigestStore) have two buckets, since version 4:
+// Open digests (persistence.DigestReader, OpFlushDigest) have two buckets, since
+// version 4:
 //
 //	digests    user | uvarint(len(type)) | type | rule -> digest record (see codec.go):
 //	                                        openedAt, dueAt, count, sender, object,
@@ -137,8 +145,9 @@ var ErrInUse = errors.New("data dir is in use")
 // lockTimeout is how long Open waits for the file lock before reporting ErrInUse.
 const lockTimeout = time.Second
 
-// pruneChunk is how many log rows one Prune transaction deletes at most, so a large
-// prune does not hold the writer for long.
+// pruneChunk is how many log rows one OpPrune deletes at most, so that a large prune
+// does not hold its batch, and the writer, for long: the op reports More, and the prune
+// loop sends the next.
 const pruneChunk = 10_000
 
 // cancelChunk is how many escalations one claim transaction cancels at most, so that a
@@ -215,7 +224,7 @@ type Options struct {
 type Store struct {
 	db          *bolt.DB
 	retention   time.Duration
-	pruneChunk  int // log rows per Prune transaction
+	pruneChunk  int // log rows per OpPrune
 	cancelChunk int // escalations cancelled per claim transaction
 }
 
@@ -528,7 +537,9 @@ func (b *buckets) mustNote(id []byte) (storedNote, error) {
 
 // ---- writes ----
 
-// Apply performs ops in one bbolt transaction: one fsync for the whole batch.
+// Apply performs ops in one bbolt transaction: one fsync for the whole batch. The
+// planner decides the planned ops; the others (delivery outcomes, retries, pruning) are
+// applied here, after the plan is written, in op order.
 func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) ([]persistence.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, herald.Unavailable(err)
@@ -542,14 +553,24 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		}
 		plan, res := persistence.NewPlan(now, ops, prior)
 		results = res
-		if len(plan.Entries) == 0 && len(plan.Digests) == 0 && len(plan.DigestDeletes) == 0 {
+		changed, err := b.write(&plan)
+		if err != nil {
+			return err
+		}
+		for i := range ops {
+			if ops[i].Kind.Planned() {
+				continue
+			}
+			c, err := s.applyOwn(b, now, &ops[i], &results[i])
+			if err != nil {
+				return err
+			}
+			changed = changed || c
+		}
+		if !changed {
 			return errNothingChanged // roll back: no write, no fsync
 		}
-		changed, err := b.write(&plan)
-		if err == nil && !changed {
-			return errNothingChanged // digests rewritten as they were (replays of held items)
-		}
-		return err
+		return nil
 	})
 	if err != nil && !errors.Is(err, errNothingChanged) {
 		return nil, storeErr(err)
@@ -557,10 +578,37 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 	return results, nil
 }
 
+// applyOwn applies one op the planner leaves to the store, filling in its result, and
+// reports whether it changed anything.
+func (s *Store) applyOwn(b *buckets, now time.Time, op *persistence.Op, r *persistence.Result) (bool, error) {
+	switch op.Kind {
+	case persistence.OpFinishDeliveries:
+		return b.finish(stamp(now), op.Outcomes)
+	case persistence.OpRetryDelivery:
+		d, ok, err := b.retry(stamp(now), op.ID)
+		if err != nil || !ok {
+			if err == nil {
+				r.Err = &herald.Error{Code: herald.CodeNotFound, Message: "no dead delivery " + op.ID, Field: "id"}
+			}
+			return false, err
+		}
+		r.Delivery = &d
+		return true, nil
+	case persistence.OpPrune:
+		n, changed, more, err := b.prune(op.Cutoff, s.pruneChunk)
+		r.Pruned, r.More = n, more
+		return changed, err
+	}
+	r.Err = herald.Errorf(herald.CodeInternal, "unknown operation %d", op.Kind)
+	return false, nil
+}
+
 // errNothingChanged rolls back a transaction that changed nothing: a batch whose
 // operations all changed nothing (replays, repeated mark-reads, read-all with nothing
-// unread, replays of held items, flushes of digests flushed already, failed ops), a
-// Prune transaction with nothing to delete, or Open of a file that needs no upgrade.
+// unread, replays of held items, flushes of digests flushed already, settings left as
+// they were, outcomes of deliveries no longer pending, prunes with nothing to delete,
+// failed ops), a claim that found nothing left to claim, or Open of a file that needs
+// no upgrade.
 var errNothingChanged = errors.New("nothing changed")
 
 // prior loads what the planner needs.
@@ -722,6 +770,20 @@ func (b *buckets) write(plan *persistence.Plan) (bool, error) {
 		}
 		changed = changed || deleted
 	}
+	for _, c := range plan.Contacts {
+		put, err := putUserJSON(b.contacts, c.UserID, c.Contact, c.Contact == persistence.Contact{})
+		if err != nil {
+			return false, err
+		}
+		changed = changed || put
+	}
+	for _, p := range plan.Preferences {
+		put, err := putUserJSON(b.prefs, p.UserID, p.Preferences, len(p.Preferences.Channels) == 0 && len(p.Preferences.Types) == 0)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || put
+	}
 	return changed, nil
 }
 
@@ -761,65 +823,43 @@ func (b *buckets) readAll(ra persistence.ReadAllRow) error {
 	return nil
 }
 
-// Prune deletes read and read-all entries recorded before cutoff, oldest first, up to
-// pruneChunk of them per transaction. It walks logtime from its start and stops at the
-// first entry not older than cutoff. A transaction that would delete nothing is rolled
-// back, so a Prune with nothing to do writes nothing. Creation entries stay with their
-// notifications.
-func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+// prune deletes read and read-all entries recorded before cutoff, oldest first, up to
+// chunk of them, and reports how many went, whether it deleted any key, and whether
+// older ones are left. It walks
+// logtime from its start and stops at the first entry not older than cutoff, so its cost
+// follows what it deletes. Creation entries stay with their notifications.
+func (b *buckets) prune(cutoff time.Time, chunk int) (n int64, changed, more bool, err error) {
 	end := timeBound(cutoff)
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, herald.Unavailable(err)
+	var old [][]byte
+	c := b.logTime.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) <= timeKeyLen {
+			return 0, false, false, fmt.Errorf("%w: logtime key of %d bytes", errCorrupt, len(k))
 		}
-		var n int64
-		var more bool
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			n, more = 0, false
-			byTime, logs := tx.Bucket(bucketLogTime), tx.Bucket(bucketLog)
-			var old [][]byte
-			c := byTime.Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
-				if len(k) <= timeKeyLen {
-					return fmt.Errorf("%w: logtime key of %d bytes", errCorrupt, len(k))
-				}
-				if bytes.Compare(k[:timeKeyLen], end) >= 0 {
-					break
-				}
-				if len(old) == s.pruneChunk {
-					more = true
-					break
-				}
-				old = append(old, bytes.Clone(k))
-			}
-			if len(old) == 0 {
-				return errNothingChanged // roll back: no write, no fsync
-			}
-			lc := logs.Cursor()
-			for _, k := range old {
-				if err := byTime.Delete(k); err != nil {
-					return err
-				}
-				// A key without its log row is dropped all the same, but not counted.
-				lk := k[timeKeyLen:]
-				if got, _ := lc.Seek(lk); bytes.Equal(got, lk) {
-					if err := lc.Delete(); err != nil {
-						return err
-					}
-					n++
-				}
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errNothingChanged) {
-			return total, storeErr(err)
+		if bytes.Compare(k[:timeKeyLen], end) >= 0 {
+			break
 		}
-		total += n
-		if !more {
-			return total, nil
+		if len(old) == chunk {
+			more = true
+			break
+		}
+		old = append(old, bytes.Clone(k))
+	}
+	lc := b.log.Cursor()
+	for _, k := range old {
+		if err := b.logTime.Delete(k); err != nil {
+			return 0, false, false, err
+		}
+		// A key without its log row is dropped all the same, but not counted.
+		lk := k[timeKeyLen:]
+		if got, _ := lc.Seek(lk); bytes.Equal(got, lk) {
+			if err := lc.Delete(); err != nil {
+				return 0, false, false, err
+			}
+			n++
 		}
 	}
+	return n, len(old) > 0, more, nil
 }
 
 // ---- reads ----

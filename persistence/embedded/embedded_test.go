@@ -243,7 +243,7 @@ func logAtHours(t *testing.T, s *Store, base time.Time) {
 
 func prune(t *testing.T, s *Store, cutoff time.Time) int64 {
 	t.Helper()
-	n, err := s.Prune(t.Context(), cutoff)
+	n, err := storetest.Prune(t, s, cutoff)
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
 	}
@@ -678,7 +678,7 @@ func BenchmarkPruneNothing(b *testing.B) {
 	}
 	cutoff := time.Now().Add(-time.Hour)
 	for b.Loop() {
-		n, err := s.Prune(b.Context(), cutoff)
+		n, err := storetest.Prune(b, s, cutoff)
 		if err != nil || n != 0 {
 			b.Fatal(n, err)
 		}

@@ -242,62 +242,56 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, lease time.D
 	return out, nil
 }
 
-// FinishDeliveries records outcomes in one transaction. Outcomes of deliveries that are
-// not pending (or do not exist) are ignored; when none is left, nothing is written. A
+// finish records outcomes (OpFinishDeliveries) and reports whether it changed
+// anything. Outcomes of deliveries that are not pending (or do not exist) are ignored. A
 // delivery named twice takes the last of its outcomes, as one attempt. A retry at the
 // zero time is due now. A failure's Error becomes LastError; a success keeps the last
 // failure's.
-func (s *Store) FinishDeliveries(ctx context.Context, now time.Time, outcomes []persistence.Outcome) error {
-	if len(outcomes) == 0 {
-		return nil
-	}
-	now = stamp(now)
-	last := make(map[string]int, len(outcomes))
-	for i := range outcomes {
-		last[outcomes[i].ID] = i
-	}
-	return s.update(ctx, func(b *buckets) error {
-		changed := false
+func (b *buckets) finish(now time.Time, outcomes []persistence.Outcome) (bool, error) {
+	var last map[string]int
+	if len(outcomes) > 1 {
+		last = make(map[string]int, len(outcomes))
 		for i := range outcomes {
-			o := &outcomes[i]
-			if last[o.ID] != i {
-				continue
-			}
-			k, ok := deliveryKey(o.ID)
-			if !ok {
-				continue
-			}
-			old, ok, err := b.delivery(k)
-			if err != nil {
-				return err
-			}
-			if !ok || old.state != statePending {
-				continue
-			}
-			d := old.Delivery
-			d.Attempts++
-			d.UpdatedAt = now
-			switch {
-			case o.Sent:
-				d.State = persistence.DeliverySent
-			case o.Dead:
-				d.State, d.LastError = persistence.DeliveryDead, o.Error
-			default:
-				d.DueAt, d.LastError = stamp(o.Retry), o.Error
-				if o.Retry.IsZero() {
-					d.DueAt = now
-				}
-			}
-			if err := b.saveDelivery(&old, &d); err != nil {
-				return err
-			}
-			changed = true
+			last[outcomes[i].ID] = i
 		}
-		if !changed {
-			return errNothingChanged
+	}
+	changed := false
+	for i := range outcomes {
+		o := &outcomes[i]
+		if last != nil && last[o.ID] != i {
+			continue
 		}
-		return nil
-	})
+		k, ok := deliveryKey(o.ID)
+		if !ok {
+			continue
+		}
+		old, ok, err := b.delivery(k)
+		if err != nil {
+			return false, err
+		}
+		if !ok || old.state != statePending {
+			continue
+		}
+		d := old.Delivery
+		d.Attempts++
+		d.UpdatedAt = now
+		switch {
+		case o.Sent:
+			d.State = persistence.DeliverySent
+		case o.Dead:
+			d.State, d.LastError = persistence.DeliveryDead, o.Error
+		default:
+			d.DueAt, d.LastError = stamp(o.Retry), o.Error
+			if o.Retry.IsZero() {
+				d.DueAt = now
+			}
+		}
+		if err := b.saveDelivery(&old, &d); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	return changed, nil
 }
 
 // Deliveries lists up to limit deliveries in state with an id greater than after, in id
@@ -350,36 +344,27 @@ func (s *Store) Deliveries(ctx context.Context, state persistence.DeliveryState,
 	return out, err
 }
 
-// RetryDelivery makes dead delivery id pending again, due now, with no attempts. Its
-// LastError is kept for the record until the next attempt.
-func (s *Store) RetryDelivery(ctx context.Context, now time.Time, id string) (persistence.Delivery, error) {
-	now = stamp(now)
-	var out persistence.Delivery
-	err := s.update(ctx, func(b *buckets) error {
-		notFound := &herald.Error{Code: herald.CodeNotFound, Message: "no dead delivery " + id, Field: "id"}
-		k, ok := deliveryKey(id)
-		if !ok {
-			return notFound
-		}
-		old, ok, err := b.delivery(k)
-		if err != nil {
-			return err
-		}
-		if !ok || old.state != stateDead {
-			return notFound
-		}
-		d := old
-		d.State, d.Attempts, d.DueAt, d.UpdatedAt = persistence.DeliveryPending, 0, now, now
-		if err := b.saveDelivery(&old, &d.Delivery); err != nil {
-			return err
-		}
-		if err := b.withNote(&d); err != nil {
-			return err
-		}
-		out = d.Delivery
-		return nil
-	})
-	return out, err
+// retry makes dead delivery id pending again, due now, with no attempts
+// (OpRetryDelivery), and returns it with its notification; false when id names no dead
+// delivery. Its LastError is kept for the record until the next attempt.
+func (b *buckets) retry(now time.Time, id string) (persistence.Delivery, bool, error) {
+	k, ok := deliveryKey(id)
+	if !ok {
+		return persistence.Delivery{}, false, nil
+	}
+	old, ok, err := b.delivery(k)
+	if err != nil || !ok || old.state != stateDead {
+		return persistence.Delivery{}, false, err
+	}
+	d := old
+	d.State, d.Attempts, d.DueAt, d.UpdatedAt = persistence.DeliveryPending, 0, now, now
+	if err := b.saveDelivery(&old, &d.Delivery); err != nil {
+		return persistence.Delivery{}, false, err
+	}
+	if err := b.withNote(&d); err != nil {
+		return persistence.Delivery{}, false, err
+	}
+	return d.Delivery, true, nil
 }
 
 // OutboxStats walks the due index, which holds exactly the pending deliveries in due
@@ -424,28 +409,25 @@ func (s *Store) OutboxStats(ctx context.Context) ([]persistence.ChannelStats, er
 
 // ---- contacts and preferences: JSON by user ----
 
-// putUserJSON stores v as userID's row of the bucket pick returns, or deletes the row
-// when remove is set. A call that would leave the row as
-// it is writes nothing.
-func (s *Store) putUserJSON(ctx context.Context, pick func(*buckets) *bolt.Bucket, userID string, v any, remove bool) error {
-	var val []byte
-	if !remove {
-		var err error
-		if val, err = json.Marshal(v); err != nil {
-			return herald.Errorf(herald.CodeInternal, "encode: %v", err)
+// putUserJSON stores v as userID's row of bk, or deletes the row when remove is set,
+// and reports whether that changed the row.
+func putUserJSON(bk *bolt.Bucket, userID string, v any, remove bool) (bool, error) {
+	key := userPrefix(userID)
+	old := bk.Get(key)
+	if remove {
+		if old == nil {
+			return false, nil
 		}
+		return true, bk.Delete(key)
 	}
-	return s.update(ctx, func(b *buckets) error {
-		bk, key := pick(b), userPrefix(userID)
-		old := bk.Get(key)
-		switch {
-		case remove && old == nil, !remove && bytes.Equal(old, val):
-			return errNothingChanged
-		case remove:
-			return bk.Delete(key)
-		}
-		return bk.Put(key, val)
-	})
+	val, err := json.Marshal(v)
+	if err != nil {
+		return false, herald.Errorf(herald.CodeInternal, "encode: %v", err)
+	}
+	if bytes.Equal(old, val) {
+		return false, nil
+	}
+	return true, bk.Put(key, val)
 }
 
 // getUserJSON decodes userID's row of bucket into v and reports whether there is one.
@@ -460,11 +442,6 @@ func getUserJSON(bk *bolt.Bucket, userID string, v any) (bool, error) {
 	return true, nil
 }
 
-// SetContact stores how userID is reached; the zero Contact removes it.
-func (s *Store) SetContact(ctx context.Context, userID string, c persistence.Contact) error {
-	return s.putUserJSON(ctx, func(b *buckets) *bolt.Bucket { return b.contacts }, userID, c, c == persistence.Contact{})
-}
-
 // Contact returns how userID is reached; the zero Contact when it was never set.
 func (s *Store) Contact(ctx context.Context, userID string) (persistence.Contact, error) {
 	var c persistence.Contact
@@ -473,12 +450,6 @@ func (s *Store) Contact(ctx context.Context, userID string) (persistence.Contact
 		return err
 	})
 	return c, err
-}
-
-// SetPreferences stores userID's preferences; the zero value (no channel and no type
-// entries) removes them.
-func (s *Store) SetPreferences(ctx context.Context, userID string, p persistence.Preferences) error {
-	return s.putUserJSON(ctx, func(b *buckets) *bolt.Bucket { return b.prefs }, userID, p, len(p.Channels) == 0 && len(p.Types) == 0)
 }
 
 // Preferences returns userID's preferences; the zero value when never set.

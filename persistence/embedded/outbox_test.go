@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/persistence/storetest"
 )
 
 // dropBuckets removes names, as in a file of a version from before they were added:
@@ -103,16 +104,16 @@ func checkOutboxWorks(t *testing.T, s *Store) {
 	if len(ds) != 1 || ds[0].UserID != "zoe" || ds[0].Channel != herald.ChannelEmail {
 		t.Fatalf("claim: %+v", ds)
 	}
-	if err := s.FinishDeliveries(t.Context(), now, []persistence.Outcome{{ID: ds[0].ID, Sent: true}}); err != nil {
+	if err := storetest.FinishDeliveries(t, s, now, []persistence.Outcome{{ID: ds[0].ID, Sent: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if sent := list(t, s, persistence.DeliverySent, "", 10); !slices.Equal(ids(sent), ids(ds)) {
 		t.Errorf("sent: %+v", sent)
 	}
-	if err := s.SetContact(t.Context(), "zoe", persistence.Contact{Email: "zoe@example.com"}); err != nil {
+	if err := storetest.SetContact(t, s, "zoe", persistence.Contact{Email: "zoe@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPreferences(t.Context(), "zoe", persistence.Preferences{Channels: map[herald.Channel]bool{herald.ChannelEmail: false}}); err != nil {
+	if err := storetest.SetPreferences(t, s, "zoe", persistence.Preferences{Channels: map[herald.Channel]bool{herald.ChannelEmail: false}}); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := s.Contact(t.Context(), "zoe"); err != nil || c.Email != "zoe@example.com" {
@@ -178,10 +179,10 @@ func TestOpenUpgradesVersion2Leftovers(t *testing.T) {
 	apply(t, s, now, persistence.Op{Kind: persistence.OpCreate, Creates: []herald.NewNotification{
 		withChannels(newNote(t, "ann", 1), herald.ChannelEmail, herald.ChannelWebhook)}})
 	ds := claimAt(t, s, now, 1)
-	if err := s.FinishDeliveries(t.Context(), now, []persistence.Outcome{{ID: ds[0].ID, Dead: true, Error: "no"}}); err != nil {
+	if err := storetest.FinishDeliveries(t, s, now, []persistence.Outcome{{ID: ds[0].ID, Dead: true, Error: "no"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetContact(t.Context(), "ann", persistence.Contact{Email: "ann@example.com"}); err != nil {
+	if err := storetest.SetContact(t, s, "ann", persistence.Contact{Email: "ann@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -228,19 +229,19 @@ func TestOutboxNoOpsWriteNothing(t *testing.T) {
 		t.Fatalf("claimed %+v before its due time", ds)
 	}
 	unknown := "0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b"
-	if err := s.FinishDeliveries(t.Context(), now, []persistence.Outcome{{ID: unknown, Sent: true}, {ID: "nope", Dead: true}}); err != nil {
+	if err := storetest.FinishDeliveries(t, s, now, []persistence.Outcome{{ID: unknown, Sent: true}, {ID: "nope", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishDeliveries(t.Context(), now, nil); err != nil {
+	if err := storetest.FinishDeliveries(t, s, now, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetContact(t.Context(), "bo", persistence.Contact{}); err != nil {
+	if err := storetest.SetContact(t, s, "bo", persistence.Contact{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPreferences(t.Context(), "bo", persistence.Preferences{Types: map[string]map[herald.Channel]bool{}}); err != nil {
+	if err := storetest.SetPreferences(t, s, "bo", persistence.Preferences{Types: map[string]map[herald.Channel]bool{}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RetryDelivery(t.Context(), now, unknown); herald.ErrorCode(err) != herald.CodeNotFound {
+	if _, err := storetest.RetryDelivery(t, s, now, unknown); herald.ErrorCode(err) != herald.CodeNotFound {
 		t.Fatalf("RetryDelivery of an unknown id: %v", err)
 	}
 	if got := txID(t, s); got != id {
@@ -248,7 +249,7 @@ func TestOutboxNoOpsWriteNothing(t *testing.T) {
 	}
 	// Setting the same contact twice writes once.
 	for range 2 {
-		if err := s.SetContact(t.Context(), "bo", persistence.Contact{Email: "bo@example.com"}); err != nil {
+		if err := storetest.SetContact(t, s, "bo", persistence.Contact{Email: "bo@example.com"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -273,7 +274,7 @@ func TestFinishOutcomes(t *testing.T) {
 		withChannels(newNote(t, "hal", 1), herald.ChannelEmail)}})
 	d := claimAt(t, s, now, 10)[0]
 	later := now.Add(time.Second)
-	if err := s.FinishDeliveries(t.Context(), later, []persistence.Outcome{
+	if err := storetest.FinishDeliveries(t, s, later, []persistence.Outcome{
 		{ID: d.ID, Sent: true}, {ID: d.ID, Error: "timeout"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestFinishOutcomes(t *testing.T) {
 	if ds := claimAt(t, s, later, 10); len(ds) != 1 {
 		t.Fatalf("claim after a zero retry: %+v", ds)
 	}
-	if err := s.FinishDeliveries(t.Context(), later, []persistence.Outcome{{ID: d.ID, Sent: true}}); err != nil {
+	if err := storetest.FinishDeliveries(t, s, later, []persistence.Outcome{{ID: d.ID, Sent: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := list(t, s, persistence.DeliverySent, "", 10); len(got) != 1 || got[0].Attempts != 2 || got[0].LastError != "timeout" {
@@ -404,7 +405,7 @@ func TestDeliveriesPaging(t *testing.T) {
 func TestPriorPreferences(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	prefs := persistence.Preferences{Channels: map[herald.Channel]bool{herald.ChannelWebhook: false}}
-	if err := s.SetPreferences(t.Context(), "fay", prefs); err != nil {
+	if err := storetest.SetPreferences(t, s, "fay", prefs); err != nil {
 		t.Fatal(err)
 	}
 	prior := func(users ...string) persistence.Prior {

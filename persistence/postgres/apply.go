@@ -61,6 +61,21 @@ WHERE s.user_id = u.user_id`
 
 	sqlLoadPrefs = `SELECT user_id, prefs FROM preferences WHERE user_id = ANY($1::text[])`
 
+	sqlUpsertContacts = `INSERT INTO contacts (user_id, email)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT (user_id) DO UPDATE SET email = excluded.email`
+	sqlDeleteContacts = `DELETE FROM contacts WHERE user_id = ANY($1::text[])`
+
+	sqlUpsertPrefs = `INSERT INTO preferences (user_id, prefs)
+SELECT u, p::jsonb FROM unnest($1::text[], $2::text[]) AS r(u, p)
+ON CONFLICT (user_id) DO UPDATE SET prefs = excluded.prefs`
+	sqlDeletePrefs = `DELETE FROM preferences WHERE user_id = ANY($1::text[])`
+
+	// sqlPrune deletes up to $2 log entries recorded before $1 (through the BRIN index
+	// on at), so that one op does not hold its batch up for long.
+	sqlPrune = `DELETE FROM notification_log WHERE ctid = ANY (ARRAY(
+  SELECT ctid FROM notification_log WHERE at < $1 LIMIT $2))`
+
 	sqlInsertDeliveries = `INSERT INTO deliveries (id, notification_id, user_id, channel, state, attempts,
   due_at, unread_only, last_error, created_at, updated_at, by_service)
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[],
@@ -133,9 +148,10 @@ func screen(now time.Time, ops []persistence.Op) (kept []persistence.Op, results
 }
 
 // unstorable returns the result of an op that holds text PostgreSQL cannot store, and
-// nil for any other op. A create fails validation. A user id with such text names a user
-// who has no notification: mark-read finds nothing and read-all has nothing to read. A
-// digest key with such text names no digest: the flush finds nothing.
+// nil for any other op. A create fails validation, and so does a contact or preferences
+// setting (naming the field). A user id with such text names a user who has no
+// notification: mark-read finds nothing and read-all has nothing to read. A digest key
+// with such text names no digest: the flush finds nothing.
 func unstorable(now time.Time, op *persistence.Op) *persistence.Result {
 	switch op.Kind {
 	case persistence.OpCreate:
@@ -158,6 +174,33 @@ func unstorable(now time.Time, op *persistence.Op) *persistence.Result {
 	case persistence.OpFlushDigest:
 		if k := op.Digest; !storable(k.UserID) || !storable(k.Type) || !storable(k.Rule) {
 			return &persistence.Result{} // names no digest: as if flushed already
+		}
+	case persistence.OpSetContact:
+		switch {
+		case !storable(op.UserID):
+			return &persistence.Result{Err: badText("userId")}
+		case !storable(op.Contact.Email):
+			return &persistence.Result{Err: badText("email")}
+		}
+	case persistence.OpSetPreferences:
+		if !storable(op.UserID) {
+			return &persistence.Result{Err: badText("userId")}
+		}
+		// jsonb refuses \u0000, and json.Marshal would quietly replace invalid UTF-8.
+		for ch := range op.Preferences.Channels {
+			if !storable(string(ch)) {
+				return &persistence.Result{Err: badText("channels")}
+			}
+		}
+		for typ, chs := range op.Preferences.Types {
+			if !storable(typ) {
+				return &persistence.Result{Err: badText("types")}
+			}
+			for ch := range chs {
+				if !storable(string(ch)) {
+					return &persistence.Result{Err: badText("types")}
+				}
+			}
 		}
 	}
 	return nil
@@ -224,7 +267,7 @@ func (s *Store) apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		return nil, conn.IsClosed(), err
 	}
 	plan, results := persistence.NewPlan(now, ops, prior)
-	if err := write(ctx, conn, &plan, s.copyMin); err != nil {
+	if err := write(ctx, conn, now, &plan, ops, results, s.copyMin); err != nil {
 		rollback(conn)
 		var pgErr *pgconn.PgError
 		retry := errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == "notifications_idem"
@@ -394,13 +437,16 @@ func canonicalIDs(ids []string) [][16]byte {
 	return out
 }
 
-// write writes the plan and commits. Many new notifications go first, by COPY; the
-// rest of the plan follows in one pipeline with the commit. A plan that appends no entry
-// and writes no digest changes nothing, and its transaction is rolled back instead (no
-// commit to flush).
-func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin int) error {
+// write writes the plan, applies the ops the planner leaves to the store (outcomes,
+// retries, prunes: in op order, filling in their results) and commits. Many new
+// notifications go first, by COPY; the rest follows in one pipeline with the commit. A
+// batch whose plan appends no entry and writes no digest, contact or preferences, and
+// that has no op of the store's own, changes nothing: its transaction is rolled back
+// instead (no commit to flush).
+func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence.Plan, ops []persistence.Op, results []persistence.Result, copyMin int) error {
 	changed := len(plan.Created) > 0 || len(plan.Read) > 0 || len(plan.ReadAll) > 0 || len(plan.Log) > 0 ||
-		len(plan.Deliveries) > 0 || len(plan.Digests) > 0 || len(plan.DigestDeletes) > 0
+		len(plan.Deliveries) > 0 || len(plan.Digests) > 0 || len(plan.DigestDeletes) > 0 ||
+		len(plan.Contacts) > 0 || len(plan.Preferences) > 0
 	sortByIdempotencyKey(plan.Created)
 	var b pgx.Batch
 	switch n := len(plan.Created); {
@@ -456,7 +502,12 @@ func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin 
 		}
 		b.Queue(sqlUpdateUsers, users, seqs, unread)
 	}
+	if err := queueSettings(&b, plan); err != nil {
+		return err
+	}
 	writes := b.Len()
+	own := queueOwn(&b, now, ops)
+	changed = changed || len(own) > 0
 	if changed {
 		b.Queue("COMMIT")
 	} else {
@@ -468,6 +519,9 @@ func write(ctx context.Context, conn *pgx.Conn, plan *persistence.Plan, copyMin 
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
+		}
+		if err := readOwn(br, own, results); err != nil {
+			return err
 		}
 		tag, err := br.Exec()
 		if err != nil {
@@ -616,6 +670,134 @@ func queueDeliveries(b *pgx.Batch, rows []persistence.Delivery) error {
 	}
 	b.Queue(sqlInsertDeliveries, ids, notes, users, channels, states, attempts,
 		dueAt, unreadOnly, lastErrors, createdAt, updatedAt, byService)
+	return nil
+}
+
+// queueSettings writes the plan's contacts and preferences: the set ones upserted,
+// the zero ones deleted, each kind in at most two statements.
+func queueSettings(b *pgx.Batch, plan *persistence.Plan) error {
+	var users, emails, gone []string
+	for _, c := range plan.Contacts {
+		if c.Contact == (persistence.Contact{}) {
+			gone = append(gone, c.UserID)
+			continue
+		}
+		users, emails = append(users, c.UserID), append(emails, c.Contact.Email)
+	}
+	if len(users) > 0 {
+		b.Queue(sqlUpsertContacts, users, emails)
+	}
+	if len(gone) > 0 {
+		b.Queue(sqlDeleteContacts, gone)
+	}
+	users, gone = nil, nil
+	var prefs []string
+	for _, p := range plan.Preferences {
+		if len(p.Preferences.Channels) == 0 && len(p.Preferences.Types) == 0 {
+			gone = append(gone, p.UserID)
+			continue
+		}
+		raw, err := json.Marshal(p.Preferences)
+		if err != nil {
+			return fmt.Errorf("encoding preferences: %w", err)
+		}
+		users, prefs = append(users, p.UserID), append(prefs, string(raw))
+	}
+	if len(users) > 0 {
+		b.Queue(sqlUpsertPrefs, users, prefs)
+	}
+	if len(gone) > 0 {
+		b.Queue(sqlDeletePrefs, gone)
+	}
+	return nil
+}
+
+// ownOp is an op the store applies itself, queued in the write pipeline: its index in
+// the batch and what its statement's answer means.
+type ownOp struct {
+	i    int
+	kind persistence.OpKind
+	id   string // OpRetryDelivery
+}
+
+// queueOwn queues the statements of the ops the planner leaves to the store, in op
+// order, and returns what readOwn needs to read their answers. An op that needs no
+// statement (a retry of an id that is not a UUID, outcomes that name no delivery) is
+// not queued; readOwn fills its result in.
+func queueOwn(b *pgx.Batch, now time.Time, ops []persistence.Op) []ownOp {
+	var own []ownOp
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case persistence.OpFinishDeliveries:
+			if args := finishArgs(now, op.Outcomes); args != nil {
+				b.Queue(sqlFinish, args...)
+				own = append(own, ownOp{i: i, kind: op.Kind})
+			}
+		case persistence.OpRetryDelivery:
+			own = append(own, ownOp{i: i, kind: op.Kind, id: op.ID})
+			if u, ok := persistence.ParseID(op.ID); ok {
+				b.Queue(sqlRetry, u, now)
+			} else {
+				own[len(own)-1].kind = 0 // names no delivery: no statement
+			}
+		case persistence.OpPrune:
+			b.Queue(sqlPrune, op.Cutoff, pruneChunk)
+			own = append(own, ownOp{i: i, kind: op.Kind})
+		}
+	}
+	return own
+}
+
+// pruneChunk is how many log entries one OpPrune deletes at most.
+const pruneChunk = 10_000
+
+// readOwn reads the answers of the statements queueOwn queued, into results.
+func readOwn(br pgx.BatchResults, own []ownOp, results []persistence.Result) error {
+	for _, o := range own {
+		r := &results[o.i]
+		switch o.kind {
+		case 0:
+			r.Err = deliveryNotFound(o.id)
+		case persistence.OpFinishDeliveries:
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		case persistence.OpPrune:
+			tag, err := br.Exec()
+			if err != nil {
+				return err
+			}
+			r.Pruned = tag.RowsAffected()
+			r.More = r.Pruned == pruneChunk
+		case persistence.OpRetryDelivery:
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			var (
+				d     persistence.Delivery
+				sc    deliveryScanner
+				found bool
+			)
+			if rows.Next() {
+				found = true
+				err = sc.scan(rows, &d)
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+			if err != nil {
+				return err
+			}
+			if !found {
+				r.Err = deliveryNotFound(o.id)
+				continue
+			}
+			r.Delivery = &d
+		}
+	}
 	return nil
 }
 

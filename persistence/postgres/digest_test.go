@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/persistence/storetest"
 )
 
 func TestDigestItemsCodec(t *testing.T) {
@@ -137,10 +138,10 @@ func TestDigestFlushPreferences(t *testing.T) {
 	t0 := persistence.Now()
 	mustApply(t, s, create(digestedNote(t, "lee", `{"message":"a"}`, ""), digestedNote(t, "lee", `{"message":"b"}`, "")))
 	mustApply(t, s, create(digestedNote(t, "mo", `{"message":"a"}`, "")))
-	if err := s.SetPreferences(t.Context(), "lee", persistence.Preferences{Channels: map[herald.Channel]bool{herald.ChannelEmail: false}}); err != nil {
+	if err := storetest.SetPreferences(t, s, "lee", persistence.Preferences{Channels: map[herald.Channel]bool{herald.ChannelEmail: false}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPreferences(t.Context(), "mo", persistence.Preferences{Types: map[string]map[herald.Channel]bool{"t": {herald.ChannelRealtime: false}}}); err != nil {
+	if err := storetest.SetPreferences(t, s, "mo", persistence.Preferences{Types: map[string]map[herald.Channel]bool{"t": {herald.ChannelRealtime: false}}}); err != nil {
 		t.Fatal(err)
 	}
 	res := mustApply(t, s,

@@ -15,11 +15,11 @@
 //     idem_key) for idempotency keys, with idem_hash the body's fingerprint.
 //   - notification_log: the notification-read and all-notifications-read entries, keyed by
 //     (user_id, seq). A read entry names its notification, whose other fields never
-//     change; its read time is the entry's at. Prune deletes these rows by time;
+//     change; its read time is the entry's at. OpPrune deletes these rows by time;
 //     notifications are kept.
 //   - user_state: each user's latest seq and unread total.
 //
-// The outbox (persistence.Outbox):
+// The outbox (persistence.OutboxReader, Claimer and the delivery ops):
 //
 //   - deliveries: one row per delivery of a notification through email or webhook, keyed
 //     by a UUIDv7 like notification ids (so id order is creation order), with its
@@ -34,7 +34,7 @@
 //   - preferences: each user's opt-outs, persistence.Preferences as jsonb; no row means
 //     everything on.
 //
-// Digests (persistence.DigestStore):
+// Digests (persistence.DigestReader, OpFlushDigest):
 //
 //   - digests: one row per open digest, keyed by (user_id, type, rule), with opened_at,
 //     due_at, count, the first item's sender_id and object, channels, and items: the kept
@@ -59,10 +59,16 @@
 // than it saves, and the outbox rows of every batch; the digests the plan leaves open
 // are upserted whole, the flushed ones deleted), and commits: a delivery is stored
 // exactly when its notification is, and a digest is deleted exactly when its
-// notification is stored. Any failure rolls the transaction back and Apply
+// notification is stored. The same pipeline upserts (or, for the zero value, deletes)
+// the contacts and preferences the plan sets, one statement per kind, and then runs the
+// ops the planner leaves to the store, in op order: the outcomes of an
+// OpFinishDeliveries, an OpRetryDelivery and an OpPrune (deleting at most pruneChunk
+// rows, so that the batch it shares is not held up; the op reports More). Any failure
+// rolls the transaction back and Apply
 // returns a herald unavailable error: a batch is written entirely or not at all. A plan
 // that appends no entry and writes no digest (only no-ops and failed operations) is
-// rolled back rather than committed, sparing a WAL flush.
+// rolled back rather than committed, sparing a WAL flush; a batch with an op of the
+// store's own is committed.
 //
 // # Concurrency
 //
@@ -99,23 +105,27 @@
 //
 // # The outbox
 //
-// A claim is a lease, not a lock held while sending. ClaimDeliveries is one statement
-// (autocommitted): it picks the earliest due pending rows (ORDER BY due_at, id LIMIT n
-// FOR UPDATE SKIP LOCKED, through the partial index), and an UPDATE of those rows makes
-// each due again at now+lease, or cancels it when it is an escalation whose notification
-// is read by then; the claimed rows come back joined with their notification as it is
-// now, in the order of the due times they were picked at (each one's DueAt is its
-// lease's end, when it is due again). Concurrent claimers, on any node, skip the rows another is claiming
-// and, once that claim has committed, find them due later (the lock re-checks the row's
-// current version), so no two get a row within its lease. A sender that dies leaves its
-// rows pending; they come back when the lease runs out: delivery is at least once. When
-// a claim cancels rows it claims again for their places, so cancellations do not make
-// a backlog look drained. FinishDeliveries is one statement for all the outcomes, taken
-// as arrays; it locks the rows still pending in id order before updating them, so two
-// finishers of the same rows (a lease that ran out during an attempt) cannot deadlock,
-// and it ignores rows that are no longer pending. A sent outcome keeps the last failure's
-// error, as RetryDelivery does; error texts are stored with invalid UTF-8 replaced and
-// NUL characters dropped, since a receiver's answer can hold anything.
+// A claim is a lease, not a lock held while sending, and the one write that does not go
+// through Apply (see the persistence package doc): ClaimDeliveries is one statement
+// (autocommitted), so that its row locks last only as long as it does. It picks the
+// earliest due pending rows (ORDER BY due_at, id LIMIT n FOR UPDATE SKIP LOCKED, through
+// the partial index), and an UPDATE of those rows makes each due again at now+lease, or
+// cancels it when it is an escalation whose notification is read by then; the claimed
+// rows come back joined with their notification as it is now, in the order of the due
+// times they were picked at (each one's DueAt is its lease's end, when it is due again).
+// Concurrent claimers, on any node, skip the rows another is claiming and, once that
+// claim has committed, find them due later (the lock re-checks the row's current
+// version), so no two get a row within its lease. A sender that dies leaves its rows
+// pending; they come back when the lease runs out: delivery is at least once. When a
+// claim cancels rows it claims again for their places, so cancellations do not make a
+// backlog look drained. An OpFinishDeliveries is one statement for all its outcomes,
+// taken as arrays; it locks the rows still pending in id order before updating them, so
+// two finishers of the same rows (a lease that ran out during an attempt, or two nodes)
+// cannot deadlock, and it ignores rows that are no longer pending. Its locks come after
+// the batch's user locks, like every batch's, and a claim never waits on them (it skips
+// locked rows). A sent outcome keeps the last failure's error, as OpRetryDelivery does;
+// error texts are stored with invalid UTF-8 replaced and NUL characters dropped, since a
+// receiver's answer can hold anything.
 //
 // # Digests
 //

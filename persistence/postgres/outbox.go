@@ -78,15 +78,8 @@ SELECT ` + noteCols + `, ` + deliveryCols + ` FROM d JOIN notifications AS n ON 
 	sqlOutboxStats = `SELECT channel, count(*), min(due_at) FROM deliveries
 WHERE state = 'pending' GROUP BY channel ORDER BY channel`
 
-	sqlSetContact = `INSERT INTO contacts (user_id, email) VALUES ($1, $2)
-ON CONFLICT (user_id) DO UPDATE SET email = excluded.email`
-	sqlDeleteContact = `DELETE FROM contacts WHERE user_id = $1`
-	sqlContact       = `SELECT email FROM contacts WHERE user_id = $1`
-
-	sqlSetPrefs = `INSERT INTO preferences (user_id, prefs) VALUES ($1, $2)
-ON CONFLICT (user_id) DO UPDATE SET prefs = excluded.prefs`
-	sqlDeletePrefs = `DELETE FROM preferences WHERE user_id = $1`
-	sqlPrefs       = `SELECT prefs FROM preferences WHERE user_id = $1`
+	sqlContact = `SELECT email FROM contacts WHERE user_id = $1`
+	sqlPrefs   = `SELECT prefs FROM preferences WHERE user_id = $1`
 )
 
 // ClaimDeliveries leases up to limit pending deliveries due by now; see the package doc.
@@ -149,12 +142,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, lease time.D
 	return out, nil
 }
 
-// FinishDeliveries records the outcomes of attempts in one statement.
-func (s *Store) FinishDeliveries(ctx context.Context, now time.Time, outcomes []persistence.Outcome) error {
-	if len(outcomes) == 0 {
-		return nil
-	}
-	now = now.UTC().Truncate(time.Microsecond)
+// finishArgs returns the arguments of sqlFinish for outcomes (OpFinishDeliveries), or
+// nil when none names a delivery.
+func finishArgs(now time.Time, outcomes []persistence.Outcome) []any {
 	n := len(outcomes)
 	var (
 		ids    = make([][16]byte, 0, n)
@@ -199,10 +189,7 @@ func (s *Store) FinishDeliveries(ctx context.Context, now time.Time, outcomes []
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, sqlFinish, now, ids, states, dueAt, errs); err != nil {
-		return herald.Unavailable(err)
-	}
-	return nil
+	return []any{now, ids, states, dueAt, errs}
 }
 
 // Deliveries lists the deliveries in state after the id after, in id order.
@@ -245,39 +232,6 @@ func deliveryNotFound(id string) *herald.Error {
 	return &herald.Error{Code: herald.CodeNotFound, Message: "no dead delivery " + id, Field: "id"}
 }
 
-// RetryDelivery makes dead delivery id pending again, due now, with no attempts. Its
-// last error is kept.
-func (s *Store) RetryDelivery(ctx context.Context, now time.Time, id string) (persistence.Delivery, error) {
-	u, ok := persistence.ParseID(id)
-	if !ok {
-		return persistence.Delivery{}, deliveryNotFound(id)
-	}
-	now = now.UTC().Truncate(time.Microsecond)
-	rows, err := s.pool.Query(ctx, sqlRetry, u, now)
-	if err != nil {
-		return persistence.Delivery{}, herald.Unavailable(err)
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return persistence.Delivery{}, herald.Unavailable(err)
-		}
-		return persistence.Delivery{}, deliveryNotFound(id)
-	}
-	var (
-		d  persistence.Delivery
-		sc deliveryScanner
-	)
-	if err := sc.scan(rows, &d); err != nil {
-		return persistence.Delivery{}, herald.Unavailable(err)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return persistence.Delivery{}, herald.Unavailable(err)
-	}
-	return d, nil
-}
-
 // OutboxStats reports the pending deliveries of each channel that has some.
 func (s *Store) OutboxStats(ctx context.Context) ([]persistence.ChannelStats, error) {
 	rows, err := s.pool.Query(ctx, sqlOutboxStats)
@@ -303,26 +257,6 @@ func (s *Store) OutboxStats(ctx context.Context) ([]persistence.ChannelStats, er
 	return out, nil
 }
 
-// SetContact stores how userID is reached, or forgets it for the zero Contact.
-func (s *Store) SetContact(ctx context.Context, userID string, c persistence.Contact) error {
-	if !storable(userID) {
-		return badText("userId")
-	}
-	var err error
-	if c == (persistence.Contact{}) {
-		_, err = s.pool.Exec(ctx, sqlDeleteContact, userID)
-	} else {
-		if !storable(c.Email) {
-			return badText("email")
-		}
-		_, err = s.pool.Exec(ctx, sqlSetContact, userID, c.Email)
-	}
-	if err != nil {
-		return herald.Unavailable(err)
-	}
-	return nil
-}
-
 // Contact returns how userID is reached; the zero Contact when it was never set.
 func (s *Store) Contact(ctx context.Context, userID string) (persistence.Contact, error) {
 	var c persistence.Contact
@@ -333,44 +267,6 @@ func (s *Store) Contact(ctx context.Context, userID string) (persistence.Contact
 		return persistence.Contact{}, herald.Unavailable(err)
 	}
 	return c, nil
-}
-
-// SetPreferences stores userID's preferences; the zero value (everything on) removes
-// them.
-func (s *Store) SetPreferences(ctx context.Context, userID string, p persistence.Preferences) error {
-	if !storable(userID) {
-		return badText("userId")
-	}
-	if len(p.Channels) == 0 && len(p.Types) == 0 {
-		if _, err := s.pool.Exec(ctx, sqlDeletePrefs, userID); err != nil {
-			return herald.Unavailable(err)
-		}
-		return nil
-	}
-	// jsonb refuses \u0000, and json.Marshal would quietly replace invalid UTF-8.
-	for ch := range p.Channels {
-		if !storable(string(ch)) {
-			return badText("channels")
-		}
-	}
-	for typ, chs := range p.Types {
-		if !storable(typ) {
-			return badText("types")
-		}
-		for ch := range chs {
-			if !storable(string(ch)) {
-				return badText("types")
-			}
-		}
-	}
-	raw, err := json.Marshal(p)
-	if err != nil {
-		return herald.Errorf(herald.CodeInternal, "encoding preferences: %v", err)
-	}
-	if _, err := s.pool.Exec(ctx, sqlSetPrefs, userID, raw); err != nil {
-		return herald.Unavailable(err)
-	}
-	return nil
 }
 
 // Preferences returns userID's preferences; the zero value when never set.

@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/pgtest"
 	"github.com/heraldhq/herald/persistence"
+	"github.com/heraldhq/herald/persistence/storetest"
 )
 
 // TestClaimTwoNodes: claimers on two nodes sharing one database never get the same
@@ -140,7 +141,7 @@ func TestFinishOutcomes(t *testing.T) {
 		t.Fatalf("claim: %+v %v", ds, err)
 	}
 	t1 := t0.Add(time.Second)
-	err = s.FinishDeliveries(t.Context(), t1, []persistence.Outcome{
+	err = storetest.FinishDeliveries(t, s, t1, []persistence.Outcome{
 		{ID: "nope", Sent: true},
 		{ID: ds[0].ID, Sent: true},
 		{ID: ds[0].ID, Retry: t1, Error: "bad \xff byte and a \x00 NUL"}, // the last outcome of an id counts
@@ -162,7 +163,7 @@ func TestFinishOutcomes(t *testing.T) {
 			t.Errorf("after one attempt: %+v", d)
 		}
 	}
-	if err := s.FinishDeliveries(t.Context(), t1, []persistence.Outcome{{ID: ds[0].ID, Sent: true}, {ID: ds[1].ID, Dead: true, Error: "gone"}}); err != nil {
+	if err := storetest.FinishDeliveries(t, s, t1, []persistence.Outcome{{ID: ds[0].ID, Sent: true}, {ID: ds[1].ID, Dead: true, Error: "gone"}}); err != nil {
 		t.Fatal(err)
 	}
 	sent, err := s.Deliveries(t.Context(), persistence.DeliverySent, "", 10)
@@ -172,7 +173,7 @@ func TestFinishOutcomes(t *testing.T) {
 	if st, err := s.OutboxStats(t.Context()); err != nil || len(st) != 0 {
 		t.Fatalf("stats with nothing pending: %+v %v", st, err)
 	}
-	d, err := s.RetryDelivery(t.Context(), t1, ds[1].ID)
+	d, err := storetest.RetryDelivery(t, s, t1, ds[1].ID)
 	if err != nil || d.LastError != "gone" || d.Notification.ID != ds[1].NotificationID {
 		t.Fatalf("retry: %+v %v", d, err)
 	}
@@ -209,7 +210,7 @@ func TestFinishNoDeadlock(t *testing.T) {
 					}
 					outs = append(outs, persistence.Outcome{ID: d.ID, Retry: t0.Add(time.Duration(r) * time.Second)})
 				}
-				if err := s.FinishDeliveries(t.Context(), t0, outs); err != nil {
+				if err := storetest.FinishDeliveries(t, s, t0, outs); err != nil {
 					t.Errorf("FinishDeliveries: %v", err)
 					return
 				}
@@ -227,14 +228,14 @@ func TestFinishNoDeadlock(t *testing.T) {
 // and names nothing on reads.
 func TestOutboxUnstorableText(t *testing.T) {
 	s := open(t, 0)
-	if err := s.SetContact(t.Context(), "a\x00", persistence.Contact{Email: "a@example.com"}); herald.ErrorCode(err) != herald.CodeValidation {
+	if err := storetest.SetContact(t, s, "a\x00", persistence.Contact{Email: "a@example.com"}); herald.ErrorCode(err) != herald.CodeValidation {
 		t.Errorf("SetContact of a NUL user: %v", err)
 	}
-	if err := s.SetContact(t.Context(), "a", persistence.Contact{Email: "a\xff@example.com"}); herald.ErrorCode(err) != herald.CodeValidation {
+	if err := storetest.SetContact(t, s, "a", persistence.Contact{Email: "a\xff@example.com"}); herald.ErrorCode(err) != herald.CodeValidation {
 		t.Errorf("SetContact of a bad e-mail: %v", err)
 	}
 	bad := persistence.Preferences{Types: map[string]map[herald.Channel]bool{"t\x00": {herald.ChannelEmail: false}}}
-	if err := s.SetPreferences(t.Context(), "a", bad); herald.ErrorCode(err) != herald.CodeValidation {
+	if err := storetest.SetPreferences(t, s, "a", bad); herald.ErrorCode(err) != herald.CodeValidation {
 		t.Errorf("SetPreferences with a NUL type: %v", err)
 	}
 	if c, err := s.Contact(t.Context(), "a\x00"); err != nil || c.Email != "" {

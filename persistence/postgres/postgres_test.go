@@ -394,27 +394,27 @@ func TestUnavailable(t *testing.T) {
 		"Created":     func() error { _, err := s.Created(t.Context(), "alice", 0, 10); return err },
 		"Events":      func() error { _, err := s.Events(t.Context(), "alice", 0, 10); return err },
 		"UnreadCount": func() error { _, err := s.UnreadCount(t.Context(), "alice"); return err },
-		"Prune":       func() error { _, err := s.Prune(t.Context(), time.Now()); return err },
+		"Prune":       func() error { _, err := storetest.Prune(t, s, time.Now()); return err },
 		"Ping":        func() error { return s.Ping(t.Context()) },
 		"ClaimDeliveries": func() error {
 			_, err := s.ClaimDeliveries(t.Context(), time.Now(), time.Minute, 10)
 			return err
 		},
 		"FinishDeliveries": func() error {
-			return s.FinishDeliveries(t.Context(), time.Now(), []persistence.Outcome{{ID: uuid.NewString(), Sent: true}})
+			return storetest.FinishDeliveries(t, s, time.Now(), []persistence.Outcome{{ID: uuid.NewString(), Sent: true}})
 		},
 		"Deliveries": func() error {
 			_, err := s.Deliveries(t.Context(), persistence.DeliveryDead, "", 10)
 			return err
 		},
-		"RetryDelivery": func() error { _, err := s.RetryDelivery(t.Context(), time.Now(), uuid.NewString()); return err },
+		"RetryDelivery": func() error { _, err := storetest.RetryDelivery(t, s, time.Now(), uuid.NewString()); return err },
 		"OutboxStats":   func() error { _, err := s.OutboxStats(t.Context()); return err },
 		"SetContact": func() error {
-			return s.SetContact(t.Context(), "alice", persistence.Contact{Email: "a@example.com"})
+			return storetest.SetContact(t, s, "alice", persistence.Contact{Email: "a@example.com"})
 		},
 		"Contact": func() error { _, err := s.Contact(t.Context(), "alice"); return err },
 		"SetPreferences": func() error {
-			return s.SetPreferences(t.Context(), "alice", persistence.Preferences{Channels: map[herald.Channel]bool{herald.ChannelEmail: false}})
+			return storetest.SetPreferences(t, s, "alice", persistence.Preferences{Channels: map[herald.Channel]bool{herald.ChannelEmail: false}})
 		},
 		"Preferences": func() error { _, err := s.Preferences(t.Context(), "alice"); return err },
 	} {

@@ -88,12 +88,3 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
 }
-
-// Prune deletes the read and read-all log entries recorded before cutoff.
-func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM notification_log WHERE at < $1`, cutoff)
-	if err != nil {
-		return 0, herald.Unavailable(err)
-	}
-	return tag.RowsAffected(), nil
-}

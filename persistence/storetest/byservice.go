@@ -61,7 +61,7 @@ func testOutboxByService(t *testing.T, open Opener) {
 	dead := listDeliveries(t, s, persistence.DeliveryDead)
 	check("dead", dead, 2)
 	for _, d := range dead {
-		r, err := s.RetryDelivery(t.Context(), t0, d.ID)
+		r, err := RetryDelivery(t, s, t0, d.ID)
 		if err != nil {
 			t.Fatalf("RetryDelivery: %v", err)
 		}

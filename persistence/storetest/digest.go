@@ -132,7 +132,7 @@ func testDigestAtomic(t *testing.T, open Opener) {
 	if ks := due(t, s, t0.Add(time.Hour)); len(ks) != 0 {
 		t.Fatalf("a failed op opened a digest: %v", ks)
 	}
-	if err := s.SetPreferences(t.Context(), "hank", persistence.Preferences{Types: map[string]map[herald.Channel]bool{"t": {herald.ChannelRealtime: false}}}); err != nil {
+	if err := SetPreferences(t, s, "hank", persistence.Preferences{Types: map[string]map[herald.Channel]bool{"t": {herald.ChannelRealtime: false}}}); err != nil {
 		t.Fatal(err)
 	}
 	r := ok(t, apply(t, s, t0, create(digested(t, note(t, "hank", "t", 3), "r", time.Minute, "")))[0])
@@ -150,7 +150,7 @@ func testDigestAtomic(t *testing.T, open Opener) {
 	if r := flush(t, s, t0.Add(time.Second), k); len(r.Notifications) != 0 {
 		t.Fatalf("early flush: %+v", r)
 	}
-	if err := s.SetPreferences(t.Context(), "ivy", persistence.Preferences{Types: map[string]map[herald.Channel]bool{"t": {herald.ChannelRealtime: false}}}); err != nil {
+	if err := SetPreferences(t, s, "ivy", persistence.Preferences{Types: map[string]map[herald.Channel]bool{"t": {herald.ChannelRealtime: false}}}); err != nil {
 		t.Fatal(err)
 	}
 	if r := flush(t, s, t0.Add(time.Minute), k); r.Suppressed == nil || !r.Suppressed[0] {

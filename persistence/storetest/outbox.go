@@ -40,7 +40,7 @@ func claim(t *testing.T, s persistence.Store, now time.Time, lease time.Duration
 
 func finish(t *testing.T, s persistence.Store, now time.Time, outcomes ...persistence.Outcome) {
 	t.Helper()
-	if err := s.FinishDeliveries(t.Context(), now, outcomes); err != nil {
+	if err := FinishDeliveries(t, s, now, outcomes); err != nil {
 		t.Fatalf("FinishDeliveries: %v", err)
 	}
 }
@@ -126,18 +126,18 @@ func testOutboxLifecycle(t *testing.T, open Opener) {
 
 	// Retry revives a dead letter, due now, with its attempts reset.
 	t2 := retryAt.Add(time.Hour)
-	d, err := s.RetryDelivery(t.Context(), t2, hook.ID)
+	d, err := RetryDelivery(t, s, t2, hook.ID)
 	if err != nil || d.State != persistence.DeliveryPending || d.Attempts != 0 || !d.DueAt.Equal(t2) {
 		t.Fatalf("RetryDelivery: %+v %v", d, err)
 	}
 	if got := claim(t, s, t2, lease, 10); len(got) != 1 || got[0].ID != hook.ID {
 		t.Fatalf("claim after retry: %+v", got)
 	}
-	_, err = s.RetryDelivery(t.Context(), t2, hook.ID) // pending now
+	_, err = RetryDelivery(t, s, t2, hook.ID) // pending now
 	wantCode(t, "RetryDelivery of a pending delivery", err, herald.CodeNotFound)
-	_, err = s.RetryDelivery(t.Context(), t2, "0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b")
+	_, err = RetryDelivery(t, s, t2, "0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b")
 	wantCode(t, "RetryDelivery of an unknown id", err, herald.CodeNotFound)
-	_, err = s.RetryDelivery(t.Context(), t2, "not-an-id")
+	_, err = RetryDelivery(t, s, t2, "not-an-id")
 	wantCode(t, "RetryDelivery of a malformed id", err, herald.CodeNotFound)
 
 	stats, err := s.OutboxStats(t.Context())
@@ -252,7 +252,7 @@ func testPreferences(t *testing.T, open Opener) {
 		Channels: map[herald.Channel]bool{herald.ChannelEmail: false},
 		Types:    map[string]map[herald.Channel]bool{"muted": {herald.ChannelRealtime: false}, "t": {herald.ChannelWebhook: true}},
 	}
-	if err := s.SetPreferences(t.Context(), "dave", prefs); err != nil {
+	if err := SetPreferences(t, s, "dave", prefs); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Preferences(t.Context(), "dave")
@@ -275,7 +275,7 @@ func testPreferences(t *testing.T, open Opener) {
 	if r := ok(t, apply(t, s, t0, create(note(t, "erin", "muted", 1)))[0]); r.Suppressed != nil {
 		t.Fatalf("another user's create suppressed: %v", r.Suppressed)
 	}
-	if err := s.SetPreferences(t.Context(), "dave", persistence.Preferences{}); err != nil {
+	if err := SetPreferences(t, s, "dave", persistence.Preferences{}); err != nil {
 		t.Fatal(err)
 	}
 	if r := ok(t, apply(t, s, t0, create(note(t, "dave", "muted", 3)))[0]); r.Suppressed != nil || r.Notifications[0].Seq != 2 {
@@ -288,16 +288,16 @@ func testContacts(t *testing.T, open Opener) {
 	if c, err := s.Contact(t.Context(), "frank"); err != nil || c.Email != "" {
 		t.Fatalf("contact never set: %+v %v", c, err)
 	}
-	if err := s.SetContact(t.Context(), "frank", persistence.Contact{Email: "frank@example.com"}); err != nil {
+	if err := SetContact(t, s, "frank", persistence.Contact{Email: "frank@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetContact(t.Context(), "frank", persistence.Contact{Email: "f@example.com"}); err != nil {
+	if err := SetContact(t, s, "frank", persistence.Contact{Email: "f@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := s.Contact(t.Context(), "frank"); err != nil || c.Email != "f@example.com" {
 		t.Fatalf("contact: %+v %v", c, err)
 	}
-	if err := s.SetContact(t.Context(), "frank", persistence.Contact{}); err != nil {
+	if err := SetContact(t, s, "frank", persistence.Contact{}); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := s.Contact(t.Context(), "frank"); err != nil || c.Email != "" {

@@ -58,6 +58,7 @@ func Run(t *testing.T, open Opener) {
 		{"Closed", testClosed},
 	}
 	tests = append(tests, outboxTests...)
+	tests = append(tests, writeTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
@@ -1038,14 +1039,14 @@ func testRetention(t *testing.T, open Opener) {
 	}
 	checkFresh("before Prune")
 
-	pruned, err := s.Prune(t.Context(), persistence.Now().Add(-retention))
+	pruned, err := Prune(t, s, persistence.Now().Add(-retention))
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
 	}
 	if pruned <= 0 {
 		t.Errorf("Prune removed %d entries, want the expired read entry at least", pruned)
 	}
-	if again, err := s.Prune(t.Context(), persistence.Now().Add(-retention)); err != nil || again != 0 {
+	if again, err := Prune(t, s, persistence.Now().Add(-retention)); err != nil || again != 0 {
 		t.Errorf("second Prune = %d, %v; want 0, nil", again, err)
 	}
 	checkFresh("after Prune")
