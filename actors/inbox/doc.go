@@ -36,7 +36,11 @@
 // shared by every socket. Between messages an inbox holds at most Options.CacheBytes
 // (4 KiB) of it: the encoding stays while it fits with the list, so a refresh of an
 // unchanged small list encodes nothing, and a list bigger than that on its own is let go
-// and read again for the next snapshot. Idle inboxes hold no more than that budget.
+// and read again for the next snapshot. Idle inboxes hold no more than that budget,
+// except for Options.RefreshEvery after each snapshot read: the list just read, and its
+// encoding, are kept that long whatever their size, so every socket of the user that
+// connects or refreshes meanwhile is served from them, and a user's sockets together
+// cost about one store read of a big snapshot a second, however many there are.
 //
 // A socket is sent at most one snapshot per Options.RefreshEvery (1 s). A refresh-unread
 // within that time of the socket's last snapshot (the one it connected with included) is

@@ -59,6 +59,8 @@ type inbox struct {
 
 	loaded       bool      // head is known: the first snapshot read has answered
 	cacheLoading bool      // a snapshot read is in flight
+	holding      bool      // the cache is kept whatever its size until holdOver (see hold)
+	holdGen      uint64    // tells the current holdOver from stale ones
 	early        []deliver // deliveries received before loaded
 	head         int64     // the latest seq received
 	cache        unreadCache
@@ -120,6 +122,10 @@ func (ib *inbox) Receive(c *actor.Context) {
 			ib.reorderArmed = false
 			ib.drainAhead(true)
 		}
+	case holdOver:
+		if m.gen == ib.holdGen {
+			ib.holding = false // compact, below, trims what is over budget
+		}
 	case graceOver:
 		if m.gen == ib.graceGen && len(ib.socks) == 0 {
 			c.Send(ib.router, idle{user: ib.user, pid: ib.self, attaches: ib.attaches})
@@ -167,6 +173,18 @@ func (ib *inbox) startGrace() {
 	time.AfterFunc(ib.opts.Grace, func() { engine.Send(self, graceOver{gen: gen}) })
 }
 
+// hold keeps the snapshot just read, and its encoding once made, for RefreshEvery
+// whatever their size: an unread list bigger than CacheBytes is otherwise let go after
+// every message, and each socket of the user connecting or refreshing meanwhile would
+// read and encode it again. So a user's sockets together cause at most about one store
+// read of a big snapshot per RefreshEvery.
+func (ib *inbox) hold() {
+	ib.holding = true
+	ib.holdGen++
+	gen, engine, self := ib.holdGen, ib.engine, ib.self
+	time.AfterFunc(ib.opts.RefreshEvery, func() { engine.Send(self, holdOver{gen: gen}) })
+}
+
 // compact forgets the sockets that are gone.
 func (ib *inbox) compact() {
 	n := len(ib.socks)
@@ -177,7 +195,7 @@ func (ib *inbox) compact() {
 	if !ib.retaining() {
 		ib.ring = nil
 	}
-	if !ib.cacheLoading {
+	if !ib.cacheLoading && !ib.holding {
 		ib.cache.trim(ib.opts.CacheBytes)
 	}
 }
@@ -390,6 +408,7 @@ func (ib *inbox) cacheLoaded(m cacheLoaded) {
 		ib.loaded, ib.head = true, m.page.Seq
 	}
 	ib.cache.reset(m.page)
+	ib.hold()
 	// Entries that arrived during the read and are newer than it bring the cache up to
 	// date; if the ring lost some of them, the cache stays invalid until the next read.
 	if ib.cache.valid && ib.head > ib.cache.seq {

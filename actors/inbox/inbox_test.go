@@ -338,3 +338,44 @@ func TestRefreshFlood(t *testing.T) {
 	t.Logf("51 refreshes: %d snapshots, %d store reads, the last after %s", snapshots, r.snaps.Load()-snaps, elapsed)
 	r.engine.Send(r.router, inbox.Detach{User: "erin", Socket: s})
 }
+
+// TestBigSnapshotSharedBySockets: sockets of one user that connect and refresh at
+// staggered times, over an unread list bigger than the cache budget, share the snapshot
+// the inbox read last, for a second: together about one store read a second, not one
+// per socket.
+func TestBigSnapshotSharedBySockets(t *testing.T) {
+	r := newRig(t)
+	payload := json.RawMessage(`{"text":"` + strings.Repeat("x", 488) + `"}`)
+	for range wire.SnapshotSize {
+		r.createWith(t, "fay", payload)
+	}
+	before := r.snaps.Load()
+	start := time.Now()
+	var socks []*memSocket
+	for range 10 {
+		s := newMemSocket()
+		r.engine.Send(r.router, inbox.Attach{User: "fay", Socket: s})
+		if w := s.next(t); w.Event != wire.EventUnread || w.Unread != wire.SnapshotSize {
+			t.Fatalf("first frame %+v", w)
+		}
+		socks = append(socks, s)
+		time.Sleep(100 * time.Millisecond) // staggered connects: the pace of the workload, not a wait for the code
+	}
+	for _, s := range socks {
+		r.engine.Send(r.router, inbox.Client{User: "fay", Socket: s, Frame: wire.ClientFrame{Event: wire.EventRefresh}})
+	}
+	for _, s := range socks {
+		if w := s.next(t); w.Event != wire.EventUnread || w.Unread != wire.SnapshotSize {
+			t.Fatalf("refresh answer %+v", w)
+		}
+	}
+	elapsed := time.Since(start)
+	most := 2 + int64(elapsed/time.Second)
+	if n := r.snaps.Load() - before; n > most {
+		t.Fatalf("%d snapshot reads for 10 sockets connecting and refreshing over %s, want at most %d", n, elapsed, most)
+	}
+	t.Logf("10 sockets, 10 connects and 10 refreshes over %s: %d store reads", elapsed.Round(time.Millisecond), r.snaps.Load()-before)
+	for _, s := range socks {
+		r.engine.Send(r.router, inbox.Detach{User: "fay", Socket: s})
+	}
+}

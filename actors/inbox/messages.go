@@ -73,6 +73,11 @@ type reorderOver struct{ gen uint64 }
 // timer from the current one.
 type graceOver struct{ gen uint64 }
 
+// holdOver ends the window in which a snapshot read from the store is kept whatever
+// its size (Options.RefreshEvery), so that every socket asking meanwhile is served from
+// it; gen tells a stale timer from the current one.
+type holdOver struct{ gen uint64 }
+
 // refreshDue fires at the end of a socket's refresh window: the deferred snapshot is
 // owed now. gen tells a stale timer from the current one.
 type refreshDue struct {
