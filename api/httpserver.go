@@ -180,7 +180,22 @@ type Listener struct {
 
 	mu         sync.Mutex
 	open       int
+	sockets    int        // of open, the WebSockets
 	head, tail *connEntry // the plain connections, oldest first
+}
+
+// SocketsFull reports whether the WebSockets use all of the cap they may: the cap less
+// a reserve for plain requests (a twentieth, at least 16; none under a cap of 64), so
+// that however many sockets users open, /healthz, reads and creates still find a
+// place. The handshake refuses a new WebSocket then.
+func (l *Listener) SocketsFull() bool {
+	reserve := 0
+	if l.max >= 64 {
+		reserve = max(16, l.max/20)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sockets >= l.max-reserve
 }
 
 // Max is the cap.
@@ -258,6 +273,9 @@ func (l *Listener) connState(c net.Conn, s http.ConnState) {
 		l.unlink(e)
 		if s != http.StateHijacked {
 			l.push(e)
+		} else if !e.closed {
+			e.socket = true
+			l.sockets++
 		}
 	}
 	l.mu.Unlock()
@@ -294,6 +312,7 @@ type connEntry struct {
 	prev, next *connEntry
 	listed     bool // among the plain connections a new one may close
 	closed     bool // no longer counted
+	socket     bool // hijacked: a WebSocket
 }
 
 func (e *connEntry) close() error {
@@ -304,6 +323,9 @@ func (e *connEntry) close() error {
 		e.closed = true
 		if e.listed {
 			l.unlink(e)
+		}
+		if e.socket {
+			l.sockets--
 		}
 		l.open--
 	}

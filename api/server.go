@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,7 @@ type Server struct {
 	origins      origins
 	events       *events.Emitter
 	wake         func()
+	socketsFull  atomic.Pointer[func() bool] // see LimitSockets
 }
 
 // New returns a Server with every route of the contract registered.
@@ -148,6 +150,11 @@ func New(o Options) *Server {
 	s.handler = http.HandlerFunc(s.serve)
 	return s
 }
+
+// LimitSockets makes the WebSocket handshake refuse a new socket (503, before the
+// upgrade) while full reports true: a Listener's SocketsFull, so that sockets leave
+// the listener's reserve to plain requests. The last call wins.
+func (s *Server) LimitSockets(full func() bool) { s.socketsFull.Store(&full) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }

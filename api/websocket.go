@@ -20,6 +20,10 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) error {
 	if p.Kind != auth.KindUser {
 		return herald.Errorf(herald.CodeForbidden, "the WebSocket is for users (JWT or ws-token), not API keys")
 	}
+	if full := s.socketsFull.Load(); full != nil && (*full)() {
+		w.Header().Set("Retry-After", "1")
+		return herald.Errorf(herald.CodeUnavailable, "this node holds as many WebSockets as its connection cap leaves for them (HERALD_MAX_CONNS); retry, or connect to another node")
+	}
 	// A connect reads the user's snapshot or log: it counts as a read.
 	if ok, wait := s.readLimit.allow(p.UserID); !ok {
 		w.Header().Set("Retry-After", retryAfter(wait))

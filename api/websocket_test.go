@@ -233,6 +233,12 @@ func TestWebSocketFanOut(t *testing.T) {
 			}
 		}
 		tabs[2].send(`{"event":"mark-all-read"}`)
+		// A ping is answered by the connection, a refresh by the inbox after the frames
+		// before it: its snapshot, still at seq 6, shows the read-all changed nothing.
+		tabs[2].send(`{"event":"refresh-unread"}`)
+		if f := tabs[2].expect(inboxSnapshot, 6); f.unread() != 0 {
+			t.Fatalf("snapshot after a read-all of nothing: %+v", f)
+		}
 		tabs[2].quiet()
 		bob.quiet()
 

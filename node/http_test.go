@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,5 +174,56 @@ func TestHTTPServerOptionErrors(t *testing.T) {
 		if !errors.As(err, &oe) || oe.Option != field {
 			t.Errorf("%s: %v", field, err)
 		}
+	}
+}
+
+// TestSocketsLeaveRoomForRequests: WebSockets may take the cap only up to its reserve
+// for plain requests: one more handshake is answered 503 before the upgrade, while
+// /healthz and the open sockets are served.
+func TestSocketsLeaveRoomForRequests(t *testing.T) {
+	ctx := context.Background()
+	n, err := node.Open(ctx, node.Options{DataDir: t.TempDir(), JWTSecret: []byte(httpSecret), MaxConns: 64,
+		Registry: prometheus.NewRegistry(), Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, l, err := n.HTTPServer(ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		_ = n.CloseSockets(ctx)
+		_ = n.Close(ctx)
+	})
+	base := "http://" + ln.Addr().String()
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/notifications/ws?token="
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	const sockets = 64 - 16 // the cap less its reserve
+	for i := range sockets {
+		tok, _ := auth.SignUserToken([]byte(httpSecret), "user-"+strconv.Itoa(i), "", time.Hour)
+		c, _, err := websocket.Dial(ctx, wsURL+tok, &websocket.DialOptions{HTTPClient: client})
+		if err != nil {
+			t.Fatalf("socket %d: %v", i, err)
+		}
+		t.Cleanup(func() { _ = c.CloseNow() })
+	}
+	poll.Until(t, "the sockets to count", 10*time.Second, func() bool { return l.SocketsFull() })
+	tok, _ := auth.SignUserToken([]byte(httpSecret), "one-more", "", time.Hour)
+	_, resp, err := websocket.Dial(ctx, wsURL+tok, &websocket.DialOptions{HTTPClient: client})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a handshake beyond the sockets' share: %v %v, want 503 with Retry-After", resp, err)
+	}
+	for range 20 { // more than the reserve, one after the other
+		r, err := client.Get(base + "/healthz")
+		if err != nil || r.StatusCode != http.StatusOK {
+			t.Fatalf("/healthz with the sockets' share full: %v %v", r, err)
+		}
+		r.Body.Close()
 	}
 }

@@ -221,6 +221,7 @@ func (n *Node) HTTPServer(ln net.Listener) (*http.Server, *api.Listener, error) 
 	if err != nil {
 		return nil, nil, &OptionError{"HTTP", err}
 	}
+	n.handler.LimitSockets(l.SocketsFull)
 	return srv, l, nil
 }
 

@@ -131,6 +131,7 @@ func TestEveryVariableNamedInErrors(t *testing.T) {
 		"HERALD_SHUTDOWN_TIMEOUT":      {{value: "0s"}},
 		"HERALD_HTTP_READ_TIMEOUT":     {{value: "0s"}},
 		"HERALD_HTTP_IDLE_TIMEOUT":     {{value: "0s"}},
+		"HERALD_HTTP_WRITE_TIMEOUT":    {{value: "0s"}},
 		"HERALD_HTTP_MAX_HEADER_BYTES": {{value: "8191"}},
 		"HERALD_MAX_CONNS":             {{value: "-1"}, {value: "1000000000"}},
 		"HERALD_LOG_LEVEL":             {{value: "loud"}},
