@@ -225,3 +225,64 @@ func TestWebSocketRefreshFlood(t *testing.T) {
 		})
 	}
 }
+
+// TestWebSocketControlFrameRate: protocol pings, which the library answers itself, and
+// the fragments of a message count against the frame rate like data frames: a flood of
+// either is closed with 1008.
+func TestWebSocketControlFrameRate(t *testing.T) {
+	const rate, burst = 50, 10
+	e := newEnvOpts(t, stores["embedded"](t), envOptions{ws: ws.Options{FrameRate: rate, FrameBurst: burst}})
+
+	pinger := e.dial(t, "alice", "")
+	pinger.expect(inboxSnapshot, 0)
+	closed := make(chan error, 1)
+	go func() { // pongs are read by a reader: the library's Ping waits for one
+		for {
+			if _, _, err := pinger.c.Read(context.Background()); err != nil {
+				closed <- err
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	pings := 0
+	for ; pings < 1000; pings++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := pinger.c.Ping(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	select {
+	case err := <-closed:
+		closedForFrames(t, err, "50")
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d protocol pings answered and the connection still open", pings)
+	}
+	if most := burst + rate*elapsed.Seconds(); float64(pings) > most+1 {
+		t.Fatalf("%d protocol pings answered in %s, want at most %.1f", pings, elapsed, most)
+	}
+
+	// One text message in 300 fragments of one byte each.
+	fragments := e.dial(t, "alice", "")
+	fragments.expect(inboxSnapshot, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := fragments.c.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		msg := []byte(`{"event":"ping"}` + strings.Repeat(" ", 300))
+		for i := range msg {
+			if _, err := w.Write(msg[i : i+1]); err != nil {
+				return
+			}
+		}
+		_ = w.Close()
+	}()
+	_, err = fragments.read(10 * time.Second)
+	closedForFrames(t, err, "50")
+}

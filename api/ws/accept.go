@@ -46,7 +46,16 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, err
 	}
 	r := brw.Reader
-	if r.Buffered() == 0 {
+	// The library reads what net/http read ahead (frames sent right after the
+	// handshake) from r, then everything else through the NetConn, whose frameCounter
+	// counts every client frame against the frame rate, the ones the library answers
+	// itself included. The read-ahead bytes are scanned first so that the count starts
+	// in step with the frames (those few frames themselves are not counted).
+	counter := &frameCounter{}
+	if n := r.Buffered(); n > 0 {
+		ahead, _ := r.Peek(n)
+		counter.scan(ahead)
+	} else {
 		r = bufio.NewReaderSize(conn, readBuffer)
 	}
 	// Whatever net/http still holds (the 101 answer) goes first, straight to the
@@ -56,5 +65,6 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.conn = NewNetConn(conn)
+	h.conn.frames = counter
 	return h.conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.conn, writeBuffer)), nil
 }

@@ -47,11 +47,37 @@ type Conn struct {
 	// took longer than the write timeout, for the slow-consumer count.
 	writeStart atomic.Int64
 	timedOut   atomic.Bool
+
+	// The reader's (and, while it closes, the library's closing handshake's, never at
+	// once): the client's frame allowance, and whether it ran out.
+	frames       frameBucket
+	countsFrames bool // a frameCounter under the library counts every frame
+	overRate     bool // closed with 1008: the reader acts on nothing more
 }
 
 func newConn(h *Hub, wc *websocket.Conn, nc *NetConn, user string) *Conn {
 	wc.SetReadLimit(h.opts.ReadLimit)
-	return &Conn{hub: h, ws: wc, nc: nc, user: user}
+	c := &Conn{hub: h, ws: wc, nc: nc, user: user}
+	c.frames = newFrameBucket(h.opts.FrameRate, h.opts.FrameBurst)
+	if nc != nil && nc.frames != nil {
+		nc.frames.seen = c.frameArrived
+		c.countsFrames = true
+	}
+	return c
+}
+
+// frameArrived takes a token for a client frame, from under the library's reader; the
+// first frame over the rate closes the connection with 1008.
+func (c *Conn) frameArrived() {
+	if c.overRate {
+		return
+	}
+	if !c.frames.take(nanotime()) {
+		c.overRate = true
+		// The close handshake (in the background) discards whatever else the client
+		// sends; the reader acts on nothing more.
+		c.Close(wire.CloseTooManyFrames, c.hub.frameReason)
+	}
 }
 
 // run reads client frames until the connection ends, then waits for the connection's
@@ -60,18 +86,15 @@ func (c *Conn) run() {
 	c.mu.Lock()
 	c.ping = time.AfterFunc(c.hub.opts.PingInterval, c.pingPeer)
 	c.mu.Unlock()
-	frames := newFrameBucket(c.hub.opts.FrameRate, c.hub.opts.FrameBurst)
-	handshake := false // a close handshake of the reader's own is under way
 	for {
 		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			break
 		}
-		if !frames.take(nanotime()) {
-			// The close handshake (in the background) discards whatever else the client
-			// sends; the reader acts on nothing more.
-			c.Close(wire.CloseTooManyFrames, c.hub.frameReason)
-			handshake = true
+		if !c.countsFrames {
+			c.frameArrived() // no frame counter under the library: count messages
+		}
+		if c.overRate {
 			break
 		}
 		if typ != websocket.MessageText {
@@ -86,7 +109,7 @@ func (c *Conn) run() {
 	c.wakeLocked()
 	c.ping.Stop()
 	c.mu.Unlock()
-	if !handshake {
+	if !c.overRate {
 		// Ends a write in flight; a no-op after a close handshake. After one of its
 		// own, the reader leaves it to end the connection (within its timeouts): this
 		// could win the race to the connection and drop it without the close frame.

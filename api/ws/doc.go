@@ -16,9 +16,12 @@
 //
 // # Client frames
 //
-// Each connection may send Options.FrameRate data frames a second, Options.FrameBurst
-// saved up (defaults 50 and 100): a token bucket held by the reader, which takes a token
-// for every text or binary frame before parsing it, valid or not. The frame that finds
+// Each connection may send Options.FrameRate frames a second, Options.FrameBurst saved
+// up (defaults 50 and 100): a token bucket held by the reader, which takes a token for
+// every frame the client sends, valid or not, as its header goes by under the library's
+// reader (NetConn.Read, frameCounter): text and binary frames, each fragment of a
+// message, and the control frames (ping, pong, close) the library answers itself, so no
+// kind of frame makes the node work for free. The frame that finds
 // none left closes the connection with 1008 ("too many frames: at most 50/s"), counted
 // by herald_ws_frame_rate_closes_total; nothing the client sends after it is acted on.
 // The limit is the connection's alone: a new connection of the same user starts with a

@@ -29,6 +29,20 @@ type NetConn struct {
 
 	mu        sync.Mutex
 	closeSent bool
+
+	// frames counts the client's frames under the library's reader, when the
+	// connection was accepted by Hub.Accept; nil otherwise (the reader then counts
+	// data messages only).
+	frames *frameCounter
+}
+
+// Read reads from the connection, counting the client's frames when it has a counter.
+func (c *NetConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.frames != nil {
+		c.frames.scan(p[:n])
+	}
+	return n, err
 }
 
 // NewNetConn wraps c.
