@@ -60,7 +60,8 @@ func (e *Entry) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// HasData reports whether the entry carries what its event needs (Data is not nil).
+// HasData reports whether the entry carries what its event needs: its Notification, or
+// for a read-all its ReadAll.
 func (e *Entry) HasData() bool {
 	if e.Event == EventReadAll {
 		return e.ReadAll != nil

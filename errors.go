@@ -85,9 +85,9 @@ func AsError(err error) *Error {
 	return &Error{Code: CodeInternal, Message: "internal error", Err: err}
 }
 
-// Truncate returns s cut to its first n bytes, at a rune boundary, followed by "…" when
-// anything was cut: for quoting what a caller sent in a message, or for storing a
-// bounded error text, never as invalid UTF-8.
+// Truncate returns s cut to at most its first n bytes, at a rune boundary, followed by
+// "…" when anything was cut: for quoting what a caller sent in a message, or for storing
+// a bounded error text. A string of n bytes or fewer is returned as it is.
 func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -26,14 +26,15 @@ type Options struct {
 	MaxPayload int
 	// WriteTimeout bounds how long a request waits for its commit. Default 10 s.
 	WriteTimeout time.Duration
-	// UserRate limits the notifications each user creates (POST /notifications with a
-	// user token). Zero Per: no limit.
+	// UserRate limits the changes each user makes over REST with its token: the
+	// notifications it creates, mark-read, read-all, PUT /preferences. Zero Per: no
+	// limit.
 	UserRate Rate
-	// ServiceRate limits the write requests of each API key (single and batch
-	// creates). Zero Per: no limit.
+	// ServiceRate limits the write requests of each API key (single and batch creates,
+	// POST /events). Zero Per: no limit.
 	ServiceRate Rate
 	// UserReadRate limits the reads of each user (the list routes, the unread count,
-	// the preferences). Zero Per: no limit.
+	// the preferences, ws-tokens, WebSocket connects). Zero Per: no limit.
 	UserReadRate Rate
 	// BodyBytesInFlight bounds the bytes of large request bodies (batch creates and
 	// events) being handled at once; a request that would go over it is answered 503

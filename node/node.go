@@ -26,10 +26,11 @@
 //
 // # Options
 //
-// Options mirrors the HERALD_* variables of the herald command: one field per
-// variable, named after it (HERALD_DELIVERY_MAX_ATTEMPTS is DeliveryMaxAttempts), except
-// RulesFile, which is HERALD_RULES, and SMTP, whose fields are the HERALD_SMTP_* ones;
-// Rules, Registry and Log have no variable. The zero value of every field is the
+// Options mirrors the HERALD_* variables of the herald command that configure a node:
+// one field per variable, named after it (HERALD_DELIVERY_MAX_ATTEMPTS is
+// DeliveryMaxAttempts), except RulesFile, which is HERALD_RULES, and SMTP, whose fields
+// are the HERALD_SMTP_* ones; Rules, Registry and Log have no variable, and HERALD_ADDR,
+// HERALD_SHUTDOWN_TIMEOUT, HERALD_LOG_LEVEL and HERALD_PPROF_ADDR are the command's own. The zero value of every field is the
 // default of the README's configuration table: Options{JWTSecret: s} runs as herald
 // serve does with only HERALD_JWT_SECRET set, limits included. No field takes a
 // negative value. The one choice zero cannot spell is "no limit" for a rate (what 0

@@ -19,8 +19,9 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// Options configure a Node: one field per HERALD_* variable of the herald command,
-// named after it, whose zero value is the variable's default (see the package doc).
+// Options configure a Node: one field per HERALD_* variable of the herald command that
+// configures a node, named after it, whose zero value is the variable's default (see
+// the package doc).
 // Each field's doc says what zero means.
 type Options struct {
 	// DatabaseURL selects PostgreSQL (the schema is migrated on open). Empty: the
@@ -60,8 +61,8 @@ type Options struct {
 
 	// MaxPayload is the largest notification payload, in bytes as sent. Zero: 16384.
 	MaxPayload int
-	// BatchMax caps the notifications the persistence actor groups into one store
-	// transaction. Zero: 1000.
+	// BatchMax caps what the persistence actor groups into one store transaction: the
+	// notifications, and each other operation (a read, an outcome, …) as one. Zero: 1000.
 	BatchMax int
 	// BatchDelay is how long a lone write waits for company when the store is idle.
 	// Zero: no wait.
@@ -71,17 +72,18 @@ type Options struct {
 	// embedded store, whose single writer gains nothing from a second.
 	CommitsInFlight int
 
-	// UserRate is the notifications each user may create per second (user token),
-	// UserBurst how many saved up. Zero: 10 and 50; a rate of math.Inf(1): no limit.
+	// UserRate is the changes each user may make per second over REST (user token): the
+	// notifications it creates, mark-read, read-all, preferences; UserBurst how many
+	// saved up. Zero: 10 and 50; a rate of math.Inf(1): no limit.
 	UserRate  float64
 	UserBurst int
-	// ServiceRate is the create requests (single or batch) each API key may send per
-	// second, ServiceBurst how many saved up. Zero: 10000 and 20000; a rate of
+	// ServiceRate is the create requests (single or batch) and events each API key may
+	// send per second, ServiceBurst how many saved up. Zero: 10000 and 20000; a rate of
 	// math.Inf(1): no limit.
 	ServiceRate  float64
 	ServiceBurst int
 	// UserReadRate is the reads each user may make per second (list routes, unread
-	// count, preferences, ws-tokens), UserReadBurst how many saved up. Zero: 20 and 100;
+	// count, preferences, ws-tokens, WebSocket connects), UserReadBurst how many saved up. Zero: 20 and 100;
 	// a rate of math.Inf(1): no limit.
 	UserReadRate  float64
 	UserReadBurst int

@@ -141,8 +141,8 @@ type EventsPage struct {
 	Reset bool
 }
 
-// Reader is what reading the store takes: the API, the inbox actors and the dispatcher
-// are handed one. Every limit passed to a read must be positive.
+// Reader is what reading the store takes: the API and the inbox actors are handed one
+// (the dispatcher, its outbox and digest parts). Every limit passed to a read must be positive.
 type Reader interface {
 	// Get returns notification id of user, or a not_found *herald.Error.
 	Get(ctx context.Context, userID, id string) (herald.Notification, error)
@@ -182,8 +182,8 @@ type Store interface {
 }
 
 // Writer sends one Op to the single writer and waits until it is durable: the persistence
-// actor's client (actors/persist.Client). The API, the WebSocket hub, the event emitter
-// and the dispatcher write through one. The error is the op's own failure (a per-op
+// actor's client (actors/persist.Client). The API, the inbox actors (their clients'
+// frames), the event emitter, the dispatcher and the node write through one. The error is the op's own failure (a per-op
 // *herald.Error such as not_found or a validation error) or its batch's (unavailable).
 type Writer interface {
 	Write(ctx context.Context, op Op) (Result, error)

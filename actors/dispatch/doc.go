@@ -33,9 +33,9 @@
 // A failed attempt is retried after an exponential backoff with jitter
 // (Options.BackoffBase doubled per attempt, up to Options.BackoffMax, then a random
 // point in its upper half; a longer Retry-After from a webhook endpoint is honoured up
-// to BackoffMax). A permanent failure (a 4xx from a webhook endpoint, a 5xx reply from
-// the SMTP server, no email address for the user), or Options.MaxAttempts failures,
-// makes it a dead letter: kept, listed by GET /deliveries?state=dead, and sent again by
+// to BackoffMax). A permanent failure (a 3xx, or a 4xx other than 408, 425 and 429,
+// from a webhook endpoint, a 5xx reply from the SMTP server, no email address for the
+// user), or Options.MaxAttempts failures, makes it a dead letter: kept, listed by GET /deliveries?state=dead, and sent again by
 // POST /deliveries/{id}/retry.
 //
 // A delivery goes out at least once; every attempt carries the delivery's id (the

@@ -12,7 +12,7 @@
 // An inbox actor owns, for its one user: every socket of the user (up to
 // Options.MaxSockets), the latest log position it has seen (head), the unread total and
 // the newest unread notifications (at most 100, the unread-notifications snapshot), and
-// for each socket the last seq sent to it. It encodes each entry's frame once and hands
+// for each socket the last seq sent to it. It encodes each live entry's frame once and hands
 // the same bytes to every socket. It never blocks: store reads run on goroutines of their
 // own and come back as messages; a Socket's Send only queues.
 //
@@ -100,7 +100,9 @@
 // within it and finds the cache warm), then asks the router to retire it. The router
 // agrees only if no socket was attached in the meantime, and stops it. Stopping the
 // router stops every inbox (without waiting for them: inboxes are not the router's
-// children, whose stops a parent would wait for). Sockets are closed by their owner (the WebSocket gateway),
-// not by the inbox, except when the inbox refuses one (CloseTooManySockets) or cannot
-// serve it (CloseTryAgain).
+// children, whose stops a parent would wait for). Sockets are closed by their owner
+// (the WebSocket gateway), not by the inbox, except when the inbox refuses one
+// (CloseTooManySockets), cannot serve it (CloseTryAgain: storage unavailable;
+// CloseInternal: an entry it cannot encode), or a catching-up socket makes no room
+// within the read timeout (CloseSlowConsumer).
 package inbox

@@ -8,7 +8,7 @@ import (
 )
 
 // Socket is one connection of a user, as the inbox sees it. The WebSocket gateway
-// implements it; every method must return at once.
+// implements it; every method but WaitRoom must return at once.
 type Socket interface {
 	// Send queues f for writing, in order. It returns false when the socket is closing
 	// (its queue overflowed, its writer failed): the inbox then forgets it.

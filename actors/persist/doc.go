@@ -2,8 +2,8 @@
 // holds the store's persistence.Applier; every other part of a node is handed a
 // persistence.Reader for reads and a Client (a persistence.Writer) to write.
 //
-// Callers (the API, the WebSocket hub, the event emitter, the dispatcher, the node's
-// prune loop) send it a Write holding one persistence.Op and a reply channel: creates,
+// Callers (the API, the inbox actors for their clients' frames, the event emitter, the
+// dispatcher, the node's Notify and its prune loop) send it a Write holding one persistence.Op and a reply channel: creates,
 // mark-read and read-all, digest flushes, contacts and preferences, delivery outcomes and
 // dead-letter retries, and pruning of the log. The actor groups what arrives into batches
 // and hands each batch to one commit goroutine, which runs Applier.Apply (one

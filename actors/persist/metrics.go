@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_store_commit_seconds",
-			Help:    "Time of one store transaction (Store.Apply), failed ones included.",
+			Help:    "Time of one store transaction (Applier.Apply), failed ones included.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{

@@ -50,7 +50,7 @@ type Options struct {
 	// entries may reach OnCommit out of seq order, by a batch: the consumer puts them
 	// back in order (the inbox does).
 	InFlight int
-	// CommitTimeout bounds one Store.Apply. Default 10 s.
+	// CommitTimeout bounds one Applier.Apply. Default 10 s.
 	CommitTimeout time.Duration
 	// OnCommit receives the entries of each committed batch, before the callers are
 	// answered; with one commit in flight, in commit (and so per-user seq) order. It runs on the commit goroutine and

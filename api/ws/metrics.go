@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		slowCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_ws_slow_consumer_closes_total",
-			Help: "Connections closed with 4008: outbound queue full or a write timed out.",
+			Help: "Connections dropped as too slow: closed with 4008 (outbound queue full), or without a close frame when a write timed out.",
 		}),
 		frameCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_ws_frame_rate_closes_total",

@@ -1,7 +1,7 @@
 // Command herald runs the Herald notification server and its tools.
 //
 //	herald serve [--dev]              run the server (configured by HERALD_* variables)
-//	herald token --user ID [--ttl D]  print a user JWT signed with HERALD_JWT_SECRET
+//	herald token --user ID [--ttl D] [--tenant T]  print a user JWT signed with HERALD_JWT_SECRET
 //	herald migrate                    apply the PostgreSQL schema (HERALD_DATABASE_URL)
 //
 // The command reads the configuration, builds a node (package node wires the store, the

@@ -9,7 +9,7 @@
 //
 //	secret, err := webhook.ParseSecret("whsec_...") // or a raw secret of at least 32 bytes
 //	s, err := webhook.New(webhook.Options{Secret: secret, Timeout: 10 * time.Second})
-//	err = s.Send(ctx, endpointURL, notificationID, jsonBody)
+//	err = s.Send(ctx, endpointURL, deliveryID, jsonBody) // the webhook-id: the same on every attempt
 //	var e *deliver.Error
 //	switch {
 //	case err == nil:                          // the endpoint answered 2xx

@@ -56,7 +56,7 @@
 //	      - receiver: memberIds               # ["u1", "u2", ...]: one notification each
 //	        type: project.updated
 //	        escalate: {after: 30m, channel: email}  # optional: email it if still unread after 30m
-//	        digest: {window: 10m}             # optional: group same receiver and type over 10m
+//	        digest: {window: 10m}             # optional: group same receiver, type and rule over 10m
 //	        payload:
 //	          message: 'The project "{{.data.projectTitle}}" was updated'
 //
@@ -114,7 +114,7 @@
 //
 //	escalate: {after: <duration>, channel: email|webhook}  # channel defaults to email and must
 //	                                                       # not already be in channels
-//	digest: {window: <duration>}                           # group by receiver and type
+//	digest: {window: <duration>}                           # group by receiver, type and rule
 //
 // Durations are Go durations: 90s, 30m, 24h (no days).
 //

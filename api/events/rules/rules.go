@@ -26,7 +26,7 @@ type Escalate struct {
 	Channel herald.Channel
 }
 
-// Digest asks the delivery step to group notifications of the same receiver and type
+// Digest asks the delivery step to group notifications of the same receiver, type and rule
 // created within Window.
 type Digest struct {
 	Window time.Duration

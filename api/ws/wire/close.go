@@ -18,7 +18,7 @@ const (
 	CloseTooBig         CloseCode = 1009 // a client frame over the read limit (sent by the WebSocket library)
 	CloseInternal       CloseCode = 1011 // an unexpected server error; reconnect with since
 	CloseTryAgain       CloseCode = 1013 // storage unavailable; reconnect with since, after a pause
-	CloseSlowConsumer   CloseCode = 4008 // the outbound queue overflowed or a write timed out; reconnect with since
+	CloseSlowConsumer   CloseCode = 4008 // the outbound queue overflowed, or a catching-up socket made no room in time; reconnect with since
 	CloseTooManySockets CloseCode = 4029 // the user has as many sockets as allowed already
 )
 
