@@ -4,4 +4,6 @@
 //
 // Everything else builds on these types: stores persist them (package persistence),
 // actors move them (package actors/...), the API encodes them (package api).
+//
+// It starts nothing and holds nothing to close.
 package herald

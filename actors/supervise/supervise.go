@@ -4,6 +4,8 @@
 // panic crash the whole process. Recover catches the panic inside Receive instead: the
 // message that caused it is dropped and logged with its stack, and the actor goes on with
 // the next message. Every Herald actor is spawned with it.
+//
+// It starts nothing: it runs inside each actor's own goroutine, and stops with it.
 package supervise
 
 import (

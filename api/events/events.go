@@ -5,6 +5,8 @@
 //
 // The rules are swapped atomically (SetRules): an event is routed by one Set from start
 // to end, and a reload never blocks an event in flight.
+//
+// An Emitter starts no goroutine and holds nothing to close: stopping is the Writer's.
 package events
 
 import (

@@ -5,7 +5,11 @@
 //	herald migrate                    apply the PostgreSQL schema (HERALD_DATABASE_URL)
 //
 // The command reads the configuration, builds a node (package node wires the store, the
-// actors and the API), serves it over HTTP and owns the shutdown order.
+// actors and the API), serves it over HTTP and owns the shutdown order: on SIGTERM or
+// SIGINT it stops accepting, closes the WebSockets with 1001 while the HTTP server lets
+// running requests finish, both within HERALD_SHUTDOWN_TIMEOUT; then it closes the node
+// (pending writes committed, deliveries finished, the store closed) within a second
+// HERALD_SHUTDOWN_TIMEOUT. SIGHUP reloads the rules file.
 package main
 
 import (

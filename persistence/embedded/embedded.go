@@ -115,6 +115,12 @@
 // would never flush its open digests (and a version 3 file not in a build before the
 // outbox, which would store notifications without their deliveries and ignore
 // preferences).
+//
+// # Closing
+//
+// Close waits for the transactions in flight, closes the file and releases the data
+// directory's lock, so another process may open it; close the store after the persistence
+// actor and the dispatcher have stopped.
 package embedded
 
 import (

@@ -133,4 +133,9 @@
 // index. Flushing is an Apply of OpFlushDigest: it locks the user, so concurrent flushes
 // of one digest (every node polls) run in turn, and all but the first find no row and
 // store nothing.
+//
+// # Closing
+//
+// Close closes the pool: it waits for the connections in use to be returned, so close the
+// store after the persistence actor and the dispatcher have stopped.
 package postgres

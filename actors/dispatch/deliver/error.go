@@ -12,6 +12,8 @@
 //	}
 //
 // An error that is not a *Error, or wraps none, is retryable.
+//
+// It starts nothing and holds nothing to close.
 package deliver
 
 import (

@@ -61,4 +61,6 @@
 //		... 400 or 401: errors.Is(err, webhook.ErrSignature) or webhook.ErrTimestamp ...
 //	}
 //	... dedupe on r.Header.Get("webhook-id"), then act on body ...
+//
+// A Sender starts no goroutine; an attempt in flight ends with its context or its timeout.
 package webhook
