@@ -215,10 +215,7 @@ func lastPart(field string) string {
 	return field
 }
 
-func quote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
+func quote(s string) string { return string(AppendJSONString(nil, s, false)) }
 
 // Fingerprint identifies the content of a validated NewNotification, so that a replayed
 // idempotency key can be told apart from a key reused with a different body.

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/internal/pgtest"
+	"github.com/heraldhq/herald/internal/poll"
 	"github.com/heraldhq/herald/node"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
@@ -50,19 +51,13 @@ func storeOps(t *testing.T, reg *prometheus.Registry) (ops float64, commits uint
 // fails when it commits more, or when they do not come within 10 s.
 func waitOps(t *testing.T, reg *prometheus.Registry, want float64, what string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(t, what+": the write through the persistence actor", 10*time.Second, func() bool {
 		got, _ := storeOps(t, reg)
-		switch {
-		case got == want:
-			return
-		case got > want:
+		if got > want {
 			t.Fatalf("%s: the persistence actor committed %v operations, want %v", what, got, want)
-		case time.Now().After(deadline):
-			t.Fatalf("%s: the persistence actor committed %v operations, want %v: the write went around it", what, got, want)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return got == want
+	})
 }
 
 // nodeStores opens each store kind as a node option; seed, when not nil, writes to the

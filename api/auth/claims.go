@@ -181,14 +181,7 @@ func foldsTo(name []byte) []byte {
 
 // quoteName quotes a claim name for an error message, shortened if it is long.
 func quoteName(name []byte) string {
-	if len(name) > maxQuotedName {
-		n := maxQuotedName
-		for n > 0 && !utf8.RuneStart(name[n]) {
-			n--
-		}
-		return strconv.Quote(string(name[:n])) + "..."
-	}
-	return strconv.Quote(string(name))
+	return strconv.Quote(herald.Truncate(string(name), maxQuotedName))
 }
 
 // decodeString decodes the JSON value raw into *dst as encoding/json does: a string,
