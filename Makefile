@@ -1,7 +1,9 @@
 # Herald — see README.md. Every target works on a fresh machine with Go 1.26.
 GO        ?= go
 BIN       ?= bin
-FUZZTIME  ?= 10s
+# A count, not a duration: a duration-based -fuzztime can fail with "context deadline
+# exceeded" and no crasher when it expires while a worker runs (go.dev/issue/75804, in Go 1.26).
+FUZZTIME  ?= 50000x
 STATICCHECK_VERSION ?= v0.8.2
 BENCHSTAT_VERSION   ?= v0.0.0-20260908200009-22c9c6c9d4da
 
