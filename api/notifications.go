@@ -74,6 +74,12 @@ func herCaller(p auth.Principal) herald.Caller {
 	return herald.Caller{UserID: p.UserID, Service: p.Kind == auth.KindService}
 }
 
+// readCtx is the context of one store read of r: bounded by Options.ReadTimeout, so a
+// store that does not answer makes a 503, not a request that waits for ever.
+func (s *Server) readCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.readTimeout)
+}
+
 func (s *Server) write(r *http.Request, op persistence.Op) (persistence.Result, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.writeTimeout)
 	defer cancel()
@@ -313,7 +319,9 @@ func (s *Server) listUnread(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.store.Unread(r.Context(), q.user, q.cursor, q.limit+1)
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	page, err := s.store.Unread(ctx, q.user, q.cursor, q.limit+1)
 	if err != nil {
 		return err
 	}
@@ -329,7 +337,9 @@ func (s *Server) listCreated(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, err := s.store.Created(r.Context(), q.user, q.cursor, q.limit+1)
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	items, err := s.store.Created(ctx, q.user, q.cursor, q.limit+1)
 	if err != nil {
 		return err
 	}
@@ -343,7 +353,9 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.store.Events(r.Context(), q.user, q.cursor, q.limit+1)
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	page, err := s.store.Events(ctx, q.user, q.cursor, q.limit+1)
 	if err != nil {
 		return err
 	}
@@ -352,7 +364,9 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if page.Reset {
 		// The cursor is past retention or beyond the latest seq: instead of entries, a
 		// fresh snapshot, as the WebSocket sends unread-notifications.
-		snap, err := s.store.Unread(r.Context(), q.user, 0, wire.SnapshotSize)
+		ctx, cancel := s.readCtx(r)
+		defer cancel()
+		snap, err := s.store.Unread(ctx, q.user, 0, wire.SnapshotSize)
 		if err != nil {
 			return err
 		}
@@ -389,7 +403,9 @@ func (s *Server) unreadCount(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.store.UnreadCount(r.Context(), p.UserID)
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	n, err := s.store.UnreadCount(ctx, p.UserID)
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,9 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	after := r.URL.Query().Get("after")
-	ds, err := s.store.Deliveries(r.Context(), state, after, int(limit)+1)
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	ds, err := s.store.Deliveries(ctx, state, after, int(limit)+1)
 	if err != nil {
 		return err
 	}
@@ -128,7 +130,9 @@ func (s *Server) getContact(w http.ResponseWriter, r *http.Request) error {
 	if err := checkUserID(user); err != nil {
 		return err
 	}
-	c, err := s.store.Contact(r.Context(), user)
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	c, err := s.store.Contact(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -172,7 +176,9 @@ func (s *Server) getPreferences(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	prefs, err := s.store.Preferences(r.Context(), p.UserID)
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	prefs, err := s.store.Preferences(ctx, p.UserID)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,10 @@ type Options struct {
 	MaxPayload int
 	// WriteTimeout bounds how long a request waits for its commit. Default 10 s.
 	WriteTimeout time.Duration
+	// ReadTimeout bounds one store read of a request; when it passes, the request is
+	// answered 503 unavailable instead of waiting on a store that does not answer.
+	// Default 5 s.
+	ReadTimeout time.Duration
 	// UserRate limits the changes each user makes over REST with its token: the
 	// notifications it creates, mark-read, read-all, PUT /preferences. Zero Per: no
 	// limit.
@@ -65,6 +69,7 @@ type Server struct {
 	auth         *auth.Authenticator
 	maxPayload   int
 	writeTimeout time.Duration
+	readTimeout  time.Duration
 	log          *slog.Logger
 	mux          *http.ServeMux
 	metrics      *httpMetrics
@@ -88,6 +93,9 @@ func New(o Options) *Server {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 5 * time.Second
+	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
@@ -103,6 +111,7 @@ func New(o Options) *Server {
 		auth:         o.Auth,
 		maxPayload:   o.MaxPayload,
 		writeTimeout: o.WriteTimeout,
+		readTimeout:  o.ReadTimeout,
 		log:          o.Log,
 		mux:          http.NewServeMux(),
 		metrics:      newHTTPMetrics(o.Registry),
