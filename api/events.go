@@ -38,6 +38,11 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) error {
 	if err := s.limitWrite(w, p); err != nil {
 		return err
 	}
+	held, err := s.holdBody(w, r, maxEventBody)
+	if err != nil {
+		return err
+	}
+	defer s.bodies.release(held)
 	var b eventBody
 	if err := decodeBody(r, w, maxEventBody, &b); err != nil {
 		return err

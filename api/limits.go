@@ -47,30 +47,24 @@ func (b *byteBudget) release(n int64) {
 	}
 }
 
-// bounded guards a route whose bodies may be large (up to limit bytes): the request
-// holds its declared body size (the limit when it declares none) from before the body is
-// read until the answer is written. When the node already handles as many body bytes as
-// Options.BodyBytesInFlight allows, the answer is 503 with Retry-After, and nothing is
-// read or written.
-func (s *Server) bounded(h handlerFunc, limit int64) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		// Only services send large bodies: anyone else is refused before holding any
-		// of the budget.
-		if _, err := s.caller(r, false, true); err != nil {
-			return err
-		}
-		n := limit
-		if r.ContentLength >= 0 && r.ContentLength < limit {
-			n = r.ContentLength
-		}
-		if !s.bodies.reserve(n) {
-			s.metrics.bodyRefused()
-			w.Header().Set("Retry-After", "1")
-			return herald.Errorf(herald.CodeUnavailable, "too many large requests in flight; nothing was written, retry after 1 s")
-		}
-		defer s.bodies.release(n)
-		return h(w, r)
+// holdBody takes from the body budget what the body of r may hold, up to limit bytes
+// (its declared length, or limit when it declares none), before the body is read, and
+// returns how much: the caller gives it back (s.bodies.release) once the answer is
+// written. When the node already handles as many
+// body bytes as Options.BodyBytesInFlight allows, it answers 503 with Retry-After, and
+// nothing is read or written. The routes with large bodies (batch creates, events) call
+// it once they have authenticated the caller, so only services ever hold the budget.
+func (s *Server) holdBody(w http.ResponseWriter, r *http.Request, limit int64) (int64, error) {
+	n := limit
+	if r.ContentLength >= 0 && r.ContentLength < limit {
+		n = r.ContentLength
 	}
+	if !s.bodies.reserve(n) {
+		s.metrics.bodyRefused()
+		w.Header().Set("Retry-After", "1")
+		return 0, herald.Errorf(herald.CodeUnavailable, "too many large requests in flight; nothing was written, retry after 1 s")
+	}
+	return n, nil
 }
 
 // maxPageBytes bounds the notifications of one page of a list route, besides its limit:

@@ -138,7 +138,13 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) error {
 	if err := s.limitWrite(w, p); err != nil {
 		return err
 	}
-	body, err := readBody(r, w, batchBodyLimit(s.maxPayload))
+	limit := batchBodyLimit(s.maxPayload)
+	held, err := s.holdBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	defer s.bodies.release(held)
+	body, err := readBody(r, w, limit)
 	if err != nil {
 		return err
 	}

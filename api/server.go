@@ -129,7 +129,7 @@ func New(o Options) *Server {
 		Help: "Bytes of large request bodies (batch, events) being handled, as reserved against HERALD_BODY_BYTES_IN_FLIGHT.",
 	}, func() float64 { return float64(s.bodies.used.Load()) }))
 	s.route("POST /notifications", s.createNotification)
-	s.route("POST /notifications/batch", s.bounded(s.createBatch, batchBodyLimit(o.MaxPayload)))
+	s.route("POST /notifications/batch", s.createBatch)
 	s.route("GET /notifications", s.listCreated)
 	s.route("GET /notifications/unread", s.listUnread)
 	s.route("GET /notifications/unread/count", s.unreadCount)
@@ -137,7 +137,7 @@ func New(o Options) *Server {
 	s.route("PATCH /notifications/{id}/read", s.markRead)
 	s.route("PATCH /notifications/read-all", s.markAllRead)
 	s.route("GET /notifications/ws-token", s.wsToken)
-	s.route("POST /events", s.bounded(s.postEvent, maxEventBody))
+	s.route("POST /events", s.postEvent)
 	s.route("GET /deliveries", s.listDeliveries)
 	s.route("POST /deliveries/{id}/retry", s.retryDelivery)
 	s.route("PUT /contacts/{userId}", s.putContact)

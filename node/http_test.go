@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/internal/poll"
 	"github.com/heraldhq/herald/node"
@@ -62,25 +63,7 @@ func closedAtOnce(t *testing.T, c net.Conn) {
 func TestHTTPServerCapsConnections(t *testing.T) {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	n, err := node.Open(ctx, node.Options{DataDir: t.TempDir(), JWTSecret: []byte(httpSecret), MaxConns: 2,
-		Registry: reg, Log: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, l, err := n.HTTPServer(ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		_ = n.CloseSockets(ctx)
-		_ = n.Close(ctx)
-	})
+	n, ln, l := serveNode(t, node.Options{MaxConns: 2, Registry: reg})
 	base := "http://" + ln.Addr().String()
 	dialWS := func(user string) *websocket.Conn {
 		tok, _ := auth.SignUserToken([]byte(httpSecret), user, "", time.Hour)
@@ -182,25 +165,7 @@ func TestHTTPServerOptionErrors(t *testing.T) {
 // /healthz and the open sockets are served.
 func TestSocketsLeaveRoomForRequests(t *testing.T) {
 	ctx := context.Background()
-	n, err := node.Open(ctx, node.Options{DataDir: t.TempDir(), JWTSecret: []byte(httpSecret), MaxConns: 64,
-		Registry: prometheus.NewRegistry(), Log: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, l, err := n.HTTPServer(ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		_ = n.CloseSockets(ctx)
-		_ = n.Close(ctx)
-	})
+	_, ln, l := serveNode(t, node.Options{MaxConns: 64, Registry: prometheus.NewRegistry()})
 	base := "http://" + ln.Addr().String()
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/notifications/ws?token="
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
@@ -226,4 +191,32 @@ func TestSocketsLeaveRoomForRequests(t *testing.T) {
 		}
 		r.Body.Close()
 	}
+}
+
+// serveNode opens a node with o (a data directory, the test secret and a quiet log
+// filled in) and serves it with its own HTTP server on a loopback port, all closed when
+// the test ends.
+func serveNode(t *testing.T, o node.Options) (*node.Node, net.Listener, *api.Listener) {
+	t.Helper()
+	ctx := context.Background()
+	o.DataDir, o.JWTSecret, o.Log = t.TempDir(), []byte(httpSecret), quiet()
+	n, err := node.Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, l, err := n.HTTPServer(ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		_ = n.CloseSockets(ctx)
+		_ = n.Close(ctx)
+	})
+	return n, ln, l
 }

@@ -51,10 +51,10 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// counts every client frame against the frame rate, the ones the library answers
 	// itself included. The read-ahead bytes are scanned first so that the count starts
 	// in step with the frames (those few frames themselves are not counted).
-	counter := &frameCounter{}
+	h.conn = NewNetConn(conn)
 	if n := r.Buffered(); n > 0 {
 		ahead, _ := r.Peek(n)
-		counter.scan(ahead)
+		h.conn.frames.scan(ahead)
 	} else {
 		r = bufio.NewReaderSize(conn, readBuffer)
 	}
@@ -64,7 +64,5 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn.Close()
 		return nil, nil, err
 	}
-	h.conn = NewNetConn(conn)
-	h.conn.frames = counter
 	return h.conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.conn, writeBuffer)), nil
 }

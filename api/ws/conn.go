@@ -50,19 +50,15 @@ type Conn struct {
 
 	// The reader's (and, while it closes, the library's closing handshake's, never at
 	// once): the client's frame allowance, and whether it ran out.
-	frames       frameBucket
-	countsFrames bool // a frameCounter under the library counts every frame
-	overRate     bool // closed with 1008: the reader acts on nothing more
+	frames   frameBucket
+	overRate bool // closed with 1008: the reader acts on nothing more
 }
 
 func newConn(h *Hub, wc *websocket.Conn, nc *NetConn, user string) *Conn {
 	wc.SetReadLimit(h.opts.ReadLimit)
 	c := &Conn{hub: h, ws: wc, nc: nc, user: user}
 	c.frames = newFrameBucket(h.opts.FrameRate, h.opts.FrameBurst)
-	if nc != nil && nc.frames != nil {
-		nc.frames.seen = c.frameArrived
-		c.countsFrames = true
-	}
+	nc.frames.seen = c.frameArrived
 	return c
 }
 
@@ -90,9 +86,6 @@ func (c *Conn) run() {
 		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			break
-		}
-		if !c.countsFrames {
-			c.frameArrived() // no frame counter under the library: count messages
 		}
 		if c.overRate {
 			break

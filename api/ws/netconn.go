@@ -30,18 +30,15 @@ type NetConn struct {
 	mu        sync.Mutex
 	closeSent bool
 
-	// frames counts the client's frames under the library's reader, when the
-	// connection was accepted by Hub.Accept; nil otherwise (the reader then counts
-	// data messages only).
-	frames *frameCounter
+	// frames counts the client's frames as the library reads them through Read. Only
+	// the library's reader touches it (see frameCounter).
+	frames frameCounter
 }
 
-// Read reads from the connection, counting the client's frames when it has a counter.
+// Read reads from the connection, counting the client's frames.
 func (c *NetConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if c.frames != nil {
-		c.frames.scan(p[:n])
-	}
+	c.frames.scan(p[:n])
 	return n, err
 }
 
