@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log"
-	"net"
 	"net/mail"
 	"strings"
 	"sync"
@@ -19,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/actors/dispatch"
 	"github.com/heraldhq/herald/actors/dispatch/deliver"
 	"github.com/heraldhq/herald/actors/dispatch/email"
+	"github.com/heraldhq/herald/internal/mailtest"
 	"github.com/heraldhq/herald/internal/pgtest"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
@@ -37,16 +36,7 @@ type sink struct {
 func startSink(t *testing.T) (*sink, string) {
 	t.Helper()
 	sk := &sink{rcp: map[string][]string{}}
-	s := smtp.NewServer(sk)
-	s.Domain = "localhost"
-	s.ErrorLog = log.New(io.Discard, "", 0)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(ln) }()
-	t.Cleanup(func() { _ = s.Close() })
-	return sk, ln.Addr().String()
+	return sk, mailtest.Serve(t, sk)
 }
 
 func (sk *sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &sinkSession{sk: sk}, nil }

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"io"
-	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/actors/dispatch/webhook"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/internal/mailtest"
 	"github.com/heraldhq/herald/internal/pgtest"
 )
 
@@ -43,16 +42,7 @@ func startSignallingMailbox(t *testing.T) (*mailbox, <-chan struct{}, string) {
 	t.Helper()
 	mb := &mailbox{ids: map[string]int{}, to: map[string]string{}, subj: map[string]string{}}
 	got := make(chan struct{}, 64)
-	s := smtp.NewServer(signalling{mb: mb, got: got})
-	s.Domain = "localhost"
-	s.ErrorLog = log.New(io.Discard, "", 0)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(ln) }()
-	t.Cleanup(func() { _ = s.Close() })
-	return mb, got, ln.Addr().String()
+	return mb, got, mailtest.Serve(t, signalling{mb: mb, got: got})
 }
 
 // startSignallingHook is startHook (accepting every request) with an event per request.

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/heraldhq/herald/actors/dispatch/webhook"
 	"github.com/heraldhq/herald/api/auth"
+	"github.com/heraldhq/herald/internal/mailtest"
 	"github.com/heraldhq/herald/internal/pgtest"
 	"github.com/heraldhq/herald/internal/poll"
 )
@@ -36,17 +35,7 @@ type mailbox struct {
 func startMailbox(t *testing.T) (*mailbox, string) {
 	t.Helper()
 	mb := &mailbox{ids: map[string]int{}, to: map[string]string{}, subj: map[string]string{}}
-	s := smtp.NewServer(mb)
-	s.Domain = "localhost"
-	s.AllowInsecureAuth = true
-	s.ErrorLog = log.New(io.Discard, "", 0)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(ln) }()
-	t.Cleanup(func() { _ = s.Close() })
-	return mb, ln.Addr().String()
+	return mb, mailtest.Serve(t, mb)
 }
 
 func (mb *mailbox) NewSession(*smtp.Conn) (smtp.Session, error) { return &mailSession{mb: mb}, nil }
