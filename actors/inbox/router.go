@@ -55,6 +55,10 @@ type Options struct {
 	// ReadTimeout bounds each store read, and how long a catching-up socket may take
 	// to make room for the next page before it is closed as a slow consumer. Default 10 s.
 	ReadTimeout time.Duration
+	// Interest, when not nil, is told when the router starts an inbox for a user (on)
+	// and when it retires it: how a cluster bridge subscribes to the users a node holds.
+	// It is called on the router's goroutine and must return at once.
+	Interest func(user string, on bool)
 	// Metrics, when not nil, counts inboxes.
 	Metrics *Metrics
 	// Log receives store read failures and encoding errors. Default slog.Default().
@@ -151,6 +155,9 @@ func (r *router) Receive(c *actor.Context) {
 				actor.WithMiddleware(supervise.Recover(r.opts.Log, nil)))}
 			r.routes[m.User] = rt
 			r.opts.Metrics.inboxes(1)
+			if r.opts.Interest != nil {
+				r.opts.Interest(m.User, true)
+			}
 		}
 		rt.attaches++
 		c.Send(rt.pid, m)
@@ -187,6 +194,9 @@ func (r *router) Receive(c *actor.Context) {
 		delete(r.routes, m.user)
 		c.Engine().Poison(rt.pid)
 		r.opts.Metrics.inboxes(-1)
+		if r.opts.Interest != nil {
+			r.opts.Interest(m.user, false)
+		}
 	case actor.Stopped:
 		// The inboxes stop with the router; nothing waits for them (an inbox holds no
 		// goroutine while idle, and its sockets are the gateway's to close).
