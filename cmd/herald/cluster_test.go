@@ -329,5 +329,234 @@ func TestClusterRefusesEmbeddedStore(t *testing.T) {
 	}
 }
 
-var _ = sync.Mutex{}
-var _ = syscall.SIGKILL
+// collect reads frames from s until it has n log frames (snapshots skipped), within
+// wait for each.
+func (s *testSocket) collect(t *testing.T, n int, wait time.Duration) []wsFrame {
+	t.Helper()
+	var got []wsFrame
+	for len(got) < n {
+		if f := s.next(t, wait); f.Event != "unread-notifications" {
+			got = append(got, f)
+		}
+	}
+	return got
+}
+
+// drain returns the frames s read before its connection ended, once it has.
+func (s *testSocket) drain(t *testing.T) []wsFrame {
+	t.Helper()
+	var got []wsFrame
+	for {
+		select {
+		case f := <-s.frames:
+			got = append(got, f)
+		case <-s.err:
+			for {
+				select {
+				case f := <-s.frames:
+					got = append(got, f)
+				default:
+					return got
+				}
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the socket did not end within 20 s")
+		}
+	}
+}
+
+func create(t *testing.T, base, user string, i int) {
+	t.Helper()
+	if code, b := request(t, "POST", base+"/notifications", "k1", fmt.Sprintf(`{"receiverId":%q,"type":"t","payload":{"i":%d}}`, user, i)); code != 201 {
+		t.Fatalf("create on %s: %d %s", base, code, b)
+	}
+}
+
+// TestClusterConcurrentPublishers: publishers on all three nodes at once for one user,
+// with sockets on all three: every socket gets 1..N in order, the same as the store's
+// log.
+func TestClusterConcurrentPublishers(t *testing.T) {
+	c := startCluster(t, 3)
+	socks := make([]*testSocket, 3)
+	for i, n := range c.nodes {
+		socks[i] = dialTestSocket(t, n.base, "zed", "")
+		socks[i].snapshot(t)
+	}
+	const each = 60
+	var wg sync.WaitGroup
+	errs := make(chan string, 3*each)
+	for _, n := range c.nodes {
+		for p := range 2 { // two publishers per node
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each / 2 {
+					code, b := request(t, "POST", n.base+"/notifications", "k1", fmt.Sprintf(`{"receiverId":"zed","type":"t","payload":{"p":%d,"i":%d}}`, p, i))
+					if code != 201 {
+						errs <- fmt.Sprintf("create on %s: %d %s", n.id, code, b)
+					}
+				}
+			}()
+		}
+	}
+	began := time.Now()
+	wg.Wait()
+	t.Logf("%d creates from 6 publishers on 3 nodes in %s", 3*each, time.Since(began))
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	want := logOf(t, c.nodes[0].base, "zed")
+	if len(want) != 3*each || want[len(want)-1].Seq != 3*each || want[len(want)-1].Unread != 3*each {
+		t.Fatalf("the store's log: %d entries, ending %v", len(want), brief(want[len(want)-1:]))
+	}
+	for i, s := range socks {
+		if got := s.collect(t, 3*each, 10*time.Second); !slices.Equal(brief(got), brief(want)) {
+			t.Errorf("socket on node %d got %v\nwant %v", i+1, brief(got), brief(want))
+		}
+	}
+}
+
+// TestClusterSurvivesStoppedNode: with one node stopped (SIGSTOP, a partition for 5 s)
+// the others keep delivering to their sockets, and once it resumes its own socket gets
+// everything it missed, in order.
+func TestClusterSurvivesStoppedNode(t *testing.T) {
+	c := startCluster(t, 3)
+	socks := make([]*testSocket, 3)
+	for i, n := range c.nodes {
+		socks[i] = dialTestSocket(t, n.base, "kim", "")
+		socks[i].snapshot(t)
+	}
+	create(t, c.nodes[0].base, "kim", 0)
+	for _, s := range socks {
+		s.collect(t, 1, 10*time.Second)
+	}
+	stopped := c.nodes[2].cmd.Process
+	if err := stopped.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = stopped.Signal(syscall.SIGCONT)
+		}
+	}()
+	// While it is stopped, each create on node 1 reaches node 2 before the next is made.
+	stop := time.Now()
+	var worst time.Duration
+	n := 1
+	for time.Since(stop) < 5*time.Second {
+		start := time.Now()
+		create(t, c.nodes[0].base, "kim", n)
+		n++
+		if f := socks[1].next(t, 3*time.Second); f.Seq != int64(n) {
+			t.Fatalf("node 2 got %+v while node 3 was stopped, want seq %d", f, n)
+		}
+		worst = max(worst, time.Since(start))
+		if f := socks[0].next(t, 3*time.Second); f.Seq != int64(n) {
+			t.Fatalf("node 1 got %+v while node 3 was stopped, want seq %d", f, n)
+		}
+	}
+	t.Logf("%d creates while node 3 was stopped for 5 s; slowest create->node 2 socket: %s", n-1, worst)
+	if err := stopped.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	got := socks[2].collect(t, n-1, 20*time.Second)
+	for i, f := range got {
+		if f.Seq != int64(i+2) {
+			t.Fatalf("the resumed node's socket got %v, want seqs 2..%d", brief(got), n)
+		}
+	}
+}
+
+// TestClusterKilledNode: a node killed under load loses nothing: its clients resume on
+// another node with since and get exactly what they missed, and the surviving nodes'
+// sockets get every entry meanwhile.
+func TestClusterKilledNode(t *testing.T) {
+	c := startCluster(t, 3)
+	const users = 20
+	victims := make([]*testSocket, users)   // on node 3, which is killed
+	survivors := make([]*testSocket, users) // on node 2
+	for u := range users {
+		victims[u] = dialTestSocket(t, c.nodes[2].base, fmt.Sprintf("k%d", u), "")
+		victims[u].snapshot(t)
+		survivors[u] = dialTestSocket(t, c.nodes[1].base, fmt.Sprintf("k%d", u), "")
+		survivors[u].snapshot(t)
+	}
+	const rounds = 30
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for r := range rounds {
+			for u := range users {
+				code, _ := request(t, "POST", c.nodes[0].base+"/notifications", "k1", fmt.Sprintf(`{"receiverId":"k%d","type":"t","payload":{"r":%d}}`, u, r))
+				if code != 201 {
+					t.Errorf("create: %d", code)
+					return
+				}
+			}
+		}
+	}()
+	// Kill node 3 once every victim has had something.
+	last := make([]int64, users)
+	for u, s := range victims {
+		last[u] = s.collect(t, 1, 10*time.Second)[0].Seq
+	}
+	_ = c.nodes[2].cmd.Process.Signal(syscall.SIGKILL)
+	_ = c.nodes[2].cmd.Wait()
+	// The victims read what reached them before the kill, then resume on node 1.
+	for u, s := range victims {
+		for _, f := range s.drain(t) {
+			if f.Seq != last[u]+1 {
+				t.Fatalf("user %d on the killed node: seq %d after %d", u, f.Seq, last[u])
+			}
+			last[u] = f.Seq
+		}
+	}
+	<-done
+	for u := range users {
+		user := fmt.Sprintf("k%d", u)
+		s := dialTestSocket(t, c.nodes[0].base, user, fmt.Sprintf("&since=%d", last[u]))
+		got := s.collect(t, rounds-int(last[u]), 10*time.Second)
+		for i, f := range got {
+			if f.Seq != last[u]+int64(i)+1 {
+				t.Fatalf("user %d resumed after %d: got %v", u, last[u], brief(got))
+			}
+		}
+		if sv := survivors[u].collect(t, rounds, 10*time.Second); sv[rounds-1].Seq != rounds {
+			t.Fatalf("user %d's socket on a surviving node: %v", u, brief(sv))
+		}
+	}
+}
+
+// TestClusterRejoin: a node restarted, and a fourth node joining through a member other
+// than the first, deliver both ways without any other node restarting.
+func TestClusterRejoin(t *testing.T) {
+	c := startCluster(t, 3)
+	n2 := c.nodes[1]
+	_ = n2.cmd.Process.Signal(syscall.SIGTERM)
+	if err := n2.cmd.Wait(); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	c.nodes[1] = c.start("n2", "127.0.0.1:0", c.nodes[0].addr)
+	c.nodes = append(c.nodes, c.start("n4", "127.0.0.1:0", c.nodes[2].addr))
+	c.waitMesh()
+	for i, from := range c.nodes {
+		user := fmt.Sprintf("j%d", i)
+		socks := make([]*testSocket, 0, len(c.nodes)-1)
+		for j, n := range c.nodes {
+			if j != i {
+				s := dialTestSocket(t, n.base, user, "")
+				s.snapshot(t)
+				socks = append(socks, s)
+			}
+		}
+		create(t, from.base, user, 1)
+		for _, s := range socks {
+			if f := s.collect(t, 1, 10*time.Second)[0]; f.Seq != 1 {
+				t.Fatalf("a create on %s reached another node as %+v", from.id, f)
+			}
+		}
+	}
+}
