@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/internal/pgtest"
@@ -558,5 +559,68 @@ func TestClusterRejoin(t *testing.T) {
 				t.Fatalf("a create on %s reached another node as %+v", from.id, f)
 			}
 		}
+	}
+}
+
+// TestClusterExternalNATS: with HERALD_NATS_URL the nodes embed no server and meet on
+// an external NATS (a real nats-server on loopback, run by the test), with the same
+// delivery across nodes.
+func TestClusterExternalNATS(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown) // after the nodes' cleanups, which stop them
+
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	url := ns.ClientURL()
+	c := &testCluster{t: t, bin: buildHerald(t), db: pgtest.Shared(t).NewDatabase(t)}
+	var bases []string
+	for _, id := range []string{"x1", "x2"} {
+		env := []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret, "HERALD_API_KEYS=k1",
+			"HERALD_DATABASE_URL=" + c.db, "HERALD_DB_MAX_CONNS=8", "HERALD_LOG_LEVEL=warn",
+			"HERALD_NODE_ID=" + id, "HERALD_NATS_URL=" + url}
+		cmd := exec.Command(c.bin, "serve")
+		cmd.Env = append(os.Environ(), env...)
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		l := watch(stdout)
+		bases = append(bases, l.waitReady(t))
+		line := ""
+		for line = range l.all {
+			if strings.Contains(line, "herald ready") {
+				break
+			}
+		}
+		if !strings.Contains(line, "cluster: "+id+" via "+url) {
+			t.Fatalf("ready line %q does not name the external NATS", line)
+		}
+	}
+	s := dialTestSocket(t, bases[1], "eve", "")
+	s.snapshot(t)
+	poll.Until(t, "node 2 subscribed", 10*time.Second, func() bool { return scrape(t, bases[1], "herald_cluster_subscriptions") == 1 })
+	create(t, bases[0], "eve", 1)
+	if f := s.collect(t, 1, 10*time.Second)[0]; f.Seq != 1 || f.Event != "new-notification" {
+		t.Fatalf("frame %+v", f)
+	}
+}
+
+// TestClusterRefusesPoolBeyondMaxConnections: a node whose pool alone exceeds
+// PostgreSQL's max_connections refuses to start, naming HERALD_DB_MAX_CONNS.
+func TestClusterRefusesPoolBeyondMaxConnections(t *testing.T) {
+	db := pgtest.Shared(t).NewDatabase(t)
+	cmd := exec.Command(buildHerald(t), "serve")
+	cmd.Env = append(os.Environ(), "HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET="+secret, "HERALD_DATABASE_URL="+db,
+		"HERALD_CLUSTER_ADDR=127.0.0.1:0", "HERALD_DB_MAX_CONNS=100000")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "HERALD_DB_MAX_CONNS") || !strings.Contains(string(out), "max_connections") {
+		t.Fatalf("a pool of 100000 in a cluster: %v\n%s", err, out)
 	}
 }

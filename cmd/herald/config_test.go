@@ -66,7 +66,7 @@ func TestEveryOptionHasAVariable(t *testing.T) {
 }
 
 // nameExceptions are fields whose variable's spelling no camel case gives.
-var nameExceptions = map[string]bool{"SMTPStartTLS": true, "WebhookURLs": true}
+var nameExceptions = map[string]bool{"SMTPStartTLS": true, "WebhookURLs": true, "NATSURL": true}
 
 // snake spells a Go name as a variable: JWTMaxTTL is JWT_MAX_TTL.
 func snake(name string) string {
@@ -97,6 +97,8 @@ func TestEveryVariableNamedInErrors(t *testing.T) {
 		with   []string // other variables the value needs to be checked at all
 		atOpen bool     // refused only when serve opens the store or listens
 	}
+	pg := []string{"HERALD_DATABASE_URL=postgres://127.0.0.1:1/herald"}
+	clustered := append([]string{"HERALD_CLUSTER_ADDR=127.0.0.1:0"}, pg...)
 	cases := map[string][]bad{
 		"HERALD_ADDR":                  {{value: "no-port", atOpen: true}},
 		"HERALD_DATABASE_URL":          {{value: "postgres://127.0.0.1:1/herald?connect_timeout=5", atOpen: true}},
@@ -148,6 +150,10 @@ func TestEveryVariableNamedInErrors(t *testing.T) {
 		"HERALD_DELIVERY_TIMEOUT":      {{value: "0s"}},
 		"HERALD_DELIVERY_CONCURRENCY":  {{value: "0"}},
 		"HERALD_DELIVERY_POLL":         {{value: "-1s"}},
+		"HERALD_CLUSTER_ADDR":          {{value: "no-port", with: pg}},
+		"HERALD_CLUSTER_PEERS":         {{value: "127.0.0.1:7000", with: pg}, {value: "no-port", with: clustered}},
+		"HERALD_NATS_URL":              {{value: "nats://127.0.0.1:4222", with: clustered}},
+		"HERALD_NODE_ID":               {{value: "two words", with: clustered}},
 	}
 	cannotBeWrong := map[string]string{
 		"HERALD_JWT_AUDIENCE":  "any aud",
