@@ -37,10 +37,25 @@
 // (4 KiB) of it: the encoding stays while it fits with the list, so a refresh of an
 // unchanged small list encodes nothing, and a list bigger than that on its own is let go
 // and read again for the next snapshot. Idle inboxes hold no more than that budget,
-// except for Options.RefreshEvery after each snapshot read: the list just read, and its
-// encoding, are kept that long whatever their size, so every socket of the user that
-// connects or refreshes meanwhile is served from them, and a user's sockets together
-// cost about one store read of a big snapshot a second, however many there are.
+// except, for a user with more than one socket, for Options.RefreshEvery after each
+// snapshot read: the list just read, and its encoding, are kept that long whatever their
+// size, so every socket of the user that connects or refreshes meanwhile is served from
+// them, and a user's sockets together cost about one store read of a big snapshot a
+// second, however many there are. A user with one socket has nothing to share, and its
+// inbox lets a big list go as soon as the snapshot is queued: thousands of users
+// connecting a second would otherwise hold a page each for that second, and the
+// process keeps the heap such a peak grew to.
+//
+// # Memory of an idle inbox
+//
+// hollywood keeps the last message an actor processed referenced until the next one
+// arrives (its process's context). An inbox that goes idle after a page from the store
+// (a snapshot read, a catch-up read, a client's write's answer, a delivered batch)
+// would hold that page for as long as it stays idle. So those messages go to the inbox
+// as pointers, and the inbox zeroes each once it has taken what it keeps: what stays
+// referenced is an empty struct, and an idle inbox's memory does not depend on the
+// size of the last message it handled. (Sending itself a tiny message after a big one
+// costs a wake-up and a queue slot per page; a middleware cannot reach the field.)
 //
 // A socket is sent at most one snapshot per Options.RefreshEvery (1 s). A refresh-unread
 // within that time of the socket's last snapshot (the one it connected with included) is

@@ -107,19 +107,23 @@ func (ib *inbox) Receive(c *actor.Context) {
 				ib.client(sk, m.Frame)
 			}
 		}
-	case written:
+	case *written:
 		ib.written(m)
+		*m = written{}
 	case refreshDue:
 		if sk := m.sk; sk.refreshDue && sk.refreshGen == m.gen && sk.state != stGone {
 			sk.refreshDue, sk.wantSnap = false, true
 			ib.step(sk)
 		}
-	case deliver:
-		ib.deliver(m)
-	case cacheLoaded:
+	case *deliver:
+		ib.deliver(*m)
+		*m = deliver{}
+	case *cacheLoaded:
 		ib.cacheLoaded(m)
-	case fetched:
+		*m = cacheLoaded{}
+	case *fetched:
 		ib.fetched(m)
+		*m = fetched{}
 	case reorderOver:
 		if m.gen == ib.reorderGen {
 			ib.reorderArmed = false
@@ -190,12 +194,27 @@ func (ib *inbox) startGrace() {
 // whatever their size: an unread list bigger than CacheBytes is otherwise let go after
 // every message, and each socket of the user connecting or refreshing meanwhile would
 // read and encode it again. So a user's sockets together cause at most about one store
-// read of a big snapshot per RefreshEvery.
+// read of a big snapshot per RefreshEvery. Only a user with several sockets has
+// something to share: for one socket alone the list is let go as soon as its snapshot
+// is queued, so that connecting users do not each hold a page (and its encoding) for
+// RefreshEvery, which at thousands of connects a second is hundreds of MiB of heap
+// that the process keeps once the connects are over.
 func (ib *inbox) hold() {
 	ib.holding = true
 	ib.holdGen++
 	gen, engine, self := ib.holdGen, ib.engine, ib.self
 	time.AfterFunc(ib.opts.RefreshEvery, func() { engine.Send(self, holdOver{gen: gen}) })
+}
+
+// sockets returns how many sockets the inbox serves.
+func (ib *inbox) sockets() int {
+	n := 0
+	for _, sk := range ib.socks {
+		if sk.state != stGone {
+			n++
+		}
+	}
+	return n
 }
 
 // compact forgets the sockets that are gone.
@@ -332,18 +351,18 @@ func (ib *inbox) fetch(sk *sock) {
 		room, err := sk.s.WaitRoom(wctx, opts.ReplayPage)
 		cancel()
 		if err != nil {
-			engine.Send(self, fetched{sk: sk, gen: gen, err: err, slow: true})
+			engine.Send(self, &fetched{sk: sk, gen: gen, err: err, slow: true})
 			return
 		}
 		limit := min(room, opts.ReplayPage)
 		rctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
 		page, err := opts.Store.Events(rctx, user, since, limit)
 		cancel()
-		engine.Send(self, fetched{sk: sk, gen: gen, limit: limit, page: page, err: err})
+		engine.Send(self, &fetched{sk: sk, gen: gen, limit: limit, page: page, err: err})
 	}()
 }
 
-func (ib *inbox) fetched(m fetched) {
+func (ib *inbox) fetched(m *fetched) {
 	sk := m.sk
 	if sk.state != stFetching || sk.fetchGen != m.gen {
 		return // the socket went away, or moved on (a snapshot), meanwhile
@@ -398,11 +417,11 @@ func (ib *inbox) loadCache() {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.ReadTimeout)
 		defer cancel()
 		page, err := opts.Store.Unread(ctx, user, 0, wire.SnapshotSize)
-		engine.Send(self, cacheLoaded{page: page, err: err})
+		engine.Send(self, &cacheLoaded{page: page, err: err})
 	}()
 }
 
-func (ib *inbox) cacheLoaded(m cacheLoaded) {
+func (ib *inbox) cacheLoaded(m *cacheLoaded) {
 	ib.cacheLoading = false
 	if m.err != nil {
 		ib.opts.Log.Warn("inbox: snapshot read failed; closing the sockets waiting for it", "user", ib.user, "err", m.err)
@@ -421,7 +440,9 @@ func (ib *inbox) cacheLoaded(m cacheLoaded) {
 		ib.loaded, ib.head = true, m.page.Seq
 	}
 	ib.cache.reset(m.page)
-	ib.hold()
+	if ib.sockets() > 1 {
+		ib.hold()
+	}
 	// Entries that arrived during the read and are newer than it bring the cache up to
 	// date; if the ring lost some of them, the cache stays invalid until the next read.
 	if ib.cache.valid && ib.head > ib.cache.seq {
@@ -670,7 +691,7 @@ func (ib *inbox) write(sk *sock, op persistence.Op) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		res, err := w.Write(ctx, op)
 		cancel()
-		engine.Send(self, written{sk: sk, res: res, err: err})
+		engine.Send(self, &written{sk: sk, res: res, err: err})
 	}()
 }
 
@@ -680,7 +701,7 @@ func (ib *inbox) write(sk *sock, op persistence.Op) {
 // dropped as seen): a refresh-unread the client sent after the write is answered with a
 // snapshot that shows it. A failure is an error frame on sk alone. Then sk's next
 // frames are served.
-func (ib *inbox) written(m written) {
+func (ib *inbox) written(m *written) {
 	sk := m.sk
 	sk.writing = false
 	if m.err != nil {

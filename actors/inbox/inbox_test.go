@@ -99,6 +99,12 @@ func (s countingStore) Events(ctx context.Context, user string, since int64, lim
 // newRig runs the router and the persistence actor on an embedded store; while drop
 // is set, committed batches do not reach the router (a lost delivery).
 func newRig(t *testing.T) *rig {
+	return newRigWith(t, inbox.Options{}, nil)
+}
+
+// newRigWith is newRig with the router's options (Store and Grace are the rig's) and,
+// when wrap is not nil, the inboxes reading the store through wrap(store).
+func newRigWith(t *testing.T, opts inbox.Options, wrap func(persistence.Store) persistence.Store) *rig {
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	store, err := embedded.Open(t.TempDir(), embedded.Options{})
@@ -110,7 +116,12 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{engine: engine, drop: new(atomic.Bool), reads: new(atomic.Int64), snaps: new(atomic.Int64), held: make(chan []herald.Entry, 10), hold: new(atomic.Bool)}
-	r.router = engine.Spawn(inbox.NewRouter(inbox.Options{Store: countingStore{store, r.reads, r.snaps}, Grace: time.Millisecond}), "inbox")
+	var read persistence.Store = countingStore{store, r.reads, r.snaps}
+	if wrap != nil {
+		read = wrap(read)
+	}
+	opts.Store, opts.Grace = read, time.Millisecond
+	r.router = engine.Spawn(inbox.NewRouter(opts), "inbox")
 	hook := inbox.OnCommit(engine, r.router)
 	pid := engine.Spawn(persist.New(store, persist.Options{OnCommit: func(es []herald.Entry) {
 		switch {

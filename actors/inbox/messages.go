@@ -64,6 +64,11 @@ func OnCommit(engine *actor.Engine, router *actor.PID) func([]herald.Entry) {
 	}
 }
 
+// The messages below that carry pages (deliver, cacheLoaded, written, fetched) are
+// sent as pointers and zeroed by the inbox once handled: hollywood keeps an actor's
+// last message referenced until the next one, and an idle inbox must not hold a page
+// through it (see the package doc).
+
 // deliver is the part of a committed batch for one inbox.
 type deliver struct {
 	entries []herald.Entry

@@ -46,7 +46,8 @@ type Options struct {
 	// CacheBytes caps the unread list an inbox keeps between snapshots (about that
 	// many bytes of notifications), together with its encoded snapshot: the encoding is
 	// kept only while both fit, and a longer list is read again when a snapshot is
-	// asked for. Default 4 KiB.
+	// asked for. Only a user with several sockets may hold more, for RefreshEvery after
+	// a snapshot read (see the package doc). Default 4 KiB.
 	CacheBytes int
 	// RefreshEvery is the least time between two snapshots a socket is sent: a
 	// refresh-unread sooner than that after the last is answered at the end of the
@@ -222,7 +223,7 @@ func (r *router) split(c *actor.Context, m Committed) {
 		rt.batch = append(rt.batch, *e)
 	}
 	for i, rt := range r.touched {
-		c.Send(rt.pid, deliver{entries: rt.batch, at: m.At})
+		c.Send(rt.pid, &deliver{entries: rt.batch, at: m.At})
 		rt.batch = nil // the inbox owns it now
 		r.touched[i] = nil
 	}

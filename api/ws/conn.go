@@ -2,6 +2,7 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -42,11 +43,9 @@ type Conn struct {
 
 	wg sync.WaitGroup // the writer, pinger and closer goroutines
 
-	// writeStart is when the batch being written began (nanotime), 0 between batches;
-	// timedOut is set by the hub's sweep when it drops the connection for a batch that
-	// took longer than the write timeout, for the slow-consumer count.
-	writeStart atomic.Int64
-	timedOut   atomic.Bool
+	// timedOut is set by the hub's sweep when it drops the connection for a write
+	// blocked for longer than the write timeout, for the slow-consumer count.
+	timedOut atomic.Bool
 
 	// The reader's (and, while it closes, the library's closing handshake's, never at
 	// once): the client's frame allowance, and whether it ran out.
@@ -281,7 +280,16 @@ func (c *Conn) writeQueued() {
 		c.wakeLocked()
 		c.mu.Unlock()
 
-		err := c.writeBatch(batch)
+		err := c.nc.writeText(batch, c.hub.opts.WriteTimeout)
+		if errors.Is(err, errNoRoom) {
+			// The peer stopped reading, and the send buffer has room for the close
+			// frame: it sees every frame written so far, then 4008.
+			c.mu.Lock()
+			c.writing = false
+			c.closeLocked(wire.CloseSlowConsumer, "too slow: made no room to write within the write timeout")
+			c.mu.Unlock()
+			return
+		}
 		if err != nil {
 			c.mu.Lock()
 			c.closed, c.writing, c.queue = true, false, nil
@@ -303,14 +311,6 @@ func (c *Conn) writeQueued() {
 		}
 		c.mu.Unlock()
 	}
-}
-
-// writeBatch writes frames in one write to the network. The hub's sweep drops the
-// connection when that takes longer than the write timeout.
-func (c *Conn) writeBatch(frames []inbox.Frame) error {
-	c.writeStart.Store(nanotime())
-	defer c.writeStart.Store(0)
-	return c.nc.writeText(frames)
 }
 
 // pingPeer sends a protocol ping and waits for the pong; a peer that does not answer in

@@ -41,9 +41,20 @@
 // Each connection queues at most Options.QueueSize frames. When a burst finds the queue
 // full, the inbox stops pushing and lets the socket catch up at its own pace (from its
 // ring of recent entries or the store, a page whenever the queue has room). A client
-// that makes no room for the inbox's read timeout (10 s) is closed with 4008; one whose
-// writes do not finish within Options.WriteTimeout is dropped without a close frame (a
-// stuck write leaves no way to send one). Both are counted
+// that makes no room for the inbox's read timeout (10 s) is closed with 4008.
+//
+// A client that stops reading must find that 4008 when it reads again, and a close
+// frame can only follow a whole data frame: once a write is stuck in the middle of one
+// in a full kernel buffer, there is no way to send it. So on Linux the writer never
+// fills the kernel's buffer: it keeps the connection's send queue (SIOCOUTQ) under
+// 512 KiB (the send buffer fixed at 512 KiB, which the kernel doubles for its own
+// accounting), and a group of frames that finds no room within Options.WriteTimeout is
+// not written; the connection is closed with 4008, whose frame fits in what is left.
+// The client reads every whole frame written to it, then the close frame (after the
+// closing handshake's 5 s the connection is closed, the kernel still delivering what
+// it holds). Elsewhere, and for a single frame bigger than 512 KiB (a snapshot of big
+// payloads), a write blocks until the client reads; one blocked for longer than
+// Options.WriteTimeout is dropped without a close frame (1006). All are counted
 // (herald_ws_slow_consumer_closes_total): the inbox never waits for a socket, and the
 // client reconnects with since and loses nothing.
 //
@@ -54,9 +65,10 @@
 // burst), no copy, none of the WebSocket library's per-message locking. The library
 // still writes the control frames (pings, pongs, the close) through the same NetConn,
 // under the same mutex, between those writes, and NetConn refuses data frames once a
-// close frame has gone out. The write timeout is one
-// sweep per hub (Options.WriteTimeout / 4, at most every second) over the connections
-// whose batch has been writing for too long, not a timer per write.
+// close frame has gone out. The write timeout of a blocked write is one sweep per hub
+// (Options.WriteTimeout / 4, at most every second) over the connections whose write has
+// been blocked for too long, not a timer per write; a writer waiting for room in the
+// send queue polls it (from 1 ms, doubling up to 100 ms) until its own deadline.
 //
 // # Shutdown
 //

@@ -24,7 +24,10 @@ type Options struct {
 	ReadLimit int64
 	// QueueSize is how many frames may wait for one connection's writer. Default 256.
 	QueueSize int
-	// WriteTimeout bounds the writing of what is queued at once. Default 10 s.
+	// WriteTimeout bounds how long a peer may make no room for the frames written to
+	// it: a writer that waited that long for room in the send buffer closes the
+	// connection with 4008 (Linux; see NetConn), and one blocked that long in a write is
+	// dropped without a close frame. Default 10 s.
 	WriteTimeout time.Duration
 	// PingInterval is how often a protocol ping is sent; PingTimeout how long its pong
 	// may take before the peer is taken for dead. Defaults 25 s and 20 s.
@@ -137,16 +140,18 @@ func (h *Hub) sweepEvery() time.Duration {
 	return max(10*time.Millisecond, min(time.Second, h.opts.WriteTimeout/4))
 }
 
-// sweep drops the connections whose writer has been writing one batch for longer than
-// the write timeout: a peer that stopped reading. One timer for the whole hub costs
-// less than a deadline per write. It runs again while connections remain.
+// sweep drops the connections whose writer has been blocked in one write for longer
+// than the write timeout: a peer that stopped reading where the writer cannot keep
+// clear of the kernel's buffer (see NetConn), so the close frame cannot follow and the
+// peer sees 1006. One timer for the whole hub costs less than a deadline per write. It
+// runs again while connections remain.
 func (h *Hub) sweep() {
 	now := nanotime()
 	limit := int64(h.opts.WriteTimeout)
 	var stuck []*Conn
 	h.mu.Lock()
 	for c := range h.conns {
-		if start := c.writeStart.Load(); start != 0 && now-start > limit {
+		if start := c.nc.blockedSince.Load(); start != 0 && now-start > limit {
 			stuck = append(stuck, c)
 		}
 	}

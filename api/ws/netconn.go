@@ -2,8 +2,11 @@ package ws
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/heraldhq/herald/actors/inbox"
 )
@@ -24,8 +27,26 @@ import (
 // requires, and TestNetConnWithLibrary pins it; check again before upgrading. Herald never
 // writes a data message through the library (whose large payloads bypass the buffer
 // and would reach Write in pieces).
+//
+// A peer that stops reading must still get its close frame (4008) when it reads again,
+// and a close frame can go only after the data frame being written. So on Linux the
+// writer never fills the kernel's send buffer: the buffer is fixed at sendBuffer, and a
+// group of frames that would take the send queue (SIOCOUTQ) past sendLimit waits for
+// the peer to make room; one that gets none within the write timeout ends the
+// connection with 4008, which then fits in what is left. Elsewhere, and for one frame
+// bigger than sendLimit, a write blocks until the peer reads, and the hub's sweep drops
+// a connection whose write has been blocked for longer than the write timeout, without
+// a close frame (the peer sees 1006).
 type NetConn struct {
 	net.Conn
+	sq      sendQueue
+	limited bool // sq can be read: writes wait for room rather than fill the kernel's buffer
+
+	// queued is at least what the kernel's send queue holds: its last reading and what
+	// the writer wrote since. The writer's alone.
+	queued int
+	// blockedSince is when the data write in progress began (nanotime), 0 when none.
+	blockedSince atomic.Int64
 
 	mu        sync.Mutex
 	closeSent bool
@@ -43,7 +64,61 @@ func (c *NetConn) Read(p []byte) (int, error) {
 }
 
 // NewNetConn wraps c.
-func NewNetConn(c net.Conn) *NetConn { return &NetConn{Conn: c} }
+func NewNetConn(c net.Conn) *NetConn {
+	nc := &NetConn{Conn: c}
+	nc.sq, nc.limited = newSendQueue(c)
+	return nc
+}
+
+// The kernel's send buffer of a connection, and how much of it the writer fills: the
+// kernel counts its own overhead in the buffer, 2 × sendBuffer in all, and takes about
+// 1.4 × sendBuffer of data (measured on loopback, Linux 6), so what the writer leaves
+// always holds a close frame. 512 KiB in flight keeps a 40 Mbit/s stream going at a
+// 100 ms round trip, and is the most kernel memory a peer that stops reading holds.
+const (
+	sendBuffer = 512 << 10
+	sendLimit  = sendBuffer
+)
+
+// errNoRoom is a write that waited for the write timeout without the peer making room.
+var errNoRoom = errors.New("ws: the peer made no room in the send buffer within the write timeout")
+
+// Polling of the send queue while waiting for room: from roomPollFirst, doubling up
+// to roomPollMax. Only writers of peers that have fallen a whole buffer behind poll.
+const (
+	roomPollFirst = time.Millisecond
+	roomPollMax   = 100 * time.Millisecond
+)
+
+// waitRoom waits until the send queue can take size more bytes within sendLimit (any
+// size once it is empty), for at most wait; it returns errNoRoom when the time is up,
+// net.ErrClosed once the library has sent its close frame.
+func (c *NetConn) waitRoom(size int, wait time.Duration) error {
+	if !c.limited || c.queued+size <= sendLimit {
+		return nil
+	}
+	deadline := nanotime() + int64(wait)
+	for interval := roomPollFirst; ; interval = min(2*interval, roomPollMax) {
+		q, ok := c.sq.queued()
+		if !ok {
+			return nil // closed under us: the write says so
+		}
+		c.queued = q
+		if q == 0 || q+size <= sendLimit {
+			return nil
+		}
+		c.mu.Lock()
+		closed := c.closeSent
+		c.mu.Unlock()
+		switch {
+		case closed:
+			return net.ErrClosed
+		case nanotime() >= deadline:
+			return errNoRoom
+		}
+		time.Sleep(min(interval, time.Duration(deadline-nanotime())+time.Millisecond))
+	}
+}
 
 // The first header byte of a final frame: FIN and the opcode.
 const (
@@ -72,9 +147,11 @@ type frameBufs struct {
 
 var frameBufPool = sync.Pool{New: func() any { return new(frameBufs) }}
 
-// writeText writes frames, each as one final text frame, in one vectored write. After
-// the library has sent a close frame it writes nothing and returns net.ErrClosed.
-func (c *NetConn) writeText(frames []inbox.Frame) error {
+// writeText writes frames, each as one final text frame, in one vectored write (or a
+// few: see groupBytes). After the library has sent a close frame it writes nothing and
+// returns net.ErrClosed; a group that waits longer than wait for room in the send
+// buffer (see NetConn) is not written and errNoRoom returned.
+func (c *NetConn) writeText(frames []inbox.Frame, wait time.Duration) error {
 	b := frameBufPool.Get().(*frameBufs)
 	defer func() {
 		clear(b.vec[:cap(b.vec)]) // drop the frames' references
@@ -103,9 +180,13 @@ func (c *NetConn) writeText(frames []inbox.Frame) error {
 			size += len(vec[n]) + len(vec[n+1])
 			n += 2
 		}
+		if err := c.waitRoom(size, wait); err != nil {
+			return err
+		}
 		if err := c.writeGroup(vec[:n]); err != nil {
 			return err
 		}
+		c.queued += size
 		vec = vec[n:]
 	}
 	return nil
@@ -121,7 +202,9 @@ func (c *NetConn) writeGroup(group net.Buffers) error {
 	if c.closeSent {
 		return net.ErrClosed
 	}
+	c.blockedSince.Store(nanotime())
 	_, err := group.WriteTo(c.Conn) // consumes group, a view of the batch's vector
+	c.blockedSince.Store(0)
 	return err
 }
 

@@ -23,7 +23,7 @@ import (
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
+func tcpPair(t testing.TB) (client, server net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,7 +118,7 @@ func TestNetConnFrames(t *testing.T) {
 	if _, err := nc.Write([]byte{0x89, 2, 'h', 'i'}); err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.writeText(frames); err != nil {
+	if err := nc.writeText(frames, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := nc.Write([]byte{0x8a, 0}); err != nil {
@@ -137,7 +137,7 @@ func TestNetConnNoDataAfterClose(t *testing.T) {
 	if _, err := nc.Write([]byte{0x88, 2, 0x03, 0xe8}); err != nil { // close, 1000
 		t.Fatal(err)
 	}
-	if err := nc.writeText([]inbox.Frame{{Data: []byte("late")}}); !errors.Is(err, net.ErrClosed) {
+	if err := nc.writeText([]inbox.Frame{{Data: []byte("late")}}, time.Minute); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("a data frame after the close frame: %v, want net.ErrClosed", err)
 	}
 	server.Close()
@@ -205,7 +205,7 @@ func TestNetConnControlFrameInBurst(t *testing.T) {
 		}
 		done <- nil
 	}()
-	if err := nc.writeText(frames); err != nil {
+	if err := nc.writeText(frames, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-pinged; err != nil {
@@ -300,7 +300,7 @@ func TestNetConnWithLibrary(t *testing.T) {
 		pings <- nil
 	}()
 	for _, batch := range batches {
-		if err := a.nc.writeText(batch); err != nil {
+		if err := a.nc.writeText(batch, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -318,7 +318,7 @@ func TestNetConnWithLibrary(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	<-serverRead
-	if err := a.nc.writeText([]inbox.Frame{{Data: []byte("late")}}); !errors.Is(err, net.ErrClosed) {
+	if err := a.nc.writeText([]inbox.Frame{{Data: []byte("late")}}, time.Minute); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("a data frame after the library's close: %v, want net.ErrClosed", err)
 	}
 }

@@ -15,6 +15,18 @@
 //     has settled, divided by -n. The connections are then held for -duration, and any
 //     the server drops meanwhile are counted.
 //
+//     Beside VmRSS it reports RssAnon, the anonymous memory: on the embedded store
+//     VmRSS also counts the pages of the store's mapped file that connecting read.
+//
+//   - idle-unread: idle, over unread state: first every user is given -unread
+//     notifications (100) of -unread-bytes of payload (500) each, through POST
+//     /notifications/batch with receiverIds (1,000 users a request, -publishers at once),
+//     so that each connection's snapshot is a full one. A server the bench started is
+//     then restarted on the same data, so that the memory figures start from a process
+//     that has not done the seeding (the store's files or database stay); for one it
+//     did not start, a note says that its figures include what seeding left behind.
+//     Then it connects and measures as idle does.
+//
 //   - deliver: -n users connected, one socket each; -publishers concurrent publishers
 //     send notifications for -duration at -rate notifications/s (0: as fast as the
 //     server acknowledges) through POST /notifications or POST /notifications/batch
@@ -83,6 +95,7 @@
 // Examples:
 //
 //	herald-bench -start-server ./herald -scenario idle -n 15000 -duration 30s
+//	herald-bench -start-server ./herald -scenario idle-unread -n 10000 -unread 100 -unread-bytes 500
 //	herald-bench -start-server ./herald -scenario deliver -n 1000 -rate 10000 -duration 20s -out deliver.json
 //	herald-bench -start-server ./herald -postgres throwaway -scenario deliver -n 5000 -rate 0 -publish batch -out pg.json
 //	herald-bench -summarize deliver.json pg.json

@@ -47,6 +47,7 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 	}{
 		{name: "idle", args: []string{"-scenario", "idle"}},
 		{name: "idle over 3 child processes", args: []string{"-scenario", "idle", "-per-process", "8", "-source-ips", "2"}},
+		{name: "idle-unread", args: []string{"-scenario", "idle-unread", "-unread", "3", "-unread-bytes", "200"}},
 		{name: "deliver single", args: []string{"-scenario", "deliver", "-rate", "200"}, delivered: "delivered", acked: "published (201)"},
 		{name: "deliver batch and single", args: []string{"-scenario", "deliver", "-rate", "400", "-publish", "both", "-batch-size", "10", "-publishers", "4"}, delivered: "delivered", acked: "published (201)"},
 		{name: "broadcast", args: []string{"-scenario", "broadcast", "-rounds", "2"}, delivered: "delivered", acked: "acknowledged notifications"},
@@ -85,6 +86,14 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 			if tt.delivered == "" {
 				if got := metricValue(t, &r, "connected"); got != 20 {
 					t.Errorf("connected %v, want 20", got)
+				}
+				if r.Scenario == scenarioIdleUnread {
+					if got := metricValue(t, &r, "unread notifications seeded"); got != 60 {
+						t.Errorf("seeded %v, want 60 (20 users × 3)", got)
+					}
+					if len(r.Notes) == 0 || !strings.Contains(strings.Join(r.Notes, "\n"), "not restarted") {
+						t.Errorf("no note that the server was not restarted after seeding: %q", r.Notes)
+					}
 				}
 				return
 			}
@@ -274,4 +283,53 @@ func slicesWithout(s []string, drop string) []string {
 		}
 	}
 	return out
+}
+
+// TestIdleUnreadRestartsServer: with a server it starts, idle-unread seeds the unread
+// state, restarts the server on the same data and then connects: the users' snapshots
+// are those of the seeded state, served by a process that did not do the seeding.
+func TestIdleUnreadRestartsServer(t *testing.T) {
+	bin := buildHerald(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	var stdout, stderr lockedBuffer
+	code := run(t.Context(), []string{"-start-server", bin, "-scenario", "idle-unread", "-n", "5", "-unread", "4",
+		"-unread-bytes", "100", "-duration", "1s", "-connect-timeout", "30s", "-quiet", "-out", out}, nil, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if got := metricValue(t, &r, "unread notifications seeded"); got != 20 {
+		t.Errorf("seeded %v, want 20", got)
+	}
+	if got := metricValue(t, &r, "connected"); got != 5 {
+		t.Errorf("connected %v, want 5", got)
+	}
+	var restarted string
+	for _, c := range r.Conditions {
+		if c.Name == "server after seeding" {
+			restarted = c.Value
+		}
+	}
+	if !strings.HasPrefix(restarted, "restarted on the same data") {
+		t.Errorf("condition \"server after seeding\" is %q", restarted)
+	}
+	for _, name := range []string{"server RssAnon per connection", "server RSS per connection"} {
+		metricValue(t, &r, name)
+	}
+}
+
+func TestUnreadPayload(t *testing.T) {
+	for _, n := range []int{12, 100, 500} {
+		p := unreadPayload(n)
+		if len(p) != n || !json.Valid([]byte(p)) {
+			t.Errorf("unreadPayload(%d) = %d bytes, valid JSON %v", n, len(p), json.Valid([]byte(p)))
+		}
+	}
 }

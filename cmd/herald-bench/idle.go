@@ -18,8 +18,26 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 	r.cond("source addresses", fmt.Sprintf("127.0.0.1..127.0.0.%d", o.sourceIPs))
 	r.cond("handshakes in flight per process", o.concurrency)
 	r.cond("hold", o.duration)
+	if o.scenario == scenarioIdleUnread {
+		r.cond("unread notifications per user", o.unread)
+		r.cond("payload of each", fmt.Sprintf("%d B", o.unreadBytes))
+		if err := s.seedUnread(ctx, r); err != nil {
+			return err
+		}
+		if s.t.cmd != nil {
+			// The memory seeding used is not what connections cost.
+			if err := s.t.restart(ctx); err != nil {
+				return fmt.Errorf("restarting the server after seeding: %w", err)
+			}
+			r.cond("server after seeding", "restarted on the same data: "+s.t.desc)
+		} else {
+			r.note("the server was not restarted after seeding (the bench did not start it): its RSS before " +
+				"connecting includes what seeding left behind, so the per-connection figures may be low")
+		}
+	}
 
 	rss0, haveRSS := s.t.rss()
+	anon0, haveAnon := s.t.anon()
 	start := time.Now()
 	shards, pids, err := s.startShards(ctx, procs)
 	if err != nil {
@@ -76,6 +94,7 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 
 	// Let the server's memory settle, then hold.
 	rssSettled, _ := s.t.settledRSS(ctx, rssSettleTimeout)
+	anonSettled, _ := s.t.anon()
 	srvCPU, benchCPU = startCPU(s.t.pid), startCPU(pids...)
 	holdStart := time.Now()
 	p = startProgress(s.progress, time.Second, func(el time.Duration) string {
@@ -99,6 +118,12 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 		r.metric("server RSS, all connected and settled", float64(rssSettled), "B")
 		r.metric("server RSS at the end of the hold", float64(rssHeld), "B")
 		r.metric("server RSS per connection", float64(rssSettled-rss0)/float64(o.n), "B")
+	}
+	if haveAnon {
+		// VmRSS counts the pages of mapped files too: the embedded store's, as it is read.
+		r.metric("server RssAnon before connecting", float64(anon0), "B")
+		r.metric("server RssAnon, all connected and settled", float64(anonSettled), "B")
+		r.metric("server RssAnon per connection", float64(anonSettled-anon0)/float64(o.n), "B")
 	}
 	r.check("connections that never connected", int64(o.n)-connected.Connected)
 	r.check("unexpected closes (reconnected)", final.Drops)

@@ -30,11 +30,12 @@ const (
 
 // Scenario names (-scenario).
 const (
-	scenarioIdle      = "idle"
-	scenarioDeliver   = "deliver"
-	scenarioBroadcast = "broadcast"
-	scenarioStorm     = "reconnect-storm"
-	scenarioEvents    = "events"
+	scenarioIdle       = "idle"
+	scenarioIdleUnread = "idle-unread"
+	scenarioDeliver    = "deliver"
+	scenarioBroadcast  = "broadcast"
+	scenarioStorm      = "reconnect-storm"
+	scenarioEvents     = "events"
 )
 
 // options are the command line.
@@ -63,6 +64,8 @@ type options struct {
 	perProcess     int
 	maxNotes       int64
 	fanout         int
+	unread         int
+	unreadBytes    int
 
 	timeout time.Duration // 0: bound()
 
@@ -81,11 +84,11 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("herald-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: herald-bench -scenario %s|%s|%s|%s|%s [flags]\n       herald-bench -print-rules\n       herald-bench -summarize RESULT.json...\n\n",
-			scenarioIdle, scenarioDeliver, scenarioBroadcast, scenarioStorm, scenarioEvents)
+		fmt.Fprintf(stderr, "usage: herald-bench -scenario %s|%s|%s|%s|%s|%s [flags]\n       herald-bench -print-rules\n       herald-bench -summarize RESULT.json...\n\n",
+			scenarioIdle, scenarioIdleUnread, scenarioDeliver, scenarioBroadcast, scenarioStorm, scenarioEvents)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.scenario, "scenario", "", "what to measure: idle, deliver, broadcast, reconnect-storm or events (see the package doc)")
+	fs.StringVar(&o.scenario, "scenario", "", "what to measure: idle, idle-unread, deliver, broadcast, reconnect-storm or events (see the package doc)")
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "base URL of a running server (ignored with -start-server)")
 	fs.StringVar(&o.startServer, "start-server", "", "path of a herald binary to start on loopback for the run")
 	fs.StringVar(&o.postgres, "postgres", "", "with -start-server: \"throwaway\" runs the server on a PostgreSQL cluster started for the run (fsync on) and removed after it")
@@ -108,6 +111,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.perProcess, "per-process", 18000, "most connections one process holds; idle uses child processes above it")
 	fs.Int64Var(&o.maxNotes, "max-notifications", 5_000_000, "most notifications one run publishes")
 	fs.IntVar(&o.fanout, "fanout", 10, "receivers of each event (events; 1..1000, at most -n)")
+	fs.IntVar(&o.unread, "unread", 100, "unread notifications seeded for each user before connecting (idle-unread)")
+	fs.IntVar(&o.unreadBytes, "unread-bytes", 500, "payload size in bytes of each seeded notification (idle-unread; 12..16384)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound of the whole run, stopping the server and PostgreSQL excepted (default the sum of the phases' limits)")
 	fs.BoolVar(&o.summarize, "summarize", false, "print one Markdown table of the JSON results (-out files) named as arguments, and exit")
 	fs.BoolVar(&o.printRules, "print-rules", false, "print the rules file the events scenario needs on a server the bench does not start, and exit")
@@ -147,9 +152,9 @@ func (o *options) validate() error {
 		return nil
 	}
 	switch {
-	case o.scenario != scenarioIdle && o.scenario != scenarioDeliver && o.scenario != scenarioBroadcast &&
+	case o.scenario != scenarioIdle && o.scenario != scenarioIdleUnread && o.scenario != scenarioDeliver && o.scenario != scenarioBroadcast &&
 		o.scenario != scenarioStorm && o.scenario != scenarioEvents:
-		return fmt.Errorf("-scenario: %q is not idle, deliver, broadcast, reconnect-storm or events", o.scenario)
+		return fmt.Errorf("-scenario: %q is not idle, idle-unread, deliver, broadcast, reconnect-storm or events", o.scenario)
 	case o.n < 1 || o.n > 1_000_000:
 		return errors.New("-n must be within 1..1000000")
 	case o.duration <= 0 || o.duration > 24*time.Hour:
@@ -174,8 +179,12 @@ func (o *options) validate() error {
 		return errors.New("-source-ips must be within 1..254")
 	case o.perProcess < 1:
 		return errors.New("-per-process must be positive")
-	case o.scenario != scenarioIdle && o.n > o.perProcess:
-		return fmt.Errorf("-n %d exceeds -per-process %d: only idle spreads over processes", o.n, o.perProcess)
+	case o.scenario != scenarioIdle && o.scenario != scenarioIdleUnread && o.n > o.perProcess:
+		return fmt.Errorf("-n %d exceeds -per-process %d: only idle and idle-unread spread over processes", o.n, o.perProcess)
+	case o.unread < 1 || o.unread > 10000:
+		return errors.New("-unread must be within 1..10000")
+	case o.unreadBytes < 12 || o.unreadBytes > 16<<10:
+		return errors.New("-unread-bytes must be within 12..16384 (herald's default payload limit is 16 KiB)")
 	case o.maxNotes < 1:
 		return errors.New("-max-notifications must be positive")
 	case o.fanout < 1 || o.fanout > 1000:
@@ -355,7 +364,7 @@ func (s *session) runScenario(ctx context.Context) (*Result, error) {
 	r.cond("CPUs", runtime.NumCPU())
 	var err error
 	switch s.o.scenario {
-	case scenarioIdle:
+	case scenarioIdle, scenarioIdleUnread:
 		err = s.idle(ctx, r)
 	case scenarioDeliver:
 		err = s.deliver(ctx, r)

@@ -22,24 +22,37 @@ func readRSS(pid int) (int64, error) {
 	return parseVmRSS(b)
 }
 
+// readAnon returns the resident anonymous memory of process pid (RssAnon), in bytes:
+// VmRSS less the pages of mapped files (the embedded store's) and shared memory.
+func readAnon(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatusKB(b, "RssAnon")
+}
+
 // parseVmRSS reads the VmRSS line of a /proc/PID/status file.
-func parseVmRSS(status []byte) (int64, error) {
+func parseVmRSS(status []byte) (int64, error) { return parseStatusKB(status, "VmRSS") }
+
+// parseStatusKB reads the line "field: N kB" of a /proc/PID/status file, in bytes.
+func parseStatusKB(status []byte, field string) (int64, error) {
 	for line := range bytes.Lines(status) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
+		rest, ok := bytes.CutPrefix(line, []byte(field+":"))
 		if !ok {
 			continue
 		}
 		f := bytes.Fields(rest)
 		if len(f) != 2 || string(f[1]) != "kB" {
-			return 0, fmt.Errorf("unexpected VmRSS line %q", bytes.TrimSpace(line))
+			return 0, fmt.Errorf("unexpected %s line %q", field, bytes.TrimSpace(line))
 		}
 		kb, err := strconv.ParseInt(string(f[0]), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("VmRSS: %w", err)
+			return 0, fmt.Errorf("%s: %w", field, err)
 		}
 		return kb << 10, nil
 	}
-	return 0, errors.New("no VmRSS line (a kernel thread, or a zombie?)")
+	return 0, fmt.Errorf("no %s line (a kernel thread, or a zombie?)", field)
 }
 
 // readCPU returns the CPU time (user + system) that process pid has used.

@@ -18,6 +18,9 @@ func TestParseVmRSS(t *testing.T) {
 	if _, err := parseVmRSS([]byte("VmRSS:\t12 MB\n")); err == nil {
 		t.Fatal("a VmRSS in another unit parsed")
 	}
+	if anon, err := parseStatusKB([]byte(status), "RssAnon"); err != nil || anon != 9000*1024 {
+		t.Fatalf("RssAnon = %d, %v; want %d", anon, err, 9000*1024)
+	}
 }
 
 func TestParseStatCPU(t *testing.T) {

@@ -39,6 +39,10 @@ type Params struct {
 	Publishers int     `json:"publishers,omitempty"`
 	Rounds     int     `json:"rounds,omitempty"`
 	Fanout     int     `json:"fanout,omitempty"`
+	// Unread and UnreadBytes are the unread notifications seeded per user and the
+	// payload size of each (idle-unread).
+	Unread      int `json:"unread,omitempty"`
+	UnreadBytes int `json:"unreadBytes,omitempty"`
 }
 
 // params returns the flags of o that shape its scenario's load.
@@ -47,6 +51,8 @@ func (o *options) params() Params {
 	switch o.scenario {
 	case scenarioIdle:
 		p.Duration = o.duration.String()
+	case scenarioIdleUnread:
+		p.Duration, p.Unread, p.UnreadBytes = o.duration.String(), o.unread, o.unreadBytes
 	case scenarioBroadcast:
 		p.Rounds, p.Publishers = o.rounds, o.publishers
 	case scenarioEvents:

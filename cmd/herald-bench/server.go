@@ -31,10 +31,13 @@ type target struct {
 	desc   string // how the bench reached it, for the conditions
 	store  string // the store it runs on, "" when unknown
 
-	cmd     *exec.Cmd
+	cmd     *exec.Cmd // nil once stopped
 	exited  chan struct{}
 	waitErr error
 	tmpDir  string
+	path    string // the binary, its environment and where its stderr goes: for restart
+	env     []string
+	logs    io.Writer
 	pg      *throwaway // a PostgreSQL the bench started for the server, removed after it
 }
 
@@ -49,6 +52,15 @@ func (t *target) rss() (int64, bool) {
 		return 0, false
 	}
 	n, err := readRSS(t.pid)
+	return n, err == nil
+}
+
+// anon returns the server's resident anonymous memory (RssAnon).
+func (t *target) anon() (int64, bool) {
+	if t.pid <= 0 {
+		return 0, false
+	}
+	n, err := readAnon(t.pid)
 	return n, err == nil
 }
 
@@ -95,9 +107,8 @@ func startServer(ctx context.Context, path, secret, apiKey string, rules []byte,
 	if err != nil {
 		return nil, err
 	}
-	t := &target{secret: []byte(secret), apiKey: apiKey, tmpDir: tmp, exited: make(chan struct{})}
-	cmd := exec.Command(path, "serve")
-	cmd.Env = append([]string{
+	t := &target{secret: []byte(secret), apiKey: apiKey, tmpDir: tmp, path: path, logs: logs}
+	t.env = append([]string{
 		"HERALD_ADDR=127.0.0.1:0",
 		"HERALD_DATA_DIR=" + filepath.Join(tmp, "data"),
 		"HERALD_USER_RATE=0",
@@ -106,28 +117,38 @@ func startServer(ctx context.Context, path, secret, apiKey string, rules []byte,
 		"HERALD_LOG_LEVEL=warn",
 	}, os.Environ()...)
 	// The bench's own credentials come last: the server must accept what it mints.
-	cmd.Env = append(cmd.Env, "HERALD_JWT_SECRET="+secret, "HERALD_API_KEYS="+apiKey)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.SysProcAttr = serverProcAttr()
+	t.env = append(t.env, "HERALD_JWT_SECRET="+secret, "HERALD_API_KEYS="+apiKey)
+	t.env = append(t.env, env...)
 	if rules != nil {
 		p, err := writeRules(tmp, rules)
 		if err != nil {
 			os.RemoveAll(tmp)
 			return nil, err
 		}
-		cmd.Env = append(cmd.Env, "HERALD_RULES="+p)
+		t.env = append(t.env, "HERALD_RULES="+p)
 	}
-	cmd.Stderr = logs
+	if err := t.launch(ctx); err != nil {
+		t.stop()
+		return nil, err
+	}
+	return t, nil
+}
+
+// launch starts the server process and waits for its ready line.
+func (t *target) launch(ctx context.Context) error {
+	cmd := exec.Command(t.path, "serve")
+	cmd.Env = t.env
+	cmd.SysProcAttr = serverProcAttr()
+	cmd.Stderr = t.logs
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, err
+		return err
 	}
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(tmp)
-		return nil, err
+		return err
 	}
-	t.cmd, t.pid = cmd, cmd.Process.Pid
+	exited := make(chan struct{})
+	t.cmd, t.pid, t.exited, t.waitErr = cmd, cmd.Process.Pid, exited, nil
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -139,10 +160,10 @@ func startServer(ctx context.Context, path, secret, apiKey string, rules []byte,
 				ready <- base + "\x00" + store
 				continue
 			}
-			fmt.Fprintln(logs, "herald:", line)
+			fmt.Fprintln(t.logs, "herald:", line)
 		}
 		t.waitErr = cmd.Wait()
-		close(t.exited)
+		close(exited)
 	}()
 	timer := time.NewTimer(serverReadyTimeout)
 	defer timer.Stop()
@@ -151,16 +172,27 @@ func startServer(ctx context.Context, path, secret, apiKey string, rules []byte,
 		base, store, _ := strings.Cut(s, "\x00")
 		t.base, t.store = base, store
 		t.desc = fmt.Sprintf("%s (started by the bench, pid %d, store: %s)", base, t.pid, store)
-		return t, nil
-	case <-t.exited:
-		err = fmt.Errorf("%s exited before it was ready: %v", path, t.waitErr)
+		return nil
+	case <-exited:
+		return fmt.Errorf("%s exited before it was ready: %v", t.path, t.waitErr)
 	case <-timer.C:
-		err = fmt.Errorf("%s not ready within %s", path, serverReadyTimeout)
+		return fmt.Errorf("%s not ready within %s", t.path, serverReadyTimeout)
 	case <-ctx.Done():
-		err = ctx.Err()
+		return ctx.Err()
 	}
-	t.stop()
-	return nil, err
+}
+
+// restart stops a server the bench started (SIGTERM) and starts it again on the same
+// data (directory or database): the new process starts with none of the old one's
+// memory, so that what a phase costs is measured from a clean start.
+func (t *target) restart(ctx context.Context) error {
+	if t.cmd == nil {
+		return errors.New("only a server the bench started can be restarted")
+	}
+	if err := t.stopProcess(); err != nil {
+		return err
+	}
+	return t.launch(ctx)
 }
 
 // parseReady reads "herald ready: listening on http://ADDR (store: ...)".
@@ -190,17 +222,26 @@ func (t *target) stop() error {
 }
 
 func (t *target) stopServer() error {
+	if t.tmpDir != "" {
+		defer os.RemoveAll(t.tmpDir)
+	}
 	if t.cmd == nil {
 		return nil
 	}
-	defer os.RemoveAll(t.tmpDir)
-	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	return t.stopProcess()
+}
+
+// stopProcess ends the server process: SIGTERM, then SIGKILL after a timeout.
+func (t *target) stopProcess() error {
+	cmd := t.cmd
+	t.cmd = nil
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	timer := time.NewTimer(serverStopTimeout)
 	defer timer.Stop()
 	select {
 	case <-t.exited:
 	case <-timer.C:
-		_ = t.cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		<-t.exited
 		return errors.New("server did not stop within " + serverStopTimeout.String() + "; killed")
 	}

@@ -83,10 +83,16 @@ func summaryRow(r *Result) []string {
 		lat = r.fmtMetric(name+" p50", fmtSeconds) + " / " + r.fmtMetric(name+" p99", fmtSeconds)
 	}
 	switch r.Scenario {
-	case scenarioIdle:
+	case scenarioIdle, scenarioIdleUnread:
 		scenario += ", hold " + p.Duration
+		if r.Scenario == scenarioIdleUnread {
+			scenario += fmt.Sprintf(", %d unread of %d B", p.Unread, p.UnreadBytes)
+		}
 		achieved = r.fmtMetric("connect rate (snapshot frame included)", fmtPerSecond) + " connecting"
 		rss = r.fmtMetric("server RSS per connection", func(v float64) string { return fmtBytes(v) })
+		if _, ok := r.metricValue("server RssAnon per connection"); ok && r.Scenario == scenarioIdleUnread {
+			rss += " (anon " + r.fmtMetric("server RssAnon per connection", func(v float64) string { return fmtBytes(v) }) + ")"
+		}
 		cores("connecting")
 		notes = fmt.Sprintf("%s connected in %s; holding: server %s, bench %s cores",
 			r.fmtMetric("connected", fmtCount), r.fmtMetric("connect time (start to last snapshot)", fmtSeconds),
@@ -124,7 +130,7 @@ func summaryRow(r *Result) []string {
 		notes = r.fmtMetric("notifications/s stored", fmtCount) + " notifications/s stored, " +
 			r.fmtMetric("delivered", fmtCount) + " delivered"
 	}
-	if r.Scenario != scenarioIdle && p.Duration != "" {
+	if r.Scenario != scenarioIdle && r.Scenario != scenarioIdleUnread && p.Duration != "" {
 		notes += "; published for " + p.Duration
 	}
 	return []string{

@@ -46,7 +46,8 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	reg := prometheus.NewRegistry()
 	// Every metric Herald serves has the herald_ prefix, the runtime's too.
 	prometheus.WrapRegistererWithPrefix("herald_", reg).MustRegister(
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newAnonMemory("/proc/self/status"))
 
 	n, err := node.Open(ctx, nodeOptions(&cfg, reg, log))
 	if err != nil {
