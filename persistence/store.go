@@ -43,10 +43,15 @@ package persistence
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/heraldhq/herald"
 )
+
+// ErrCommitsFailing is wrapped by the error of a Ping that found the store's writes
+// failing while it can be read: not ready, though reachable.
+var ErrCommitsFailing = errors.New("writes are failing")
 
 // DefaultRetention is how long a user's event log is kept for catching up.
 const DefaultRetention = 720 * time.Hour
@@ -156,7 +161,10 @@ type Reader interface {
 	Events(ctx context.Context, userID string, since int64, limit int) (EventsPage, error)
 	// UnreadCount returns the user's unread total.
 	UnreadCount(ctx context.Context, userID string) (int64, error)
-	// Ping reports whether the store can be reached.
+	// Ping reports whether the store can be reached. A store that can tell that its
+	// writes are failing while its reads go through (the embedded store: the last
+	// commit failed and none has succeeded since) returns an error wrapping
+	// ErrCommitsFailing.
 	Ping(ctx context.Context) error
 
 	OutboxReader

@@ -232,6 +232,7 @@ type Store struct {
 	retention   time.Duration
 	pruneChunk  int // log rows per OpPrune
 	cancelChunk int // escalations cancelled per claim transaction
+	commits     commits
 }
 
 var _ persistence.Store = (*Store)(nil)
@@ -456,9 +457,15 @@ func upgradeNoDigests(tx *bolt.Tx) error {
 // Close closes the file. Closing twice is harmless.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Ping reports whether the store is open.
+// Ping reports whether the store is open and its writes go through: while the last
+// commit failed and none has succeeded since, it returns an error wrapping
+// persistence.ErrCommitsFailing (after trying a commit of its own, at most once a
+// second; see writable).
 func (s *Store) Ping(ctx context.Context) error {
-	return s.view(ctx, func(*buckets) error { return nil })
+	if err := s.view(ctx, func(*buckets) error { return nil }); err != nil {
+		return err
+	}
+	return s.writable()
 }
 
 // buckets are the buckets of one transaction.
@@ -551,7 +558,7 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		return nil, herald.Unavailable(err)
 	}
 	var results []persistence.Result
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.commit(func(tx *bolt.Tx) error {
 		b := open(tx)
 		prior, err := b.prior(persistence.KeysOf(ops))
 		if err != nil {
