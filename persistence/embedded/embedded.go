@@ -919,7 +919,8 @@ func (b *buckets) markRead(id []byte, user string, seq int64, at time.Time) erro
 	return b.inbox.Put(inboxKey(user, partRead, seq), id)
 }
 
-// readAll marks read every notification in the user's unread index before ra.BeforeSeq.
+// readAll marks read every notification in the user's unread part of inbox before
+// ra.BeforeSeq.
 func (b *buckets) readAll(ra persistence.ReadAllRow) error {
 	prefix := partPrefix(ra.UserID, partUnread)
 	type hit struct {
@@ -1077,9 +1078,9 @@ func (s *Store) UnreadCount(ctx context.Context, userID string) (int64, error) {
 }
 
 // Events returns up to limit entries of user's log after since, oldest first, merging the
-// creation entries (byseq) with the read and read-all entries (log); limit <= 0 means no
-// limit. A cursor beyond the latest seq, or whose next entry is gone or older than the
-// retention, gets Reset.
+// creation entries (both parts of inbox) with the read and read-all entries (log);
+// limit <= 0 means no limit. A cursor beyond the latest seq, or whose next entry is
+// gone or older than the retention, gets Reset.
 func (s *Store) Events(ctx context.Context, userID string, since int64, limit int) (persistence.EventsPage, error) {
 	var p persistence.EventsPage
 	limit = bound(limit)
