@@ -39,10 +39,10 @@ func (c *commits) done(err error, at time.Time) {
 }
 
 // failing returns the last commit's failure, nil when it succeeded (or none was tried).
-func (c *commits) failing() (error, time.Time) {
+func (c *commits) failing() (time.Time, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.failed, c.failedAt
+	return c.failedAt, c.failed
 }
 
 // commit runs fn in a write transaction and records the outcome of its commit. An
@@ -67,8 +67,7 @@ func (s *Store) commit(fn func(*bolt.Tx) error) error {
 // the file), at most once per probeInterval, so that a store whose disk has room again
 // is found writable without waiting for traffic that a load balancer no longer sends.
 func (s *Store) writable() error {
-	err, at := s.commits.failing()
-	if err == nil {
+	if _, err := s.commits.failing(); err == nil {
 		return nil
 	}
 	s.commits.probe.Lock()
@@ -84,7 +83,8 @@ func (s *Store) writable() error {
 			return nil
 		}
 	}
-	if err, at = s.commits.failing(); err == nil {
+	at, err := s.commits.failing()
+	if err == nil {
 		return nil // a batch went through meanwhile
 	}
 	return fmt.Errorf("embedded store: %w: the last commit, %s ago, failed: %v",

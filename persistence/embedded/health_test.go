@@ -17,7 +17,7 @@ func TestPingIgnoresRollbacks(t *testing.T) {
 	if err != nil || res[0].Err == nil {
 		t.Fatalf("Apply: %v, %+v; want the mark-read refused", err, res)
 	}
-	if got, _ := s.commits.failing(); got != nil {
+	if _, got := s.commits.failing(); got != nil {
 		t.Fatalf("a rolled-back batch was recorded as a failed commit: %v", got)
 	}
 	if err := s.Ping(t.Context()); err != nil {
