@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -230,6 +231,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
+		if errors.Is(err, persistence.ErrCommitsFailing) {
+			s.log.Warn("not ready: storage writes failing", "err", err)
+			return herald.Errorf(herald.CodeUnavailable, "storage writes failing: the last commit failed and none has succeeded since")
+		}
 		s.log.Warn("not ready: store unreachable", "err", err)
 		return herald.Errorf(herald.CodeUnavailable, "storage unreachable")
 	}

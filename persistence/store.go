@@ -43,10 +43,15 @@ package persistence
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/heraldhq/herald"
 )
+
+// ErrCommitsFailing is wrapped by the error of a Ping that found the store's writes
+// failing while it can be read: not ready, though reachable.
+var ErrCommitsFailing = errors.New("writes are failing")
 
 // DefaultRetention is how long a user's event log is kept for catching up.
 const DefaultRetention = 720 * time.Hour
@@ -160,7 +165,10 @@ type Reader interface {
 	// in one read for them all: how the inboxes learn whether they missed an entry.
 	// len(seqs) must be len(users).
 	Heads(ctx context.Context, users []string, seqs []int64) error
-	// Ping reports whether the store can be reached.
+	// Ping reports whether the store can be reached. A store that can tell that its
+	// writes are failing while its reads go through (the embedded store: the last
+	// commit failed and none has succeeded since) returns an error wrapping
+	// ErrCommitsFailing.
 	Ping(ctx context.Context) error
 
 	OutboxReader

@@ -23,7 +23,7 @@ var errCorrupt = errors.New("embedded store: corrupt record")
 // userPrefix is uvarint(len(user)) | user: the start of every key of that user. The
 // length prefix makes it prefix-free, so one user's keys never run into another's.
 func userPrefix(user string) []byte {
-	b := make([]byte, 0, binary.MaxVarintLen64+len(user)+8)
+	b := make([]byte, 0, binary.MaxVarintLen64+len(user)+1+8)
 	b = binary.AppendUvarint(b, uint64(len(user)))
 	return append(b, user...)
 }
@@ -31,6 +31,28 @@ func userPrefix(user string) []byte {
 // seqKey is userPrefix(user) | uint64 big-endian seq, so a user's keys sort by seq.
 func seqKey(user string, seq int64) []byte {
 	return binary.BigEndian.AppendUint64(userPrefix(user), uint64(seq))
+}
+
+// The parts of a user's keys in the inbox bucket, in key order: the unread
+// notifications, the user's row, the read notifications. A creation inserts just
+// before the row, so a commit finds the user's newest unread keys and the row it
+// updates on one page.
+const (
+	partUnread byte = 1 // userPrefix | 1 | seq -> id
+	partRow    byte = 2 // userPrefix | 2      -> seq (8) | unread total (8)
+	partRead   byte = 3 // userPrefix | 3 | seq -> id
+)
+
+// partPrefix is userPrefix(user) | part: the start of the keys of one part.
+func partPrefix(user string, part byte) []byte { return append(userPrefix(user), part) }
+
+// rowKey is the inbox key of user's row.
+func rowKey(user string) []byte { return partPrefix(user, partRow) }
+
+// inboxKey is the inbox key of notification seq of user, in part partUnread or
+// partRead.
+func inboxKey(user string, part byte, seq int64) []byte {
+	return binary.BigEndian.AppendUint64(partPrefix(user, part), uint64(seq))
 }
 
 // withSeq returns prefix | uint64 big-endian seq in a new slice.
@@ -86,7 +108,7 @@ func noteKey(id string) ([]byte, bool) {
 	return u[:], true
 }
 
-// ---- users: seq (8) | unread (8) ----
+// ---- a user's row: seq (8) | unread (8) ----
 
 func encodeUser(seq, unread int64) []byte {
 	b := make([]byte, 16)

@@ -422,7 +422,7 @@ func TestOpenUpgradesVersion3(t *testing.T) {
 	}
 	s.Close()
 	tamper(t, dir, func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoDigests}); err != nil {
+		if err := toVersion(tx, versionNoDigests); err != nil {
 			return err
 		}
 		return dropBuckets(tx, digestBuckets)
@@ -480,7 +480,7 @@ func TestOpenUpgradesVersion3Leftovers(t *testing.T) {
 				digestNote(t, "rae", 1, "r", time.Minute), digestNote(t, "sam", 1, "r", time.Hour)}})
 			s.Close()
 			tamper(t, dir, func(tx *bolt.Tx) error {
-				if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoDigests}); err != nil {
+				if err := toVersion(tx, versionNoDigests); err != nil {
 					return err
 				}
 				return c.old(tx)

@@ -436,7 +436,7 @@ func TestOpenUpgradesVersion1(t *testing.T) {
 			logAtHours(t, s, base)
 			s.Close()
 			tamper(t, dir, func(tx *bolt.Tx) error {
-				if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoLogTime}); err != nil {
+				if err := toVersion(tx, versionNoLogTime); err != nil {
 					return err
 				}
 				if err := dropBuckets(tx, outboxBuckets); err != nil { // version 1 had none

@@ -29,7 +29,7 @@ func (s *Store) update(ctx context.Context, fn func(*buckets) error) error {
 	if err := ctx.Err(); err != nil {
 		return herald.Unavailable(err)
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error { return fn(open(tx)) })
+	err := s.commit(func(tx *bolt.Tx) error { return fn(open(tx)) })
 	if errors.Is(err, errNothingChanged) {
 		return nil
 	}

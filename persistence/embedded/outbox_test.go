@@ -133,7 +133,7 @@ func TestOpenUpgradesVersion2(t *testing.T) {
 	logAtHours(t, s, persistence.Now().Add(-10*time.Hour))
 	s.Close()
 	tamper(t, dir, func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoOutbox}); err != nil {
+		if err := toVersion(tx, versionNoOutbox); err != nil {
 			return err
 		}
 		if err := dropBuckets(tx, outboxBuckets); err != nil {
@@ -187,7 +187,7 @@ func TestOpenUpgradesVersion2Leftovers(t *testing.T) {
 	}
 	s.Close()
 	tamper(t, dir, func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{versionNoOutbox}); err != nil {
+		if err := toVersion(tx, versionNoOutbox); err != nil {
 			return err
 		}
 		if err := tx.DeleteBucket(bucketDue); err != nil {
