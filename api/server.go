@@ -62,6 +62,10 @@ type Options struct {
 	// AllowedOrigins lists the browser origins that may open the WebSocket (see
 	// ValidOrigin). Requests without an Origin header are always allowed.
 	AllowedOrigins []string
+	// Ready, when not nil, says why the node is not ready beyond its store (a cluster
+	// node that has not joined): GET /readyz answers 503 with that reason while it
+	// returns an error.
+	Ready func() error
 }
 
 // Server serves the REST API. Create it with New; it is an http.Handler.
@@ -84,6 +88,7 @@ type Server struct {
 	origins      origins
 	events       *events.Emitter
 	wake         func()
+	ready        func() error
 	socketsFull  atomic.Pointer[func() bool] // see LimitSockets
 }
 
@@ -110,6 +115,7 @@ func New(o Options) *Server {
 	s := &Server{
 		store:        o.Store,
 		writer:       o.Writer,
+		ready:        o.Ready,
 		auth:         o.Auth,
 		maxPayload:   o.MaxPayload,
 		writeTimeout: o.WriteTimeout,
@@ -228,6 +234,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("not ready: store unreachable", "err", err)
 		return herald.Errorf(herald.CodeUnavailable, "storage unreachable")
+	}
+	if s.ready != nil {
+		if err := s.ready(); err != nil {
+			return herald.Errorf(herald.CodeUnavailable, "%s", err)
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil

@@ -53,11 +53,13 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +79,7 @@ import (
 	"github.com/heraldhq/herald/api/events"
 	"github.com/heraldhq/herald/api/events/rules"
 	"github.com/heraldhq/herald/api/ws"
+	"github.com/heraldhq/herald/cluster"
 	"github.com/heraldhq/herald/persistence"
 	"github.com/heraldhq/herald/persistence/embedded"
 	"github.com/heraldhq/herald/persistence/postgres"
@@ -101,6 +104,7 @@ type Node struct {
 	wake      atomic.Pointer[actor.PID] // the dispatcher, while commits may wake it
 	writer    persist.Client
 	hub       *ws.Hub
+	bridge    *cluster.Bridge // nil on a single node
 	emitter   *events.Emitter
 	handler   *api.Server
 
@@ -152,18 +156,38 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	// The inboxes apply their clients' mark-reads through the writer, which hands its
 	// commits to the inboxes: the router starts first, with a pointer to n.writer, set
 	// below before any socket can exist.
+	// A cluster node's router tells the bridge which users it holds, and the bridge
+	// starts after the router: the router reaches it through a pointer set below,
+	// before any socket can exist.
+	var bridge atomic.Pointer[cluster.Bridge]
+	var interest func(string, bool)
+	if o.clustered() {
+		interest = func(user string, on bool) { bridge.Load().Interest(user, on) }
+	}
 	n.router = n.engine.Spawn(inbox.NewRouter(inbox.Options{
-		Store: n.store, Writer: &n.writer, MaxSockets: o.WSMaxPerUser, Metrics: inbox.NewMetrics(reg), Log: log,
+		Store: n.store, Writer: &n.writer, MaxSockets: o.WSMaxPerUser, Interest: interest,
+		Metrics: inbox.NewMetrics(reg), Log: log,
 	}), "inbox", actor.WithID("router"), supervised)
+	if o.clustered() {
+		if n.bridge, err = startBridge(ctx, &o, n.engine, n.router, n.store); err != nil {
+			n.engine.Poison(n.router)
+			n.store.Close()
+			return nil, err
+		}
+		bridge.Store(n.bridge)
+	}
 	// The writer wakes the dispatcher, and the dispatcher writes through the writer
 	// (digests): the writer starts first and learns the dispatcher's PID after.
-	toInboxes := inbox.OnCommit(n.engine, n.router)
 	n.writerPID = n.engine.Spawn(persist.New(n.store, persist.Options{
 		MaxBatch:   o.BatchMax,
 		FlushDelay: o.BatchDelay,
 		InFlight:   o.CommitsInFlight,
 		OnCommit: func(entries []herald.Entry) {
-			toInboxes(entries)
+			at := time.Now()
+			n.engine.Send(n.router, inbox.Committed{Entries: entries, At: at})
+			if n.bridge != nil {
+				n.bridge.OnCommit(entries, at)
+			}
 			if pid := n.wake.Load(); pid != nil && hasDeliveries(entries) {
 				n.engine.Send(pid, dispatch.Wake{})
 			}
@@ -193,7 +217,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		UserRate: apiRate(o.UserRate, o.UserBurst), ServiceRate: apiRate(o.ServiceRate, o.ServiceBurst),
 		UserReadRate: apiRate(o.UserReadRate, o.UserReadBurst), BodyBytesInFlight: o.BodyBytesInFlight,
 		Registry: reg, Log: log,
-		Hub: n.hub, AllowedOrigins: o.AllowedOrigins, Events: n.emitter,
+		Hub: n.hub, AllowedOrigins: o.AllowedOrigins, Events: n.emitter, Ready: n.ready,
 		Wake: func() { n.engine.Send(n.dispatch, dispatch.Wake{}) },
 	})
 
@@ -224,6 +248,31 @@ func (n *Node) HTTPServer(ln net.Listener) (*http.Server, *api.Listener, error) 
 	}
 	n.handler.LimitSockets(l.SocketsFull)
 	return srv, l, nil
+}
+
+// ready says why the node is not ready beyond its store: a cluster node that has not
+// joined.
+func (n *Node) ready() error {
+	if n.bridge == nil {
+		return nil
+	}
+	if err := n.bridge.Ready(); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
+
+// Cluster says how the node is clustered ("NODE_ID at HOST:PORT", "NODE_ID via
+// nats://…"), or "" on a single node.
+func (n *Node) Cluster() string {
+	switch {
+	case n.bridge == nil:
+		return ""
+	case n.bridge.Addr() != "":
+		return n.bridge.NodeID() + " at " + n.bridge.Addr()
+	default:
+		return n.bridge.NodeID() + " via " + n.opts.NATSURL
+	}
 }
 
 // StoreName says which store the node runs on ("postgres", "embedded ./data").
@@ -297,6 +346,12 @@ func (n *Node) close(ctx context.Context) error {
 	n.waitStopped(n.engine.Poison(n.dispatch), "dispatcher")
 	drainErr := n.writer.Drain(ctx)
 	n.waitStopped(n.engine.Poison(n.writerPID), "persistence actor")
+	if n.bridge != nil {
+		// The last commits' messages go out, the bus drains, the embedded server stops.
+		if err := n.bridge.Close(ctx); err != nil {
+			n.log.Warn("cluster bridge did not stop cleanly", "err", err)
+		}
+	}
 	n.waitStopped(n.engine.Poison(n.router), "router")
 	if err := n.store.Close(); err != nil && drainErr == nil {
 		return err
@@ -421,4 +476,68 @@ func pruneLoop(ctx context.Context, w persistence.Writer, retention time.Duratio
 		case <-t.C:
 		}
 	}
+}
+
+// startBridge joins the cluster: it checks that the pools of the nodes can fit
+// PostgreSQL's connections, names the node, and starts the bridge.
+func startBridge(ctx context.Context, o *Options, engine *actor.Engine, router *actor.PID, store persistence.Store) (*cluster.Bridge, error) {
+	if pg, ok := store.(*postgres.Store); ok {
+		if err := checkPools(ctx, o, pg); err != nil {
+			return nil, err
+		}
+	}
+	id := o.NodeID
+	if id == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "herald"
+		}
+		var suffix [3]byte
+		_, _ = rand.Read(suffix[:])
+		id = fmt.Sprintf("%s-%x", host, suffix)
+	}
+	b, err := cluster.Start(cluster.Options{
+		NodeID: id, Addr: o.ClusterAddr, Peers: o.ClusterPeers, URL: o.NATSURL, Secret: clusterSecret(o),
+		Engine: engine, Router: router, Registry: o.Registry, Log: o.Log,
+	})
+	if err != nil {
+		option := "ClusterAddr"
+		if o.NATSURL != "" {
+			option = "NATSURL"
+		}
+		return nil, &OptionError{option, err}
+	}
+	return b, nil
+}
+
+// checkPools refuses a pool that alone does not fit PostgreSQL's connections for
+// ordinary clients, and warns when the pools of the nodes it knows of (itself and its
+// peers, each with the same pool) or the connections already open and its own pool do
+// not fit together.
+func checkPools(ctx context.Context, o *Options, pg *postgres.Store) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := pg.ConnLimits(cctx)
+	if err != nil {
+		return &OptionError{"DatabaseURL", fmt.Errorf("reading max_connections: %w", err)}
+	}
+	avail := l.Available()
+	if l.Pool > avail {
+		return optionErr("DBMaxConns", "a pool of %d does not fit PostgreSQL's max_connections of %d less %d reserved: every node of the cluster opens up to its pool, so their pools together must fit", l.Pool, l.Max, l.Reserved)
+	}
+	nodes := 1 + len(o.ClusterPeers)
+	if l.Pool*nodes > avail || l.InUse+l.Pool > avail {
+		o.Log.Warn("the PostgreSQL pools of the cluster's nodes may not fit max_connections: a node that cannot connect answers 503; lower HERALD_DB_MAX_CONNS or raise max_connections",
+			"pool", l.Pool, "nodes_known", nodes, "connections_open", l.InUse, "max_connections", l.Max, "reserved", l.Reserved)
+	}
+	return nil
+}
+
+// clusterSecret is what the routes between nodes authenticate with: the ws-token
+// secret, or else the JWT secret, which every node of a cluster shares.
+func clusterSecret(o *Options) []byte {
+	if len(o.WSTokenSecret) > 0 {
+		return o.WSTokenSecret
+	}
+	return o.JWTSecret
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"strings"
 	"time"
 
@@ -154,6 +155,21 @@ type Options struct {
 	DeliveryConcurrency int
 	// DeliveryPoll is how often the outbox is checked for due deliveries. Zero: 1s.
 	DeliveryPoll time.Duration
+
+	// ClusterAddr turns clustering on: the host:port where this node's embedded NATS
+	// server accepts the other nodes' routes (port 0: a free one). It needs
+	// DatabaseURL: clustered nodes share one PostgreSQL database. Empty: a single node.
+	ClusterAddr string
+	// ClusterPeers are the cluster addresses of other nodes; one that answers is enough
+	// to join. The first node lists none.
+	ClusterPeers []string
+	// NATSURL makes the node use an external NATS cluster (its client URL, several
+	// comma-separated) instead of an embedded server; it turns clustering on, needs
+	// DatabaseURL, and excludes ClusterAddr and ClusterPeers.
+	NATSURL string
+	// NodeID names the node in the cluster, unique within it. Empty: the host name and
+	// a random suffix.
+	NodeID string
 
 	// Registry receives every metric. Nil: a new one (served at /metrics).
 	Registry *prometheus.Registry
@@ -402,6 +418,9 @@ func (o *Options) check() (*rules.Set, error) {
 			return nil, &OptionError{"WebhookSecret", err}
 		}
 	}
+	if err := o.checkCluster(); err != nil {
+		return nil, err
+	}
 	set, err := loadRules(o)
 	if err != nil {
 		return nil, err
@@ -410,6 +429,38 @@ func (o *Options) check() (*rules.Set, error) {
 		return nil, &OptionError{"JWTSecret", ErrNoCredentials}
 	}
 	return set, nil
+}
+
+// clustered reports whether the node joins a cluster.
+func (o *Options) clustered() bool { return o.ClusterAddr != "" || o.NATSURL != "" }
+
+func (o *Options) checkCluster() error {
+	switch {
+	case len(o.ClusterPeers) > 0 && o.ClusterAddr == "" && o.NATSURL == "":
+		return optionErr("ClusterPeers", "need a cluster address for this node as well")
+	case o.NATSURL != "" && (o.ClusterAddr != "" || len(o.ClusterPeers) > 0):
+		return optionErr("NATSURL", "excludes a cluster address and peers: with an external NATS no server is embedded")
+	case o.clustered() && o.DatabaseURL == "":
+		return optionErr("DatabaseURL", "is required with cluster settings: the embedded store is single-node, and clustered nodes share one PostgreSQL database")
+	case o.clustered() && len(o.WSTokenSecret) == 0 && len(o.JWTSecret) == 0:
+		// Without either, each node would sign ws-tokens with a random key of its own.
+		return optionErr("WSTokenSecret", "is required in a cluster whose user JWTs are verified with a JWKS: every node must sign ws-tokens (and authenticate its routes) with the same secret")
+	case len(o.NodeID) > 64 || strings.ContainsFunc(o.NodeID, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return optionErr("NodeID", "must be at most 64 characters, without spaces or control characters")
+	}
+	for _, a := range append([]string{o.ClusterAddr}, o.ClusterPeers...) {
+		if a == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			name := "ClusterAddr"
+			if a != o.ClusterAddr {
+				name = "ClusterPeers"
+			}
+			return optionErr(name, "%q is not host:port", a)
+		}
+	}
+	return nil
 }
 
 func optionErr(option, format string, args ...any) *OptionError {

@@ -156,6 +156,10 @@ type Reader interface {
 	Events(ctx context.Context, userID string, since int64, limit int) (EventsPage, error)
 	// UnreadCount returns the user's unread total.
 	UnreadCount(ctx context.Context, userID string) (int64, error)
+	// Heads sets seqs[i] to the latest log seq of users[i] (0 for a user with no log),
+	// in one read for them all: how the inboxes learn whether they missed an entry.
+	// len(seqs) must be len(users).
+	Heads(ctx context.Context, users []string, seqs []int64) error
 	// Ping reports whether the store can be reached.
 	Ping(ctx context.Context) error
 

@@ -68,6 +68,9 @@ type inbox struct {
 	ahead        []aheadEntry
 	reorderArmed bool
 	reorderGen   uint64
+	headWant     int64 // the highest head a check read from the store
+	headArmed    bool  // the wait for the entries up to headWant is on
+	headGen      uint64
 
 	// readIDs are ids of the user's notifications the inbox knows are read (from
 	// notification-read and all-notifications-read entries, and the answers to its own
@@ -121,6 +124,16 @@ func (ib *inbox) Receive(c *actor.Context) {
 		if m.gen == ib.reorderGen {
 			ib.reorderArmed = false
 			ib.drainAhead(true)
+		}
+	case headIs:
+		if m.seq > ib.headWant {
+			ib.headWant = m.seq
+		}
+		ib.armHead()
+	case headDue:
+		if m.gen == ib.headGen {
+			ib.headArmed = false
+			ib.catchUpTo(ib.headWant)
 		}
 	case holdOver:
 		if m.gen == ib.holdGen {
@@ -503,6 +516,42 @@ func (ib *inbox) armReorder() {
 	ib.reorderArmed = true
 	gen, engine, self := ib.reorderGen, ib.engine, ib.self
 	time.AfterFunc(ib.opts.ReorderWait, func() { engine.Send(self, reorderOver{gen: gen}) })
+}
+
+// armHead starts the wait for the entries up to headWant, unless the inbox has them:
+// they may be on their way (committed after the head was read, or in flight on the bus),
+// so they count as lost only once Options.ReorderWait has passed.
+func (ib *inbox) armHead() {
+	if ib.headArmed || (ib.loaded && ib.headWant <= ib.head) {
+		return
+	}
+	ib.headArmed = true
+	ib.headGen++
+	gen, engine, self := ib.headGen, ib.engine, ib.self
+	time.AfterFunc(ib.opts.ReorderWait, func() { engine.Send(self, headDue{gen: gen}) })
+}
+
+// catchUpTo moves the inbox to seq, the store's head, when it has not received the
+// entries up to it: the cache is read again, and every live socket reads what it
+// missed from the store. Before the first snapshot read has answered, it waits again.
+func (ib *inbox) catchUpTo(seq int64) {
+	if !ib.loaded {
+		ib.armHead()
+		return
+	}
+	if seq <= ib.head {
+		return
+	}
+	ib.opts.Metrics.headRepaired(seq - ib.head)
+	ib.ring = ib.ring[:0] // not contiguous any more; readers fall back to the store
+	ib.head = seq
+	ib.cache.invalidate()
+	for _, sk := range ib.socks {
+		if sk.state == stLive {
+			sk.state = stCatchUp
+			ib.step(sk)
+		}
+	}
 }
 
 // accept moves the cache, the ring and every live socket past e, the next entry in seq

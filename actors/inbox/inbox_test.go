@@ -180,6 +180,61 @@ func TestLostDeliveryIsReadFromStore(t *testing.T) {
 	r.engine.Send(r.router, inbox.Detach{User: "alice", Socket: s})
 }
 
+// TestHeadCheckRepairsLostLastEntry: an entry that never reaches the inbox live, with
+// nothing after it to reveal the gap (the last one of a burst lost on the bus, or a
+// commit whose answer never came), reaches the socket once a head check reads the
+// store's head: for the user named, and for every user with All.
+func TestHeadCheckRepairsLostLastEntry(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Users", true: "All"}[all], func(t *testing.T) {
+			r := newRig(t)
+			s, other := newMemSocket(), newMemSocket()
+			r.engine.Send(r.router, inbox.Attach{User: "alice", Socket: s})
+			r.engine.Send(r.router, inbox.Attach{User: "bob", Socket: other})
+			for _, sk := range []*memSocket{s, other} {
+				if w := sk.next(t); w.Event != wire.EventUnread || w.Seq != 0 {
+					t.Fatalf("first frame %+v", w)
+				}
+			}
+			r.create(t, "alice") // seq 1, delivered
+			if w := s.next(t); w.Seq != 1 {
+				t.Fatalf("frame %+v, want seq 1", w)
+			}
+			r.drop.Store(true)
+			lost := r.create(t, "alice") // seq 2, never delivered live, and the last
+			r.drop.Store(false)
+			check := inbox.CheckHeads{Users: []string{"alice", "nobody"}}
+			if all {
+				check = inbox.CheckHeads{All: true}
+			}
+			r.engine.Send(r.router, check)
+			w := s.next(t)
+			var nt herald.Notification
+			if err := json.Unmarshal(w.Data, &nt); err != nil || w.Seq != 2 || w.Event != herald.EventCreated || w.Unread != 2 || nt.ID != lost.ID {
+				t.Fatalf("frame %+v (%v), want the lost new-notification seq 2 unread 2", w, err)
+			}
+			// The snapshot is rebuilt with it, and what follows arrives live as before.
+			r.engine.Send(r.router, inbox.Client{User: "alice", Socket: s, Frame: wire.ClientFrame{Event: wire.EventRefresh}})
+			w = s.next(t)
+			var items []herald.Notification
+			if err := json.Unmarshal(w.Data, &items); err != nil || w.Event != wire.EventUnread || w.Seq != 2 || len(items) != 2 || items[0].ID != lost.ID {
+				t.Fatalf("snapshot after the check: %+v (%v)", w, err)
+			}
+			r.create(t, "alice")
+			if w := s.next(t); w.Seq != 3 || w.Unread != 3 {
+				t.Fatalf("frame %+v, want seq 3", w)
+			}
+			// bob was not behind: the check sent him nothing.
+			r.create(t, "bob")
+			if w := other.next(t); w.Seq != 1 || w.Event != herald.EventCreated {
+				t.Fatalf("bob's frame %+v, want his seq 1", w)
+			}
+			r.engine.Send(r.router, inbox.Detach{User: "alice", Socket: s})
+			r.engine.Send(r.router, inbox.Detach{User: "bob", Socket: other})
+		})
+	}
+}
+
 // TestResumeBeyondDelivery: a cursor ahead of what the inbox has seen but known to the
 // store is a valid since (no snapshot): the socket gets what follows it.
 func TestResumeBeyondDelivery(t *testing.T) {

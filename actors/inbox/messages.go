@@ -44,6 +44,18 @@ type Committed struct {
 	At      time.Time
 }
 
+// CheckHeads asks the router to compare the heads of its inboxes with the store's: those
+// of Users, or of every user with an inbox when All. One read answers for many users,
+// and an inbox that is behind the store (an entry lost on its way: on the bus between
+// nodes, or a commit whose answer never came) has its sockets read what they missed. In
+// steady state nothing is behind and nothing else is read. A check asked for while one
+// runs starts when it ends, with everything asked meanwhile; a failed read is retried
+// every second until the store answers.
+type CheckHeads struct {
+	Users []string
+	All   bool
+}
+
 // OnCommit returns the hook for the persistence actor's Options.OnCommit: it hands each
 // committed batch to the router and returns at once.
 func OnCommit(engine *actor.Engine, router *actor.PID) func([]herald.Entry) {
@@ -57,6 +69,24 @@ type deliver struct {
 	entries []herald.Entry
 	at      time.Time
 }
+
+// headsRead answers the router's head read: seqs[i] is the store's head of users[i].
+type headsRead struct {
+	users []string
+	seqs  []int64
+	all   bool
+	err   error
+}
+
+// checkAgain ends the wait after a failed head read.
+type checkAgain struct{}
+
+// headIs is the store's head for the inbox's user, as a head check read it.
+type headIs struct{ seq int64 }
+
+// headDue ends the wait for entries a head check found missing: those still missing
+// are read from the store. gen tells a stale timer from the current one.
+type headDue struct{ gen uint64 }
 
 // idle is an inbox asking the router to retire it: it has had no socket for the grace
 // period, and had received attaches Attach messages in all.

@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"time"
@@ -54,6 +55,10 @@ type Options struct {
 	// ReadTimeout bounds each store read, and how long a catching-up socket may take
 	// to make room for the next page before it is closed as a slow consumer. Default 10 s.
 	ReadTimeout time.Duration
+	// Interest, when not nil, is told when the router starts an inbox for a user (on)
+	// and when it retires it: how a cluster bridge subscribes to the users a node holds.
+	// It is called on the router's goroutine and must return at once.
+	Interest func(user string, on bool)
 	// Metrics, when not nil, counts inboxes.
 	Metrics *Metrics
 	// Log receives store read failures and encoding errors. Default slog.Default().
@@ -119,7 +124,20 @@ type router struct {
 	routes  map[string]*route
 	touched []*route
 	spawned uint64 // names inboxes uniquely: a retiring inbox and its successor never share a PID
+
+	// Head checks (CheckHeads): at most one store read runs; what is asked meanwhile
+	// waits in wantAll and want, and starts when it ends.
+	checking  bool
+	retryWait bool // a failed check waits before it runs again
+	wantAll   bool
+	want      map[string]struct{}
 }
+
+// headsBatch is how many users one head read asks for.
+const headsBatch = 2048
+
+// checkRetry is how long a failed head check waits before it runs again.
+const checkRetry = time.Second
 
 func (r *router) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {
@@ -137,6 +155,9 @@ func (r *router) Receive(c *actor.Context) {
 				actor.WithMiddleware(supervise.Recover(r.opts.Log, nil)))}
 			r.routes[m.User] = rt
 			r.opts.Metrics.inboxes(1)
+			if r.opts.Interest != nil {
+				r.opts.Interest(m.User, true)
+			}
 		}
 		rt.attaches++
 		c.Send(rt.pid, m)
@@ -148,6 +169,23 @@ func (r *router) Receive(c *actor.Context) {
 		if rt := r.routes[m.User]; rt != nil {
 			c.Send(rt.pid, m)
 		}
+	case CheckHeads:
+		if m.All {
+			r.wantAll = true
+		} else {
+			if r.want == nil {
+				r.want = make(map[string]struct{}, len(m.Users))
+			}
+			for _, u := range m.Users {
+				r.want[u] = struct{}{}
+			}
+		}
+		r.checkHeads(c)
+	case headsRead:
+		r.headsRead(c, m)
+	case checkAgain:
+		r.retryWait = false
+		r.checkHeads(c)
 	case idle:
 		rt := r.routes[m.user]
 		if rt == nil || !rt.pid.Equals(m.pid) || rt.attaches != m.attaches {
@@ -156,6 +194,9 @@ func (r *router) Receive(c *actor.Context) {
 		delete(r.routes, m.user)
 		c.Engine().Poison(rt.pid)
 		r.opts.Metrics.inboxes(-1)
+		if r.opts.Interest != nil {
+			r.opts.Interest(m.user, false)
+		}
 	case actor.Stopped:
 		// The inboxes stop with the router; nothing waits for them (an inbox holds no
 		// goroutine while idle, and its sockets are the gateway's to close).
@@ -186,4 +227,75 @@ func (r *router) split(c *actor.Context, m Committed) {
 		r.touched[i] = nil
 	}
 	r.touched = r.touched[:0]
+}
+
+// checkHeads starts the head read of the users asked for, unless one runs. Only users
+// with an inbox are read: one without has nothing to repair (its next socket starts
+// from the store).
+func (r *router) checkHeads(c *actor.Context) {
+	if r.checking || r.retryWait || (!r.wantAll && len(r.want) == 0) {
+		return
+	}
+	var users []string
+	if r.wantAll {
+		users = make([]string, 0, len(r.routes))
+		for u := range r.routes {
+			users = append(users, u)
+		}
+	} else {
+		users = make([]string, 0, len(r.want))
+		for u := range r.want {
+			if r.routes[u] != nil {
+				users = append(users, u)
+			}
+		}
+	}
+	all := r.wantAll
+	r.wantAll, r.want = false, nil
+	if len(users) == 0 {
+		return
+	}
+	r.checking = true
+	store, timeout, engine, self := r.opts.Store, r.opts.ReadTimeout, c.Engine(), c.PID()
+	go func() {
+		seqs := make([]int64, len(users))
+		var err error
+		for i := 0; i < len(users) && err == nil; i += headsBatch {
+			j := min(i+headsBatch, len(users))
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err = store.Heads(ctx, users[i:j], seqs[i:j])
+			cancel()
+		}
+		engine.Send(self, headsRead{users: users, seqs: seqs, all: all, err: err})
+	}()
+}
+
+// headsRead hands each inbox the store's head for its user; a failed read is asked for
+// again after checkRetry, with what was asked meanwhile.
+func (r *router) headsRead(c *actor.Context, m headsRead) {
+	r.checking = false
+	r.opts.Metrics.headCheck(len(m.users), m.err)
+	if m.err != nil {
+		r.opts.Log.Warn("inbox: head check failed; retrying", "users", len(m.users), "err", m.err)
+		if m.all {
+			r.wantAll = true
+		} else {
+			if r.want == nil {
+				r.want = make(map[string]struct{}, len(m.users))
+			}
+			for _, u := range m.users {
+				r.want[u] = struct{}{}
+			}
+		}
+		r.retryWait = true
+		engine, self := c.Engine(), c.PID()
+		time.AfterFunc(checkRetry, func() { engine.Send(self, checkAgain{}) })
+		return
+	}
+	for i, u := range m.users {
+		if rt := r.routes[u]; rt != nil {
+			c.Send(rt.pid, headIs{seq: m.seqs[i]})
+		}
+	}
+	r.checkHeads(c)
 }

@@ -76,6 +76,10 @@ type config struct {
 	DeliveryTimeout     time.Duration `env:"HERALD_DELIVERY_TIMEOUT" envDefault:"30s"`
 	DeliveryConcurrency int           `env:"HERALD_DELIVERY_CONCURRENCY" envDefault:"16"`
 	DeliveryPoll        time.Duration `env:"HERALD_DELIVERY_POLL" envDefault:"1s"`
+	ClusterAddr         string        `env:"HERALD_CLUSTER_ADDR"`
+	ClusterPeers        []string      `env:"HERALD_CLUSTER_PEERS" envSeparator:","`
+	NATSURL             string        `env:"HERALD_NATS_URL"`
+	NodeID              string        `env:"HERALD_NODE_ID"`
 }
 
 // loadConfig parses the environment into a config. It checks no value's meaning but
@@ -93,6 +97,7 @@ func loadConfig(environ []string) (config, error) {
 		return c, configError(err)
 	}
 	c.APIKeys, c.AllowedOrigins, c.WebhookURLs = trimList(c.APIKeys), trimList(c.AllowedOrigins), trimList(c.WebhookURLs)
+	c.ClusterPeers = trimList(c.ClusterPeers)
 	if c.ShutdownTimeout <= 0 {
 		return c, errors.New("configuration: HERALD_SHUTDOWN_TIMEOUT must be positive")
 	}

@@ -83,7 +83,11 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	}
 
 	base := "http://" + ln.Addr().String()
-	fmt.Fprintf(stdout, "herald ready: listening on %s (store: %s)\n", base, n.StoreName())
+	if c := n.Cluster(); c != "" {
+		fmt.Fprintf(stdout, "herald ready: listening on %s (store: %s; cluster: %s)\n", base, n.StoreName(), c)
+	} else {
+		fmt.Fprintf(stdout, "herald ready: listening on %s (store: %s)\n", base, n.StoreName())
+	}
 	if creds != nil {
 		printDev(stdout, base, creds)
 	}
@@ -150,6 +154,7 @@ func nodeOptions(cfg *config, reg *prometheus.Registry, log *slog.Logger) node.O
 		DeliveryMaxAttempts: given(cfg.DeliveryMaxAttempts), DeliveryBackoff: given(cfg.DeliveryBackoff),
 		DeliveryBackoffMax: given(cfg.DeliveryBackoffMax), DeliveryTimeout: given(cfg.DeliveryTimeout),
 		DeliveryConcurrency: given(cfg.DeliveryConcurrency), DeliveryPoll: given(cfg.DeliveryPoll),
+		ClusterAddr: cfg.ClusterAddr, ClusterPeers: cfg.ClusterPeers, NATSURL: cfg.NATSURL, NodeID: cfg.NodeID,
 		Registry: reg,
 		Log:      log,
 	}

@@ -85,7 +85,9 @@ func TestFrameRateVariables(t *testing.T) {
 		if _, b, err := c.Read(ctx); err != nil || !strings.Contains(string(b), "unread-notifications") {
 			t.Fatalf("first frame: %s %v", b, err)
 		}
-		const n = 300
+		// Fewer than the outbound queue (HERALD_WS_QUEUE, 256) holds, so that the pongs
+		// fit it however slowly this client reads them on a loaded machine.
+		const n = 200
 		start := time.Now()
 		wrote := make(chan struct{})
 		go func() {
@@ -115,7 +117,7 @@ func TestFrameRateVariables(t *testing.T) {
 	if most := 3 + 5*elapsed.Seconds(); float64(pongs) > most {
 		t.Fatalf("%d pongs in %s with HERALD_WS_FRAME_BURST=3, want at most %.1f", pongs, elapsed, most)
 	}
-	if pongs, _, err := flood("0"); err != nil || pongs != 300 {
+	if pongs, _, err := flood("0"); err != nil || pongs != 200 {
 		t.Fatalf("flood at HERALD_WS_FRAME_RATE=0 (no limit): %d pongs, then %v", pongs, err)
 	}
 }

@@ -965,6 +965,21 @@ func (s *Store) UnreadCount(ctx context.Context, userID string) (int64, error) {
 	return n, err
 }
 
+// Heads sets seqs[i] to the latest seq of users[i], 0 when the user has no log, in one
+// read transaction.
+func (s *Store) Heads(ctx context.Context, users []string, seqs []int64) error {
+	return s.view(ctx, func(b *buckets) error {
+		for i, u := range users {
+			seq, _, err := b.user(u)
+			if err != nil {
+				return err
+			}
+			seqs[i] = seq
+		}
+		return nil
+	})
+}
+
 // Events returns up to limit entries of user's log after since, oldest first, merging the
 // creation entries (byseq) with the read and read-all entries (log); limit <= 0 means no
 // limit. A cursor beyond the latest seq, or whose next entry is gone or older than the

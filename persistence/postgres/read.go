@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,6 +22,10 @@ const (
 	sqlGet = `SELECT ` + noteCols + ` FROM notifications AS n WHERE n.id = $1 AND n.receiver_id = $2`
 
 	sqlUserState = `SELECT seq, unread FROM user_state WHERE user_id = $1`
+
+	// The heads of many users: their positions in $1 (from 1) and their seqs.
+	sqlHeads = `SELECT u.i, s.seq FROM unnest($1::text[]) WITH ORDINALITY AS u(id, i)
+JOIN user_state AS s ON s.user_id = u.id`
 
 	sqlUnread = `SELECT ` + noteCols + ` FROM notifications AS n
 WHERE n.receiver_id = $1 AND n.read_at IS NULL AND n.seq < $2
@@ -145,6 +150,39 @@ func (s *Store) UnreadCount(ctx context.Context, userID string) (int64, error) {
 	}
 	return unread, nil
 }
+
+// Heads sets seqs[i] to the latest seq of users[i], 0 when the user has no log, in one
+// query.
+func (s *Store) Heads(ctx context.Context, users []string, seqs []int64) error {
+	clear(seqs)
+	ids := users
+	for i, u := range users {
+		if !storable(u) { // no such user can be stored: ask for "" in its place
+			if sameArray(ids, users) {
+				ids = slices.Clone(users)
+			}
+			ids[i] = ""
+		}
+	}
+	rows, err := s.pool.Query(ctx, sqlHeads, ids)
+	if err != nil {
+		return herald.Unavailable(err)
+	}
+	defer rows.Close()
+	var i, seq int64
+	for rows.Next() {
+		if err := rows.Scan(&i, &seq); err != nil {
+			return herald.Unavailable(err)
+		}
+		seqs[i-1] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return herald.Unavailable(err)
+	}
+	return nil
+}
+
+func sameArray(a, b []string) bool { return len(a) > 0 && len(b) > 0 && &a[0] == &b[0] }
 
 // Events returns up to limit entries of userID's log after since, oldest first, or a
 // reset when since is beyond the latest seq or its next entry is gone or older than the

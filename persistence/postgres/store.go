@@ -83,6 +83,31 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// ConnLimits are the server's connection limits, as a node checks that the pools of
+// every node fit them.
+type ConnLimits struct {
+	Max      int // max_connections
+	Reserved int // superuser_reserved_connections (and reserved_connections): not for Herald
+	InUse    int // connections open now, every client's
+	Pool     int // this store's pool size
+}
+
+// Available is how many connections ordinary clients may open in all.
+func (l ConnLimits) Available() int { return l.Max - l.Reserved }
+
+// ConnLimits reads the server's connection limits and how many connections are open.
+func (s *Store) ConnLimits(ctx context.Context) (ConnLimits, error) {
+	l := ConnLimits{Pool: int(s.pool.Config().MaxConns)}
+	err := s.pool.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
+    current_setting('superuser_reserved_connections')::int
+      + coalesce(current_setting('reserved_connections', true), '0')::int,
+    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int`).Scan(&l.Max, &l.Reserved, &l.InUse)
+	if err != nil {
+		return l, herald.Unavailable(err)
+	}
+	return l, nil
+}
+
 // Close closes every connection; it waits for connections in use to be released.
 func (s *Store) Close() error {
 	s.pool.Close()

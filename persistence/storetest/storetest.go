@@ -53,6 +53,7 @@ func Run(t *testing.T, open Opener) {
 		{"UnreadPaging", testUnreadPaging},
 		{"CreatedPaging", testCreatedPaging},
 		{"Events", testEvents},
+		{"Heads", testHeads},
 		{"Idempotency", testIdempotency},
 		{"Retention", testRetention},
 		{"Closed", testClosed},
@@ -1086,5 +1087,25 @@ func testClosed(t *testing.T, open Opener) {
 	wantCode(t, "Apply on a closed store", err, herald.CodeUnavailable)
 	if err := s.Ping(t.Context()); err == nil {
 		t.Error("Ping on a closed store succeeded")
+	}
+}
+
+// testHeads: the latest seq of many users in one read, 0 for users with no log (and for
+// ids no store can hold), whatever their order or repetition.
+func testHeads(t *testing.T, open Opener) {
+	s := open(t, persistence.DefaultRetention)
+	now := clock()
+	created(t, s, now, note(t, "alice", "a", 1), note(t, "alice", "a", 2), note(t, "bob", "a", 1))
+	apply(t, s, now, readAll("alice"))
+	users := []string{"bob", "nobody", "alice", "bad\x00id", "alice", "\xff"}
+	seqs := []int64{-1, -1, -1, -1, -1, -1}
+	if err := s.Heads(t.Context(), users, seqs); err != nil {
+		t.Fatalf("Heads: %v", err)
+	}
+	if want := []int64{1, 0, 3, 0, 3, 0}; !slices.Equal(seqs, want) {
+		t.Errorf("Heads(%q) = %v, want %v", users, seqs, want)
+	}
+	if err := s.Heads(t.Context(), nil, nil); err != nil {
+		t.Errorf("Heads of no users: %v", err)
 	}
 }
