@@ -166,7 +166,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	}
 	n.router = n.engine.Spawn(inbox.NewRouter(inbox.Options{
 		Store: n.store, Writer: &n.writer, MaxSockets: o.WSMaxPerUser, Interest: interest,
-		Metrics: inbox.NewMetrics(reg), Log: log,
+		OpTimeout: persist.DefaultWriteTimeout, Metrics: inbox.NewMetrics(reg), Log: log,
 	}), "inbox", actor.WithID("router"), supervised)
 	if o.clustered() {
 		if n.bridge, err = startBridge(ctx, &o, n.engine, n.router, n.store); err != nil {
@@ -192,8 +192,11 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 				n.engine.Send(pid, dispatch.Wake{})
 			}
 		},
-		Metrics: persist.NewMetrics(reg),
-		Log:     log,
+		// A batch whose commit went unanswered may be stored: once the store answers,
+		// the router re-reads its users' heads, and their sockets get what it stored.
+		OnUncertain: func(users []string) { n.engine.Send(n.router, inbox.CheckHeads{Users: users}) },
+		Metrics:     persist.NewMetrics(reg),
+		Log:         log,
 	}), "persist", actor.WithID("writer"), supervised)
 	n.writer = persist.Client{Engine: n.engine, PID: n.writerPID}
 	d := dispatch.Options{
@@ -213,7 +216,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	})
 	n.emitter = events.New(n.writer, set, events.NewMetrics(reg))
 	n.handler = api.New(api.Options{
-		Store: n.store, Writer: n.writer, Auth: authn, MaxPayload: o.MaxPayload,
+		Store: n.store, Writer: n.writer, Auth: authn, MaxPayload: o.MaxPayload, WriteTimeout: persist.DefaultWriteTimeout,
 		UserRate: apiRate(o.UserRate, o.UserBurst), ServiceRate: apiRate(o.ServiceRate, o.ServiceBurst),
 		UserReadRate: apiRate(o.UserReadRate, o.UserReadBurst), BodyBytesInFlight: o.BodyBytesInFlight,
 		Registry: reg, Log: log,

@@ -165,50 +165,6 @@ func (l *syncLog) String() string {
 	return l.b.String()
 }
 
-// holdCommits makes every later commit on pg wait for a synchronous standby that does
-// not exist (the commit is durable locally, and neither visible nor answered until the
-// wait ends), and returns once it does; release ends it and lets the waiting commits
-// finish. The server must run with synchronous_commit=on.
-func holdCommits(t *testing.T, url string) (release func()) {
-	t.Helper()
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close(ctx) })
-	exec := func(sql string) {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	exec("CREATE TABLE hold_probe (i int)")
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			exec("ALTER SYSTEM RESET synchronous_standby_names")
-			exec("SELECT pg_reload_conf()")
-		})
-	}
-	t.Cleanup(release)
-	exec("ALTER SYSTEM SET synchronous_standby_names = 'absent'")
-	exec("SELECT pg_reload_conf()")
-	// The setting reaches the commits once the checkpointer has read it: until a commit
-	// of a connection of our own hangs.
-	poll.Until(t, "commits to wait for the standby", 10*time.Second, func() bool {
-		c, err := pgx.Connect(ctx, url)
-		if err != nil {
-			return false
-		}
-		defer c.Close(ctx)
-		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		defer cancel()
-		_, err = c.Exec(short, "INSERT INTO hold_probe VALUES (1)")
-		return err != nil
-	})
-	return release
-}
-
 // TestUnansweredCommitThatLanded: a batch whose COMMIT reached PostgreSQL, which then
 // stopped before it answered, is reported outcome_unknown and logged as perhaps
 // written; once PostgreSQL answers again (and not before), its users go to OnUncertain,
@@ -236,7 +192,7 @@ func TestUnansweredCommitThatLanded(t *testing.T) {
 	}
 	defer watcher.Close(ctx)
 
-	release := holdCommits(t, url)
+	release := pg.HoldCommits(t, url)
 	answered := make(chan error, 1)
 	go func() {
 		_, err := c.Write(context.Background(), keyedOp("landed", "k1"))
