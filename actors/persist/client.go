@@ -2,7 +2,9 @@ package persist
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/anthdm/hollywood/actor"
 
@@ -60,6 +62,7 @@ func answer(r Reply) (persistence.Result, error) {
 }
 
 // Drain flushes everything pending and returns once nothing is in flight or ctx ends.
+// When ctx ends first, the error is a *DrainError saying what was left.
 func (c Client) Drain(ctx context.Context) error {
 	done := make(chan struct{})
 	c.Engine.Send(c.PID, Drain{Done: done})
@@ -67,6 +70,33 @@ func (c Client) Drain(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	e := &DrainError{Err: ctx.Err()}
+	answer := make(chan left, 1)
+	c.Engine.Send(c.PID, count(answer))
+	select { // the actor never waits on the store: it answers at once
+	case n := <-answer:
+		e.Waiting, e.Committing, e.Known = n.waiting, n.committing, true
+	case <-time.After(100 * time.Millisecond):
+	}
+	return e
 }
+
+// DrainError is what a Drain that ran out of time left behind. None of it was
+// acknowledged: a caller is answered only once its write is durable.
+type DrainError struct {
+	Waiting    int  // writes that never went to the store: not written
+	Committing int  // commits the store had not answered: they may or may not be stored
+	Known      bool // the actor gave the counts
+	Err        error
+}
+
+func (e *DrainError) Error() string {
+	if !e.Known {
+		return fmt.Sprintf("writes still pending (%v), none of them acknowledged", e.Err)
+	}
+	return fmt.Sprintf("writes left (%v), none of them acknowledged: %d never sent to storage (not written), %d commit(s) unanswered (may or may not be stored)",
+		e.Err, e.Waiting, e.Committing)
+}
+
+func (e *DrainError) Unwrap() error { return e.Err }

@@ -141,6 +141,12 @@ type flushTick struct{}
 // whose outcome is unknown.
 type committed struct{ uncertain []string }
 
+// count asks the actor how many writes wait and how many commits run.
+type count chan<- left
+
+// left is what the actor has not done: writes waiting for a batch, commits running.
+type left struct{ waiting, committing int }
+
 // probed tells the actor that the store answered a probe for the users it was given.
 type probed struct{}
 
@@ -223,6 +229,8 @@ func (w *writer) Receive(c *actor.Context) {
 		if w.inflight == 0 {
 			w.flush()
 		}
+	case count:
+		m <- left{len(w.pending), w.inflight}
 	case probed:
 		w.probing = false
 		if len(w.unsure) > 0 {
