@@ -20,7 +20,8 @@ const (
 	CodeTooLarge            Code = "too_large"            // 413: body or payload over the limit
 	CodeValidation          Code = "validation_failed"    // 422: a field is missing or wrong
 	CodeRateLimited         Code = "rate_limited"         // 429: rate limit
-	CodeUnavailable         Code = "unavailable"          // 503: storage unavailable, nothing half-written
+	CodeUnavailable         Code = "unavailable"          // 503: storage unavailable, nothing was written
+	CodeOutcomeUnknown      Code = "outcome_unknown"      // 503: sent to storage, no answer: it may be stored
 	CodeInternal            Code = "internal"             // 500: a bug; details go to the log, not the caller
 
 	// The codes only a WebSocket error frame carries (the frame is not the request, so
@@ -61,6 +62,18 @@ func FieldError(field, format string, args ...any) *Error {
 // Unavailable wraps a storage failure: the caller is told to retry, the cause is logged.
 func Unavailable(err error) *Error {
 	return &Error{Code: CodeUnavailable, Message: "storage unavailable, nothing was written", Err: err}
+}
+
+// OutcomeUnknownMessage is the message of every outcome_unknown error: the caller
+// learns that its change may be stored, and how to find out safely.
+const OutcomeUnknownMessage = "storage did not answer after the change was sent: it may or may not be stored; " +
+	"retry with the same idempotencyKey, which is then safe (a mark-read or read-all is safe to retry as it is)"
+
+// OutcomeUnknown reports a change that was sent to storage without an answer coming
+// back (a commit timed out, the connection broke mid-commit, the caller gave up while it
+// was in flight): unlike unavailable, it may have been stored. The cause is logged.
+func OutcomeUnknown(err error) *Error {
+	return &Error{Code: CodeOutcomeUnknown, Message: OutcomeUnknownMessage, Err: err}
 }
 
 // ErrorCode returns the Code of err, CodeInternal for an error that is not an *Error,

@@ -31,7 +31,7 @@ func status(code herald.Code) int {
 		return http.StatusUnprocessableEntity
 	case herald.CodeRateLimited:
 		return http.StatusTooManyRequests
-	case herald.CodeUnavailable:
+	case herald.CodeUnavailable, herald.CodeOutcomeUnknown:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

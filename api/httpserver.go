@@ -52,7 +52,7 @@ type HTTPOptions struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds each request that is not a WebSocket from the end of its
 	// headers to the end of its answer, handler included (keep it above the API's own
-	// wait for a commit, api.Options.WriteTimeout, 10 s by default). A WebSocket loses it when upgraded. Default
+	// wait for a commit, api.Options.WriteTimeout, 15 s by default). A WebSocket loses it when upgraded. Default
 	// DefaultWriteTimeout (30 s); negative: none (a listener that streams long answers,
 	// such as profiles).
 	WriteTimeout time.Duration

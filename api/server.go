@@ -25,7 +25,9 @@ type Options struct {
 	Auth   *auth.Authenticator // required
 	// MaxPayload is the payload limit in bytes. Default herald.DefaultMaxPayload (16 KiB).
 	MaxPayload int
-	// WriteTimeout bounds how long a request waits for its commit. Default 10 s.
+	// WriteTimeout bounds how long a request waits for its commit: more than the
+	// persistence actor's commit timeout, so that a write that starts is answered with its
+	// commit's outcome (persist.DefaultWriteTimeout). Default 15 s.
 	WriteTimeout time.Duration
 	// ReadTimeout bounds one store read of a request; when it passes, the request is
 	// answered 503 unavailable instead of waiting on a store that does not answer.
@@ -97,7 +99,7 @@ func New(o Options) *Server {
 		o.MaxPayload = herald.DefaultMaxPayload
 	}
 	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = 10 * time.Second
+		o.WriteTimeout = 15 * time.Second
 	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = 5 * time.Second

@@ -60,6 +60,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,7 +167,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	}
 	n.router = n.engine.Spawn(inbox.NewRouter(inbox.Options{
 		Store: n.store, Writer: &n.writer, MaxSockets: o.WSMaxPerUser, Interest: interest,
-		Metrics: inbox.NewMetrics(reg), Log: log,
+		OpTimeout: persist.DefaultWriteTimeout, Metrics: inbox.NewMetrics(reg), Log: log,
 	}), "inbox", actor.WithID("router"), supervised)
 	if o.clustered() {
 		if n.bridge, err = startBridge(ctx, &o, n.engine, n.router, n.store); err != nil {
@@ -192,8 +193,11 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 				n.engine.Send(pid, dispatch.Wake{})
 			}
 		},
-		Metrics: persist.NewMetrics(reg),
-		Log:     log,
+		// A batch whose commit went unanswered may be stored: once the store answers,
+		// the router re-reads its users' heads, and their sockets get what it stored.
+		OnUncertain: func(users []string) { n.engine.Send(n.router, inbox.CheckHeads{Users: users}) },
+		Metrics:     persist.NewMetrics(reg),
+		Log:         log,
 	}), "persist", actor.WithID("writer"), supervised)
 	n.writer = persist.Client{Engine: n.engine, PID: n.writerPID}
 	d := dispatch.Options{
@@ -213,7 +217,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	})
 	n.emitter = events.New(n.writer, set, events.NewMetrics(reg))
 	n.handler = api.New(api.Options{
-		Store: n.store, Writer: n.writer, Auth: authn, MaxPayload: o.MaxPayload,
+		Store: n.store, Writer: n.writer, Auth: authn, MaxPayload: o.MaxPayload, WriteTimeout: persist.DefaultWriteTimeout,
 		UserRate: apiRate(o.UserRate, o.UserBurst), ServiceRate: apiRate(o.ServiceRate, o.ServiceBurst),
 		UserReadRate: apiRate(o.UserReadRate, o.UserReadBurst), BodyBytesInFlight: o.BodyBytesInFlight,
 		Registry: reg, Log: log,
@@ -321,15 +325,20 @@ func (n *Node) Reload() error {
 // after what is queued for them; connections still open when ctx ends are dropped.
 func (n *Node) CloseSockets(ctx context.Context) error { return n.hub.Shutdown(ctx) }
 
-// Close stops the node: pending writes are committed, deliveries in flight finish
-// (within ctx), the actors stop and the store is closed. Call it once the HTTP server
-// has stopped. An error means pending writes were not all committed in time.
+// Close stops the node: pending writes are committed, deliveries in flight finish, the
+// actors stop and the store is closed, all within ctx: when ctx ends first (a store that
+// does not answer), Close returns at once with an error that says what was not done.
+// Nothing acknowledged is lost then: the writes left were never answered with success
+// (those never sent are not written, those in an unanswered commit may be stored), and
+// deliveries in flight are retried after their lease. Call it once the HTTP server has
+// stopped.
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() { n.closeErr = n.close(ctx) })
 	return n.closeErr
 }
 
 func (n *Node) close(ctx context.Context) error {
+	var left []string       // what ctx ended before, for the error
 	_ = n.hub.Shutdown(ctx) // in case CloseSockets was not called
 	n.stopPrune()
 	<-n.pruned
@@ -341,33 +350,64 @@ func (n *Node) close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		n.log.Warn("deliveries still in flight at shutdown; they will be retried after their lease")
+		left = append(left, "the delivery dispatcher did not drain (a delivery in flight is retried after its lease)")
 	}
 	n.wake.Store(nil)
-	n.waitStopped(n.engine.Poison(n.dispatch), "dispatcher")
-	drainErr := n.writer.Drain(ctx)
-	n.waitStopped(n.engine.Poison(n.writerPID), "persistence actor")
+	n.waitStopped(ctx, n.engine.Poison(n.dispatch), "dispatcher")
+	if err := n.writer.Drain(ctx); err != nil {
+		n.log.Error("shutdown: pending writes not committed in time", "err", err)
+		left = append(left, err.Error())
+	}
+	n.waitStopped(ctx, n.engine.Poison(n.writerPID), "persistence actor")
 	if n.bridge != nil {
 		// The last commits' messages go out, the bus drains, the embedded server stops.
 		if err := n.bridge.Close(ctx); err != nil {
 			n.log.Warn("cluster bridge did not stop cleanly", "err", err)
 		}
 	}
-	n.waitStopped(n.engine.Poison(n.router), "router")
-	if err := n.store.Close(); err != nil && drainErr == nil {
-		return err
+	n.waitStopped(ctx, n.engine.Poison(n.router), "router")
+	// A pool waits for the connections its commits hold (PostgreSQL), a file for its
+	// last transaction: the store's close gets what is left of ctx, and no more.
+	closed := make(chan error, 1)
+	go func() { closed <- n.store.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			left = append(left, "the store did not close cleanly: "+err.Error())
+		}
+	case <-ctx.Done():
+		n.log.Error("shutdown: the store did not close in time; leaving it open")
+		left = append(left, "the store did not close in time (it is left to the process's exit)")
 	}
-	if drainErr != nil {
-		return fmt.Errorf("pending writes not committed in time: %w", drainErr)
+	if len(left) > 0 {
+		return &CloseError{Left: left}
 	}
 	return nil
 }
 
-// waitStopped waits a little for a poisoned actor: its work is already drained, and a
-// shutdown must not hang on it.
-func (n *Node) waitStopped(stopped context.Context, what string) {
+// CloseError is a Close that could not do everything within its context: Left says
+// what was not done. None of it loses an acknowledged change.
+type CloseError struct{ Left []string }
+
+func (e *CloseError) Error() string {
+	return "not done in time: " + strings.Join(e.Left, "; ") + "; nothing acknowledged is lost"
+}
+
+// waitStopped waits a little for a poisoned actor, at most 5 s and no longer than ctx:
+// its work is already drained, or given up on, and a shutdown must not hang on it.
+func (n *Node) waitStopped(ctx context.Context, stopped context.Context, what string) {
 	select {
 	case <-stopped.Done():
-	case <-time.After(5 * time.Second):
+		return
+	default:
+	}
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-stopped.Done():
+	case <-ctx.Done():
+		n.log.Warn("actor did not stop within the shutdown's time; going on", "actor", what)
+	case <-t.C:
 		n.log.Warn("actor did not stop within 5s; going on", "actor", what)
 	}
 }

@@ -196,7 +196,8 @@ type Store interface {
 // Writer sends one Op to the single writer and waits until it is durable: the persistence
 // actor's client (actors/persist.Client). The API, the inbox actors (their clients'
 // frames), the event emitter, the dispatcher and the node write through one. The error is the op's own failure (a per-op
-// *herald.Error such as not_found or a validation error) or its batch's (unavailable).
+// *herald.Error such as not_found or a validation error) or its batch's: unavailable
+// (nothing was written) or outcome_unknown (sent to the store, no answer: it may be stored).
 type Writer interface {
 	Write(ctx context.Context, op Op) (Result, error)
 }

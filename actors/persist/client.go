@@ -2,6 +2,9 @@ package persist
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/anthdm/hollywood/actor"
 
@@ -22,25 +25,44 @@ type Client struct {
 var _ persistence.Writer = Client{}
 
 // Write applies op and waits until it is durable or ctx ends. The error is the op's own
-// failure (not_found, idempotency_conflict) or the batch's (unavailable); both are
-// *herald.Error. When ctx ends first the write may still commit later, unless its batch
-// had not left yet.
+// failure (not_found, idempotency_conflict) or the batch's; all are *herald.Error. Only
+// unavailable means that nothing was written: when ctx ends before op's batch left, op
+// is never written and the error is unavailable; when it ends after, the store has op,
+// and the error is outcome_unknown (it may be stored). Give ctx more than the actor's
+// CommitTimeout (DefaultWriteTimeout), so that a write that starts is answered with its
+// commit's outcome.
 func (c Client) Write(ctx context.Context, op persistence.Op) (persistence.Result, error) {
-	reply := make(chan Reply, 1)
-	c.Engine.Send(c.PID, Write{Ctx: ctx, Op: op, Reply: reply})
+	reply, claim := make(chan Reply, 1), new(atomic.Uint32)
+	c.Engine.Send(c.PID, Write{Ctx: ctx, Op: op, Reply: reply, claim: claim})
 	select {
 	case r := <-reply:
-		if r.Err != nil {
-			return persistence.Result{}, r.Err
-		}
-		return r.Result, r.Result.Err
+		return answer(r)
 	case <-ctx.Done():
-		return persistence.Result{}, &herald.Error{Code: herald.CodeUnavailable,
-			Message: "timed out waiting for storage; the change may or may not have been written", Err: ctx.Err()}
 	}
+	if claim.CompareAndSwap(queued, abandoned) {
+		return persistence.Result{}, &herald.Error{Code: herald.CodeUnavailable,
+			Message: "timed out waiting for storage; the change was not sent, nothing was written", Err: ctx.Err()}
+	}
+	select {
+	case r := <-reply: // answered as ctx ended
+		return answer(r)
+	default:
+	}
+	if claim.Load() == abandoned { // the actor refused it: its answer is on its way
+		return answer(<-reply)
+	}
+	return persistence.Result{}, herald.OutcomeUnknown(ctx.Err())
+}
+
+func answer(r Reply) (persistence.Result, error) {
+	if r.Err != nil {
+		return persistence.Result{}, r.Err
+	}
+	return r.Result, r.Result.Err
 }
 
 // Drain flushes everything pending and returns once nothing is in flight or ctx ends.
+// When ctx ends first, the error is a *DrainError saying what was left.
 func (c Client) Drain(ctx context.Context) error {
 	done := make(chan struct{})
 	c.Engine.Send(c.PID, Drain{Done: done})
@@ -48,6 +70,33 @@ func (c Client) Drain(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	e := &DrainError{Err: ctx.Err()}
+	answer := make(chan left, 1)
+	c.Engine.Send(c.PID, count(answer))
+	select { // the actor never waits on the store: it answers at once
+	case n := <-answer:
+		e.Waiting, e.Committing, e.Known = n.waiting, n.committing, true
+	case <-time.After(100 * time.Millisecond):
+	}
+	return e
 }
+
+// DrainError is what a Drain that ran out of time left behind. None of it was
+// acknowledged: a caller is answered only once its write is durable.
+type DrainError struct {
+	Waiting    int  // writes that never went to the store: not written
+	Committing int  // commits the store had not answered: they may or may not be stored
+	Known      bool // the actor gave the counts
+	Err        error
+}
+
+func (e *DrainError) Error() string {
+	if !e.Known {
+		return fmt.Sprintf("writes still pending (%v), none of them acknowledged", e.Err)
+	}
+	return fmt.Sprintf("writes left (%v), none of them acknowledged: %d never sent to storage (not written), %d commit(s) unanswered (may or may not be stored)",
+		e.Err, e.Waiting, e.Committing)
+}
+
+func (e *DrainError) Unwrap() error { return e.Err }

@@ -9,8 +9,22 @@
 // and hands each batch to one commit goroutine, which runs Applier.Apply (one
 // transaction), then delivers the committed entries (Options.OnCommit) and replies to
 // every caller of the batch. A caller is answered only after its change is durable; if
-// the transaction fails, every caller in the batch gets the same `unavailable` error and
-// nothing of the batch was written.
+// the transaction fails, every caller in the batch gets the same error: `unavailable`
+// when nothing of the batch was written, `outcome_unknown` when the store took the
+// commit and gave no answer (a timeout, a connection lost mid-commit: it may be stored).
+//
+// Only `unavailable` means "not written". A write does not start when its caller can no
+// longer be answered: its context has ended, or its deadline, which allowed for a commit
+// (CommitTimeout) when the write arrived, no longer does when its batch leaves; it is
+// answered `unavailable`. A caller that stops waiting before its batch leaves hears
+// `unavailable` too, and its write is dropped (Client and the commit race for the write
+// and one of them wins); one that stops waiting after hears `outcome_unknown`. Callers
+// give a write DefaultWriteTimeout, more than a commit, so that a write that starts is
+// answered with its commit's outcome.
+//
+// After an `outcome_unknown` batch, its users go to Options.OnUncertain once the store
+// answers for them again (a probe that takes their locks and writes nothing), so that
+// what the batch did store reaches their sockets (the node has the router re-read them).
 //
 // One write to the store does not come through here: the dispatcher's lease claim on
 // due deliveries (persistence.Claimer), whose reasons the persistence package doc gives.

@@ -7,9 +7,10 @@
 // The command reads the configuration, builds a node (package node wires the store, the
 // actors and the API), serves it over HTTP and owns the shutdown order: on SIGTERM or
 // SIGINT it stops accepting, closes the WebSockets with 1001 while the HTTP server lets
-// running requests finish, both within HERALD_SHUTDOWN_TIMEOUT; then it closes the node
-// (pending writes committed, deliveries finished, the store closed) within a second
-// HERALD_SHUTDOWN_TIMEOUT. SIGHUP reloads the rules file.
+// running requests finish, both within the first half of HERALD_SHUTDOWN_TIMEOUT; then
+// it closes the node (pending writes committed, deliveries finished, the store closed)
+// within the rest. Past the whole budget (a store that does not answer) it exits 1,
+// saying what was not done: nothing acknowledged is lost. SIGHUP reloads the rules file.
 package main
 
 import (

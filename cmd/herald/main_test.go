@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/heraldhq/herald/api/auth"
 	"github.com/heraldhq/herald/internal/pgtest"
 	"github.com/heraldhq/herald/internal/poll"
@@ -432,5 +434,74 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			}
 			t.Logf("%d acknowledged, %d stored", n, len(stored))
 		})
+	}
+}
+
+// TestShutdownWithinBudgetWhenStorageHangs: SIGTERM while a commit is with a stopped
+// PostgreSQL (its COMMIT sent, unanswered, holding a pooled connection, and its request
+// waiting): the whole shutdown fits HERALD_SHUTDOWN_TIMEOUT, pool close included, and
+// herald exits 1 saying that nothing acknowledged is lost; the waiting request is never
+// answered with success.
+func TestShutdownWithinBudgetWhenStorageHangs(t *testing.T) {
+	pg := pgtest.OwnWith(t, pgtest.Options{Settings: []string{"synchronous_commit=on"}})
+	url := pg.NewDatabase(t)
+	bin := buildHerald(t)
+	const budget = 2 * time.Second
+	cmd, stderr := heraldCmd(bin, []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_DATABASE_URL=" + url,
+		"HERALD_JWT_SECRET=" + secret, "HERALD_API_KEYS=k1", "HERALD_SHUTDOWN_TIMEOUT=" + budget.String()})
+	p := startCmd(t, cmd)
+	if code, b := request(t, "POST", p.base+"/notifications", "k1", `{"receiverId":"u","type":"t"}`); code != 201 {
+		t.Fatalf("create: %d %s", code, b)
+	}
+
+	ctx := context.Background()
+	watcher, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close(ctx)
+	release := pg.HoldCommits(t, url)
+	answered := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", p.base+"/notifications", strings.NewReader(`{"receiverId":"u","type":"t","idempotencyKey":"k"}`))
+		req.Header.Set("X-Api-Key", "k1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.Status
+	}()
+	poll.Until(t, "the create's COMMIT to reach PostgreSQL", 10*time.Second, func() bool {
+		var n int
+		err := watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE wait_event = 'SyncRep' AND query = 'COMMIT' AND datname = current_database()`).Scan(&n)
+		return err == nil && n > 0
+	})
+	if err := pg.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Resume(); release() })
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	took := time.Since(start)
+	t.Logf("exit after %v: %v", took.Round(time.Millisecond), err)
+	if limit := budget + time.Second; took > limit {
+		t.Fatalf("SIGTERM with storage stopped: exit after %v, over the %v budget and a second", took, budget)
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit with storage stopped: %v, want status 1", err)
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "nothing acknowledged is lost") || !strings.Contains(out, "HERALD_SHUTDOWN_TIMEOUT (2s)") {
+		t.Fatalf("shutdown log does not say what was lost:\n%s", out)
+	}
+	if a := <-answered; strings.HasPrefix(a, "2") {
+		t.Fatalf("the create waiting on the stopped store was answered %s", a)
 	}
 }

@@ -99,10 +99,13 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	case err := <-served:
 		serveErr = fmt.Errorf("http server: %w", err)
 	}
-	log.Info("shutting down: closing sockets, draining requests and pending writes")
-	// Requests and sockets get the shutdown timeout to finish; pending writes get their
-	// own, so a slow request cannot leave the drain no time at all.
-	httpCtx, cancelHTTP := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	log.Info("shutting down: closing sockets, draining requests and pending writes", "within", cfg.ShutdownTimeout)
+	// The whole shutdown fits HERALD_SHUTDOWN_TIMEOUT. Requests and sockets get its
+	// first half to finish, so that a slow request cannot leave the drain no time at
+	// all; pending writes, deliveries in flight and the store's close get what is left.
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancelShutdown()
+	httpCtx, cancelHTTP := context.WithTimeout(shutdownCtx, cfg.ShutdownTimeout/2)
 	defer cancelHTTP()
 	socketsDone := make(chan error, 1)
 	go func() { socketsDone <- n.CloseSockets(httpCtx) }() // hijacked: Shutdown below does not see them
@@ -113,10 +116,8 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	if err := <-socketsDone; err != nil {
 		log.Warn("some sockets did not finish their closing handshake in time; dropped", "err", err)
 	}
-	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancelDrain()
-	if err := n.Close(drainCtx); err != nil {
-		return fmt.Errorf("within %s: %w", cfg.ShutdownTimeout, err)
+	if err := n.Close(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown did not finish within HERALD_SHUTDOWN_TIMEOUT (%s): %w", cfg.ShutdownTimeout, err)
 	}
 	if serveErr != nil {
 		return serveErr

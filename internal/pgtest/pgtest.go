@@ -338,6 +338,82 @@ func (s *Server) Pause() error { return s.signalAll(syscall.SIGSTOP) }
 // Resume lets a paused server run again (SIGCONT).
 func (s *Server) Resume() error { return s.signalAll(syscall.SIGCONT) }
 
+// HoldCommits makes every commit on the server that writes something wait, from its
+// return on, for a synchronous standby that does not exist: the transaction is durable
+// on the server, holds its locks and is neither visible nor answered until release
+// (which the test's end calls too). With Pause, it puts a COMMIT in the state that
+// "sent, never answered" names: the commit lands when the server runs again. db is a
+// database URL of the server, for the connections HoldCommits makes. The server must
+// run with synchronous_commit=on (OwnWith, Options.Settings): HoldCommits fails the test
+// otherwise.
+func (s *Server) HoldCommits(t testing.TB, db string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { admin.Close(ctx) })
+	exec := func(sql string) {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("pgtest: %s: %v", sql, err)
+		}
+	}
+	var mode string
+	if err := admin.QueryRow(ctx, "SHOW synchronous_commit").Scan(&mode); err != nil || mode != "on" {
+		t.Fatalf("pgtest: HoldCommits needs synchronous_commit=on, the server has %q (%v)", mode, err)
+	}
+	exec("CREATE TABLE IF NOT EXISTS pgtest_hold (i int)")
+	held, stopHeld := context.WithCancel(ctx)
+	var waiters sync.WaitGroup
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			exec("ALTER SYSTEM RESET synchronous_standby_names")
+			exec("SELECT pg_reload_conf()")
+			stopHeld()
+			waiters.Wait()
+		})
+	}
+	t.Cleanup(release)
+	exec("ALTER SYSTEM SET synchronous_standby_names = 'pgtest_absent'")
+	exec("SELECT pg_reload_conf()")
+	// The setting reaches the commits once the checkpointer has read it: until a commit
+	// of a connection of our own waits for the standby (it waits until release).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := pgx.Connect(ctx, db)
+		if err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		done := make(chan struct{})
+		waiters.Add(1)
+		go func() {
+			defer waiters.Done()
+			defer close(done)
+			_, _ = c.Exec(held, "INSERT INTO pgtest_hold VALUES (1)")
+			c.Close(ctx)
+		}()
+		for {
+			var waiting bool
+			err := admin.QueryRow(ctx, "SELECT wait_event IS NOT DISTINCT FROM 'SyncRep' FROM pg_stat_activity WHERE pid = $1",
+				c.PgConn().PID()).Scan(&waiting)
+			if err == nil && waiting {
+				return release
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("pgtest: commits still do not wait for the standby 10s after the reload")
+			}
+			select {
+			case <-done: // committed before the setting took: again
+			case <-time.After(5 * time.Millisecond):
+				continue
+			}
+			break
+		}
+	}
+}
+
 // signalAll sends sig to the postmaster and its children: each backend runs in a
 // session of its own (PostgreSQL calls setsid), so the process group is not enough.
 func (s *Server) signalAll(sig syscall.Signal) error {

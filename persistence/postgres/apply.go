@@ -101,8 +101,7 @@ func (s *Store) Apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		}
 	}
 	if errors.Is(err, errUncertain) {
-		return nil, &herald.Error{Code: herald.CodeUnavailable, Err: err,
-			Message: "storage did not confirm the commit; the change may or may not have been written (a retry with the same idempotencyKey is safe)"}
+		return nil, herald.OutcomeUnknown(err)
 	}
 	if err != nil {
 		return nil, herald.Unavailable(err)
@@ -536,9 +535,10 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 		err = cerr
 	}
 	var pgErr *pgconn.PgError
-	if err != nil && changed && !errors.As(err, &pgErr) {
+	if err != nil && changed && !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err) {
 		// The COMMIT went out with the pipeline and no answer came back (a broken
 		// connection, a deadline): the server may have committed it all the same.
+		// SafeToRetry: the connection failed before anything of the pipeline was sent.
 		return fmt.Errorf("%w: %w", errUncertain, err)
 	}
 	return err

@@ -92,16 +92,18 @@
 // transactions cannot deadlock on each other's keys. A connection found broken during
 // the first pipeline, before any write, is also tried again on a fresh one.
 //
-// A commit whose acknowledgement is lost (the connection breaks after COMMIT was sent) is
-// reported as unavailable although it may have committed; as with any database, only a
-// later read tells.
+// A commit whose acknowledgement is lost (the connection breaks, or the deadline passes,
+// after COMMIT was sent) is reported as outcome_unknown (herald.OutcomeUnknown): it may
+// have committed, and as with any database only a later read tells. Unavailable means
+// the COMMIT never went out: nothing was written.
 //
 // Each read is one round trip on one snapshot (a read-only REPEATABLE READ transaction
 // when it takes two statements): a page of unread notifications and the unread total and
 // latest seq returned with it always agree.
 //
 // Errors from the database never reach callers as such: they are wrapped by
-// herald.Unavailable, whose message is generic and whose cause is kept for the log.
+// herald.Unavailable (or herald.OutcomeUnknown), whose message is generic and whose cause
+// is kept for the log.
 //
 // # The outbox
 //
