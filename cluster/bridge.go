@@ -25,6 +25,9 @@ type interest struct {
 // fault is a bus fault: every user's head is checked SpreadWait later.
 type fault struct{ kind string }
 
+// uncertain asks the other nodes to check the heads of users.
+type uncertain struct{ users []string }
+
 // flush answers once every message before it has been handled.
 type flush struct{ done chan struct{} }
 
@@ -102,6 +105,19 @@ func (a *bridgeActor) Receive(c *actor.Context) {
 		// A second look for a spread slower than the wait (a loaded machine).
 		engine := a.engine
 		time.AfterFunc(8*a.b.opts.SpreadWait, func() { engine.Send(router, inbox.CheckHeads{Users: users}) })
+	case uncertain:
+		for len(m.users) > 0 { // in messages of at most maxMessage bytes
+			n, size := 0, 0
+			for n < len(m.users) && (n == 0 || size < maxMessage) {
+				size += len(m.users[n]) + 2
+				n++
+			}
+			a.buf = appendUsers(a.buf[:0], m.users[:n])
+			if err := a.b.nc.Publish(ctlCheck, a.buf); err != nil {
+				a.lostPubs = true
+			}
+			m.users = m.users[n:]
+		}
 	case tick:
 		a.tick(c)
 	case flush:

@@ -273,6 +273,13 @@ func (b *Bridge) Interest(user string, on bool) {
 	b.opts.Engine.Send(b.pid, interest{user: user, on: on})
 }
 
+// Uncertain is the persistence actor's hook for a batch whose commit went unanswered
+// and may have landed, once the store answers again: every other node checks those
+// users' heads (this node's own router is told by the node). It returns at once.
+func (b *Bridge) Uncertain(users []string) {
+	b.opts.Engine.Send(b.pid, uncertain{users: users})
+}
+
 // Ready reports why the node is not part of the cluster yet: it is not connected to the
 // bus, or it has peers configured and reaches none of them.
 func (b *Bridge) Ready() error {
@@ -336,7 +343,16 @@ func (b *Bridge) receive() {
 			return
 		}
 		if m.Subject == ctlCheck {
-			b.opts.Engine.Send(b.pid, fault{kind: "peer_fault"})
+			if len(m.Data) == 0 {
+				b.opts.Engine.Send(b.pid, fault{kind: "peer_fault"})
+				continue
+			}
+			users, err := decodeUsers(m.Data)
+			if err != nil {
+				b.metrics.badMsgs.Inc()
+				continue
+			}
+			b.opts.Engine.Send(b.opts.Router, inbox.CheckHeads{Users: users})
 			continue
 		}
 		b.metrics.recvMsgs.Inc()

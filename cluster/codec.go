@@ -140,3 +140,25 @@ func bytesField(b []byte) ([]byte, []byte, error) {
 	}
 	return b[n : n+int(l)], b[n+int(l):], nil
 }
+
+// A head-check request on herald.ctl.check is the users' ids, each as its length
+// (uvarint) and its bytes; an empty one asks for every user.
+func appendUsers(b []byte, users []string) []byte {
+	for _, u := range users {
+		b = binary.AppendUvarint(b, uint64(len(u)))
+		b = append(b, u...)
+	}
+	return b
+}
+
+func decodeUsers(b []byte) ([]string, error) {
+	var users []string
+	for len(b) > 0 {
+		u, rest, err := bytesField(b)
+		if err != nil {
+			return nil, err
+		}
+		users, b = append(users, string(u)), rest
+	}
+	return users, nil
+}

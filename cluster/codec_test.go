@@ -65,3 +65,14 @@ func TestSubject(t *testing.T) {
 		t.Fatalf("subject of an id with NATS's special characters: %q", subject("a b.c*>"))
 	}
 }
+
+func TestUsersRoundTrip(t *testing.T) {
+	users := []string{"ada", "", "b\nc ✓"}
+	got, err := decodeUsers(appendUsers(nil, users))
+	if err != nil || !reflect.DeepEqual(got, users) {
+		t.Fatalf("decodeUsers = %q, %v; want %q", got, err, users)
+	}
+	if _, err := decodeUsers([]byte{5, 'a'}); err == nil {
+		t.Fatal("a truncated list was accepted")
+	}
+}

@@ -21,6 +21,9 @@
 //     entries as the WebSocket sends them and the origin's commit time, so that
 //     herald_ws_delivery_latency_seconds covers remote deliveries.
 //   - Interest, the router's hook: the node now holds an inbox for a user, or no longer.
+//   - Uncertain, the persistence actor's hook for a batch whose commit went unanswered,
+//     once the store answers: every other node checks those users' heads (a request on
+//     herald.ctl.check), so their sockets get the entries if the batch landed.
 //
 // What arrives goes to the router as an inbox.Committed, as if committed here.
 //

@@ -195,9 +195,14 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		},
 		// A batch whose commit went unanswered may be stored: once the store answers,
 		// the router re-reads its users' heads, and their sockets get what it stored.
-		OnUncertain: func(users []string) { n.engine.Send(n.router, inbox.CheckHeads{Users: users}) },
-		Metrics:     persist.NewMetrics(reg),
-		Log:         log,
+		OnUncertain: func(users []string) {
+			n.engine.Send(n.router, inbox.CheckHeads{Users: users})
+			if n.bridge != nil {
+				n.bridge.Uncertain(users) // and the other nodes' sockets
+			}
+		},
+		Metrics: persist.NewMetrics(reg),
+		Log:     log,
 	}), "persist", actor.WithID("writer"), supervised)
 	n.writer = persist.Client{Engine: n.engine, PID: n.writerPID}
 	d := dispatch.Options{

@@ -87,8 +87,10 @@
 // before the router's copy arrives (which it then drops as seen), so a refresh-unread
 // sent after a mark-read gets a snapshot that shows it. A failed write is an error frame
 // on the socket that sent it, its field named as in the frame (data.id). A write that
-// takes longer than Options.OpTimeout (10 s) is answered with unavailable; it may still
-// commit, and its entry then arrives as any other.
+// does not commit within Options.OpTimeout (15 s, more than a commit's own 10 s) is
+// answered with the writer's error: unavailable when it never went to storage (nothing
+// written), outcome_unknown when its commit went unanswered; one that landed then
+// arrives as any other entry once the node re-checks its batch's users (CheckHeads).
 //
 // The store is skipped only when the answer is certain whatever the cache holds:
 //

@@ -21,7 +21,8 @@ type Options struct {
 	// actor's client. Required.
 	Writer persistence.Writer
 	// OpTimeout bounds how long a client's write waits for its commit; one that takes
-	// longer is answered with an unavailable error frame. Default 10 s.
+	// longer is answered with the writer's error frame (unavailable or outcome_unknown).
+	// Default 15 s, more than a commit (persist.DefaultWriteTimeout).
 	OpTimeout time.Duration
 	// PendingFrames caps the client frames of one socket waiting behind its write in
 	// flight; one more is answered with an unavailable error frame and not applied.
@@ -92,7 +93,7 @@ func (o *Options) defaults() {
 		o.ReadTimeout = 10 * time.Second
 	}
 	if o.OpTimeout <= 0 {
-		o.OpTimeout = 10 * time.Second
+		o.OpTimeout = 15 * time.Second
 	}
 	if o.PendingFrames <= 0 {
 		o.PendingFrames = 128
