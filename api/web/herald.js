@@ -229,6 +229,7 @@ export function createHeraldClient(o) {
       live();
       feed(m.data);
     };
+    s.onerror = () => {}; // the close that follows says what to do
     s.onclose = (ev) => {
       if (ws !== s) return;
       drop();
