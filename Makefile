@@ -7,7 +7,7 @@ FUZZTIME  ?= 50000x
 STATICCHECK_VERSION ?= v0.8.2
 BENCHSTAT_VERSION   ?= v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: run build test fuzz fuzz-list lint openapi-lint bench bench-load clean
+.PHONY: run build test test-web fuzz fuzz-list lint openapi-lint bench bench-load clean
 
 ## run: start Herald on the embedded store with development credentials
 run:
@@ -17,10 +17,34 @@ run:
 build:
 	$(GO) build -o $(BIN)/herald ./cmd/herald
 
-## test: every test with the race detector (PostgreSQL tests start a throwaway cluster), then short fuzz runs
+## test: every test with the race detector (PostgreSQL tests start a throwaway cluster), then short fuzz runs,
+## then the browser client's tests (test-web)
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
+	$(MAKE) test-web
+
+## test-web: the browser client (api/web): unit tests (node --test, no dependency), its types
+## (tsc --noEmit), tests against the real binary (ws as the transport) and in Chromium
+## (playwright-core driving /usr/bin/chromium, Debian's package: apt-get install -y chromium;
+## without it the browser tests are skipped, with a reason, unless CI=true). The pinned
+## devDependencies of api/web/package-lock.json are installed by npm ci into .tools/web on
+## first use. WEB_SCREENSHOT=path also saves the demo's screenshot there (the README's).
+WEB_TOOLS = .tools/web
+test-web: $(WEB_TOOLS)/.installed
+	node --test api/web/test/*.test.js
+	$(WEB_TOOLS)/node_modules/.bin/tsc -p api/web/test/tsconfig.json
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/herald ./cmd/herald
+	HERALD_BIN="$(abspath $(BIN)/herald)" HERALD_WEB_TOOLS="$(abspath $(WEB_TOOLS))" HERALD_WEB_SCREENSHOT="$(WEB_SCREENSHOT)" \
+		node --test --test-concurrency=1 api/web/e2e/*.test.js
+
+$(WEB_TOOLS)/.installed: api/web/package.json api/web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "test-web needs node (20.19 or later) and npm to install its pinned devDependencies"; exit 1; }
+	rm -rf $(WEB_TOOLS) && mkdir -p $(WEB_TOOLS)
+	cp api/web/package.json api/web/package-lock.json $(WEB_TOOLS)/
+	npm ci --prefix $(WEB_TOOLS) --ignore-scripts --no-audit --no-fund
+	touch $@
 
 ## fuzz: short fuzz runs of every fuzz target in the tree (FUZZ_TARGETS, package:name;
 ## make fuzz fails when a Fuzz function is missing from the list)

@@ -463,6 +463,11 @@ func (s *Server) wsToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The WebSocket would refuse this origin, and a browser hides a failed handshake's
+	// status from the page: the refusal is told here.
+	if err := s.refusedOrigin(r); err != nil {
+		return err
+	}
 	tok, ttl, err := s.auth.IssueWSToken(p)
 	if err != nil {
 		return err

@@ -60,8 +60,9 @@ type Options struct {
 	// Events turns POST /events into notifications. Default: an Emitter on Writer with
 	// no rules (every event is unmatched).
 	Events *events.Emitter
-	// AllowedOrigins lists the browser origins that may open the WebSocket (see
-	// ValidOrigin). Requests without an Origin header are always allowed.
+	// AllowedOrigins lists the browser origins that may open the WebSocket, get a
+	// ws-token and read the REST API's answers (CORS) (see ValidOrigin). Requests
+	// without an Origin header are always allowed.
 	AllowedOrigins []string
 	// Ready, when not nil, says why the node is not ready beyond its store (a cluster
 	// node that has not joined): GET /readyz answers 503 with that reason while it
@@ -192,6 +193,9 @@ func (s *Server) route(pattern string, h handlerFunc) {
 // serve dispatches to the mux, answering unknown paths and methods with the contract's
 // JSON errors instead of the mux's plain text.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if origin := r.Header.Get("Origin"); origin != "" && s.cors(w, r, origin) {
+		return // a preflight, answered
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
 		s.mux.ServeHTTP(w, r) // sets the path values that Handler does not

@@ -29,8 +29,8 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		return herald.Errorf(herald.CodeRateLimited, "read rate limit reached; retry after %s s", retryAfter(wait))
 	}
-	if origin := r.Header.Get("Origin"); origin != "" && !s.origins.allow(origin) {
-		return herald.Errorf(herald.CodeForbidden, "origin %q is not allowed (HERALD_ALLOWED_ORIGINS)", herald.Truncate(origin, 100))
+	if err := s.refusedOrigin(r); err != nil {
+		return err
 	}
 	hasSince := r.URL.Query().Get("since") != "" // "?since=" is no cursor, as if absent
 	since, err := queryInt(r, "since", 0, 0, 1<<62)

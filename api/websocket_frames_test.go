@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -285,4 +286,79 @@ func TestWebSocketControlFrameRate(t *testing.T) {
 	}()
 	_, err = fragments.read(10 * time.Second)
 	closedForFrames(t, err, "50")
+}
+
+// TestWebSocketErrorRef: an error frame echoes the "ref" of the client frame that
+// caused it, whichever part refused the frame: the connection (a frame that fails to
+// parse), the inbox (an id that cannot be a notification) or the store (a write that
+// finds no such notification), also behind a write in flight. A frame without ref gets
+// an error frame without one, and a ref that is no string of at most 64 bytes is
+// itself refused (field ref), never echoed.
+func TestWebSocketErrorRef(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		c := e.dial(t, "alice", "")
+		c.expect(inboxSnapshot, 0)
+		n := e.create("alice", "t")
+		c.expect("new-notification", 1)
+		missing := "0192f7c4-8d2e-7b3a-9a61-3f1c2d4e5a6b" // a well-formed id of nobody's
+		long := strings.Repeat("r", 65)
+		cases := []struct {
+			frame, ref string
+			code       herald.Code
+			field      string
+		}{
+			{`{"event":"subscribe","ref":"a1"}`, "a1", herald.CodeUnknownEvent, ""},
+			{`{"event":"mark-read","ref":"a2"}`, "a2", herald.CodeValidation, "data"},
+			{`{"ref":"a3","event":"mark-read","data":{"id":"nope"}}`, "a3", herald.CodeNotFound, "data.id"},
+			{`{"event":"mark-read","data":{"id":"` + missing + `"},"ref":"a\"4"}`, `a"4`, herald.CodeNotFound, "data.id"},
+			{`{"event":"subscribe"}`, "", herald.CodeUnknownEvent, ""},
+			{`{"event":"ping","ref":7}`, "", herald.CodeValidation, "ref"},
+			{`{"event":"ping","ref":"` + long + `"}`, "", herald.CodeValidation, "ref"},
+			{`{"event":"ping","ref":"` + strings.Repeat("r", 64) + `","x":[}`, "", herald.CodeBadFrame, ""},
+		}
+		for _, tc := range cases {
+			c.send(tc.frame)
+			f := c.expectRef("error", tc.ref)
+			var d struct {
+				Code  herald.Code `json:"code"`
+				Field string      `json:"field"`
+			}
+			if err := json.Unmarshal(f.Data, &d); err != nil || d.Code != tc.code || d.Field != tc.field {
+				t.Fatalf("%s: error frame %s, want code %s field %q", tc.frame, f.Data, tc.code, tc.field)
+			}
+		}
+		// A mark-read that waits behind another's write: its error still names its own ref.
+		c.send(`{"event":"mark-read","data":{"id":"` + n.ID + `"},"ref":"ok"}`)
+		c.send(`{"event":"mark-read","data":{"id":"` + missing + `"},"ref":"behind"}`)
+		c.expect("notification-read", 2)
+		c.expectRef("error", "behind")
+		c.send(`{"event":"ping","ref":"` + strings.Repeat("r", 64) + `"}`)
+		c.expect("pong", -1)
+	})
+}
+
+// expectRef reads the next frame and checks its event and its ref ("" for none).
+func (c *client) expectRef(event, ref string) frame {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, b, err := c.c.Read(ctx)
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	var f struct {
+		frame
+		Ref *string `json:"ref"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		c.t.Fatalf("frame is not JSON: %s", b)
+	}
+	got := "<none>"
+	if f.Ref != nil {
+		got = *f.Ref
+	}
+	if want := map[bool]string{true: "<none>", false: ref}[ref == ""]; f.Event != event || got != want {
+		c.t.Fatalf("got %s with ref %s (%s), want %s with ref %s", f.Event, got, b, event, want)
+	}
+	return f.frame
 }

@@ -37,6 +37,7 @@ type sock struct {
 	snapAt     int64  // nanotime when the socket was last sent a snapshot; 0: never
 
 	writing bool               // a write the client asked for is in flight
+	ref     string             // the ref of the frame being served (its error frame echoes it)
 	pending []wire.ClientFrame // the client's frames waiting for it, in the order sent
 }
 
@@ -644,8 +645,8 @@ func (ib *inbox) client(sk *sock, f wire.ClientFrame) {
 		return
 	}
 	if len(sk.pending) >= ib.opts.PendingFrames {
-		ib.sendError(sk, herald.Errorf(herald.CodeUnavailable,
-			"%d frames are waiting for storage already; this %s was not applied", len(sk.pending), f.Event))
+		ib.sendErrorRef(sk, herald.Errorf(herald.CodeUnavailable,
+			"%d frames are waiting for storage already; this %s was not applied", len(sk.pending), f.Event), f.Ref)
 		return
 	}
 	sk.pending = append(sk.pending, f)
@@ -654,6 +655,7 @@ func (ib *inbox) client(sk *sock, f wire.ClientFrame) {
 // serveFrame acts on one client frame of sk; a write leaves sk.writing set until its
 // answer comes back.
 func (ib *inbox) serveFrame(sk *sock, f wire.ClientFrame) {
+	sk.ref = f.Ref
 	switch f.Event {
 	case wire.EventRefresh:
 		ib.refresh(sk)
@@ -739,9 +741,12 @@ func dataField(e *herald.Error) *herald.Error {
 	return &herald.Error{Code: e.Code, Message: e.Message, Field: "data." + e.Field, Err: e.Err}
 }
 
-func (ib *inbox) sendError(sk *sock, err error) {
+// sendError sends sk the error frame of the frame being served (sk.ref).
+func (ib *inbox) sendError(sk *sock, err error) { ib.sendErrorRef(sk, err, sk.ref) }
+
+func (ib *inbox) sendErrorRef(sk *sock, err error, ref string) {
 	if sk.state != stGone {
-		ib.send(sk, Frame{Data: wire.EncodeError(err)})
+		ib.send(sk, Frame{Data: wire.EncodeErrorRef(err, ref)})
 	}
 }
 

@@ -119,7 +119,7 @@ func (c *Conn) handle(data []byte) {
 	c.hub.opts.Metrics.clientFrame()
 	f, err := wire.ParseClientFrame(data)
 	if err != nil {
-		c.sendError(err)
+		c.Send(inbox.Frame{Data: wire.EncodeErrorRef(err, f.Ref)})
 		return
 	}
 	if f.Event == wire.EventPing {

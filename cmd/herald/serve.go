@@ -25,7 +25,7 @@ import (
 func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dev := fs.Bool("dev", false, "development mode: create a secret and an API key if none are configured, print a sample token and curl lines")
+	dev := fs.Bool("dev", false, "development mode: create a secret and an API key if none are configured, print a sample token and curl lines, allow this server's own origins and serve the demo inbox at /demo/")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,8 +49,17 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newAnonMemory("/proc/self/status"))
 
+	// Listening comes first: --dev allows the origins of the port it got.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("HERALD_ADDR: %w", err)
+	}
+	if *dev {
+		cfg.AllowedOrigins = append(cfg.AllowedOrigins, devOrigins(ln.Addr())...)
+	}
 	n, err := node.Open(ctx, nodeOptions(&cfg, reg, log))
 	if err != nil {
+		_ = ln.Close()
 		return nodeError(err)
 	}
 	if cfg.Rules != "" {
@@ -59,16 +68,15 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 	stopReload := reloadOnHUP(n, log)
 	defer stopReload()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		_ = n.Close(context.Background())
-		return fmt.Errorf("HERALD_ADDR: %w", err)
-	}
 	httpSrv, capped, err := n.HTTPServer(ln)
 	if err != nil {
 		_ = ln.Close()
 		_ = n.Close(context.Background())
 		return nodeError(err)
+	}
+	if *dev {
+		// The demo inbox and the demo's token endpoint exist under --dev only.
+		httpSrv.Handler = devHandler(httpSrv.Handler, creds, cfg.JWTMaxTTL)
 	}
 	log.Info("connections capped", "max", capped.Max())
 	served := make(chan error, 1)
@@ -90,7 +98,7 @@ func serve(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "herald ready: listening on %s (store: %s)\n", base, n.StoreName())
 	}
 	if creds != nil {
-		printDev(stdout, base, creds)
+		printDev(stdout, base, demoBase(ln.Addr()), creds)
 	}
 
 	var serveErr error

@@ -12,12 +12,18 @@ import (
 type ClientFrame struct {
 	Event ClientEvent
 	ID    string // mark-read: the notification
+	Ref   string // the client's name for the frame, echoed by the error frame it causes
 }
+
+// MaxRef is the longest ref a client frame may carry, in bytes.
+const MaxRef = 64
 
 // ParseClientFrame decodes one client frame: a JSON object {"event": "...", "data": ...}.
 // Its error, a *herald.Error, is what the error frame says: bad_frame (not JSON, not an
 // object), unknown_event, or validation_failed naming the missing or wrong field.
-// Fields it does not know are ignored.
+// Fields it does not know are ignored. A frame's "ref" (a string of at most MaxRef
+// bytes) is kept in the frame even when the frame fails further on, so that its error
+// frame can echo it; a ref that is not such a string is validation_failed (field ref).
 func ParseClientFrame(b []byte) (ClientFrame, error) {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	if len(b) == 0 || b[0] != '{' {
@@ -26,11 +32,18 @@ func ParseClientFrame(b []byte) (ClientFrame, error) {
 	var raw struct {
 		Event json.RawMessage `json:"event"`
 		Data  json.RawMessage `json:"data"`
+		Ref   json.RawMessage `json:"ref"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return ClientFrame{}, herald.Errorf(herald.CodeBadFrame, "a frame must be a JSON object")
 	}
 	var f ClientFrame
+	if len(raw.Ref) > 0 && string(raw.Ref) != "null" {
+		if json.Unmarshal(raw.Ref, &f.Ref) != nil || len(f.Ref) > MaxRef {
+			f.Ref = ""
+			return f, herald.FieldError("ref", "ref must be a string of at most 64 bytes")
+		}
+	}
 	if len(raw.Event) == 0 || string(raw.Event) == "null" {
 		return f, herald.FieldError("event", "event is required")
 	}

@@ -49,14 +49,25 @@ var Pong = []byte(`{"event":"` + EventPong + `","data":{}}`)
 // EncodeError returns the error frame of err, {"event":"error","data":{"code","message",
 // "field"?}}: err's code (internal for an error that is not a *herald.Error), message
 // and field. An internal error says no more than that; its cause is for the log.
-func EncodeError(err error) []byte {
+func EncodeError(err error) []byte { return EncodeErrorRef(err, "") }
+
+// EncodeErrorRef is EncodeError for an error caused by a client frame that carried
+// ref: the frame has "ref" too, {"event":"error","ref":"…","data":{…}}. An empty ref
+// is left out.
+func EncodeErrorRef(err error, ref string) []byte {
 	e := herald.AsError(err)
 	msg := e.Message
 	if e.Code == herald.CodeInternal {
 		msg = "internal error"
 	}
-	b := make([]byte, 0, 64+len(e.Code)+len(msg)+len(e.Field))
-	b = append(b, `{"event":"`+EventError+`","data":{"code":`...)
+	b := make([]byte, 0, 80+len(e.Code)+len(msg)+len(e.Field)+len(ref))
+	b = append(b, `{"event":"`+EventError+`",`...)
+	if ref != "" {
+		b = append(b, `"ref":`...)
+		b = herald.AppendJSONString(b, ref, true)
+		b = append(b, ',')
+	}
+	b = append(b, `"data":{"code":`...)
 	b = herald.AppendJSONString(b, string(e.Code), true)
 	b = append(b, `,"message":`...)
 	b = herald.AppendJSONString(b, msg, true)
