@@ -124,6 +124,12 @@ func summaryRow(r *Result) []string {
 		notes = r.fmtMetric("notifications/s stored", fmtCount) + " notifications/s stored, " +
 			r.fmtMetric("delivered", fmtCount) + " delivered"
 	}
+	if p.Nodes > 0 {
+		scenario += fmt.Sprintf(", %d node(s)", p.Nodes)
+		if p.Sockets > 0 {
+			scenario += fmt.Sprintf(", %d socket(s) per user", p.Sockets)
+		}
+	}
 	if r.Scenario != scenarioIdle && p.Duration != "" {
 		notes += "; published for " + p.Duration
 	}
