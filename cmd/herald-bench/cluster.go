@@ -384,10 +384,22 @@ func stopTargets(t *target, ns *nodeSet) error {
 // runOnNodes runs the scenario on the nodes (-nodes).
 func (s *session) runOnNodes(ctx context.Context, r *Result) error {
 	r.cond("postgres", s.nodes.pg.desc)
+	r.cond("load average (1, 5, 15 min) at the start", loadAverage())
+	defer func() { r.cond("load average (1, 5, 15 min) at the end", loadAverage()) }()
 	if s.o.scenario == scenarioIdle {
 		return s.clusterIdle(ctx, r)
 	}
 	return s.clusterDeliver(ctx, r)
+}
+
+// loadAverage returns the machine's load averages, as /proc/loadavg gives them, or
+// "unknown": the machine is shared, and a run's figures depend on what else ran.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "unknown"
 }
 
 // validateNodes checks the flags of a run on several nodes.
