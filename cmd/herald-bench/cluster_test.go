@@ -80,6 +80,8 @@ func TestNodes(t *testing.T) {
 		}
 		if rows := tableRows(t, sum.String()); !strings.HasPrefix(rows[0][0], "deliver, single, 2 node(s), 1 socket(s) per user") || rows[0][9] != "0 / 0" {
 			t.Errorf("summary row %q", rows[0])
+		} else if notes := rows[0][11]; !strings.Contains(notes, "; bus ") || !strings.Contains(notes, "head checks ") || !strings.Contains(notes, "load average ") {
+			t.Errorf("the summary's notes lack the bus, head checks or load: %q", notes)
 		}
 	})
 
@@ -98,6 +100,9 @@ func TestNodes(t *testing.T) {
 		}
 		if acked, delivered := metricValue(t, r, "published (201)"), metricValue(t, r, "delivered"); acked == 0 || delivered < acked {
 			t.Errorf("published %v, delivered %v", acked, delivered)
+		}
+		if notes := nodesNotes(r); !strings.Contains(notes, "; node 2 SIGKILLed: its 10 sockets resumed elsewhere in ") {
+			t.Errorf("the summary's notes do not tell the kill: %q", notes)
 		}
 	})
 
