@@ -57,11 +57,14 @@ type nodeSet struct {
 // until they form one cluster: each routes to all the others and answers /readyz 200.
 // A single node (-nodes 1) runs without cluster settings, as one node does.
 func startNodes(ctx context.Context, o *options, rules []byte, logs io.Writer) (*nodeSet, error) {
-	pg, err := startPostgres(ctx)
-	if err != nil {
-		return nil, err
+	ns := &nodeSet{killed: map[int]bool{}}
+	if o.postgres == postgresThrowaway {
+		pg, err := startPostgres(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ns.pg = pg
 	}
-	ns := &nodeSet{pg: pg, killed: map[int]bool{}}
 	if err := ns.start(ctx, o, rules, logs); err != nil {
 		if serr := ns.stop(); serr != nil {
 			err = errors.Join(err, serr)
@@ -72,13 +75,17 @@ func startNodes(ctx context.Context, o *options, rules []byte, logs io.Writer) (
 }
 
 func (ns *nodeSet) start(ctx context.Context, o *options, rules []byte, logs io.Writer) error {
-	pool, err := nodePool(ctx, ns.pg.url, o.nodes)
-	if err != nil {
-		return err
+	var env0 []string // a lone node without -postgres runs on the embedded store
+	if ns.pg != nil {
+		pool, err := nodePool(ctx, ns.pg.url, o.nodes)
+		if err != nil {
+			return err
+		}
+		ns.pool = pool
+		env0 = []string{"HERALD_DATABASE_URL=" + ns.pg.url, "HERALD_DB_MAX_CONNS=" + strconv.Itoa(pool)}
 	}
-	ns.pool = pool
 	for i := range o.nodes {
-		env := []string{"HERALD_DATABASE_URL=" + ns.pg.url, "HERALD_DB_MAX_CONNS=" + strconv.Itoa(pool)}
+		env := append([]string{}, env0...)
 		id := ""
 		if o.nodes > 1 {
 			id = "bench-node-" + strconv.Itoa(i+1)
@@ -96,7 +103,9 @@ func (ns *nodeSet) start(ctx context.Context, o *options, rules []byte, logs io.
 		if clustered != (o.nodes > 1) || clustered && gotID != id {
 			return fmt.Errorf("node %d: the ready line says store %q: want a cluster address and node id %q", i+1, t.store, id)
 		}
-		t.store = ns.pg.store
+		if ns.pg != nil {
+			t.store = ns.pg.store
+		}
 		t.desc = fmt.Sprintf("%s (node %d, started by the bench, pid %d, store: %s)", t.base, i+1, t.pid, store)
 		if clustered {
 			t.desc = fmt.Sprintf("%s (node %s at %s, started by the bench, pid %d, store: %s)", t.base, id, addr, t.pid, store)
@@ -383,7 +392,9 @@ func stopTargets(t *target, ns *nodeSet) error {
 
 // runOnNodes runs the scenario on the nodes (-nodes).
 func (s *session) runOnNodes(ctx context.Context, r *Result) error {
-	r.cond("postgres", s.nodes.pg.desc)
+	if s.nodes.pg != nil {
+		r.cond("postgres", s.nodes.pg.desc)
+	}
 	r.cond("load average (1, 5, 15 min) at the start", loadAverage())
 	defer func() { r.cond("load average (1, 5, 15 min) at the end", loadAverage()) }()
 	if s.o.scenario == scenarioIdle {

@@ -216,3 +216,32 @@ weird{a="}"} 4
 		t.Error("a line without its closing brace is an error")
 	}
 }
+
+// TestOneNodeSockets runs -nodes 1 on the embedded store with two sockets per user: the
+// baseline of a cluster run on the same client. Each socket is held to every
+// notification, so twice as many receipts as notifications.
+func TestOneNodeSockets(t *testing.T) {
+	bin := buildHerald(t)
+	out := filepath.Join(t.TempDir(), "one.json")
+	args := []string{"-start-server", bin, "-nodes", "1", "-sockets", "2", "-scenario", "deliver", "-n", "10",
+		"-rate", "100", "-duration", "1s", "-publishers", "2", "-drain", "10s", "-connect-timeout", "30s", "-quiet", "-out", out}
+	var stdout, stderr lockedBuffer
+	if code := run(t.Context(), args, nil, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	r, err := readResult(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked, delivered := metricValue(t, r, "published (201)"), metricValue(t, r, "delivered")
+	if acked == 0 || delivered != 2*acked || metricValue(t, r, "node 1: received") != delivered {
+		t.Errorf("published %v, delivered %v (node 1: %v): want every notification on both sockets of its user",
+			acked, delivered, metricValue(t, r, "node 1: received"))
+	}
+	if !strings.HasPrefix(r.Store, "embedded ") || strings.Contains(stdout.String(), "- postgres:") {
+		t.Errorf("store %q: want the embedded store without -postgres", r.Store)
+	}
+	if !r.passed() {
+		t.Errorf("checks failed: %+v", r.Checks)
+	}
+}

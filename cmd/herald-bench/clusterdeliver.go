@@ -191,7 +191,9 @@ func (s *session) clusterConditions(r *Result) {
 	for i, t := range ns.nodes {
 		r.cond(fmt.Sprintf("node %d", i+1), t.desc)
 	}
-	r.cond("PostgreSQL pool per node (HERALD_DB_MAX_CONNS)", ns.pool)
+	if ns.pg != nil {
+		r.cond("PostgreSQL pool per node (HERALD_DB_MAX_CONNS)", ns.pool)
+	}
 	if o.scenario == scenarioIdle {
 		return
 	}

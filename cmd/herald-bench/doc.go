@@ -85,7 +85,8 @@
 // (bench-node-I) and a PostgreSQL pool (HERALD_DB_MAX_CONNS) of at most 16, small
 // enough that the N pools fit max_connections. It waits until every node's
 // herald_cluster_routes is N-1 and its /readyz answers 200. -nodes 1 is one node without
-// cluster settings, the baseline on the same client. Two scenarios run across nodes:
+// cluster settings, the baseline on the same client (on the embedded store without
+// -postgres). The conditions give the machine's load averages at the start and the end. Two scenarios run across nodes:
 //
 //   - deliver (single creates only): user u's notifications are published on node
 //     u mod N + 1, and its -sockets sockets (1..N-1) open on the nodes after that one,
