@@ -89,6 +89,34 @@
 // up on PATH, then under /usr/lib/postgresql/*/bin; as root they run as the postgres
 // user. The server and PostgreSQL get a parent-death signal on Linux, so that a bench
 // that is killed leaves neither running.
+//
+// With -nodes N (and -start-server, and -postgres throwaway above one node) the bench
+// starts N herald serve nodes on the one throwaway PostgreSQL, as one cluster: node 1
+// with HERALD_CLUSTER_ADDR=127.0.0.1:0 and no peer, every other listing node 1's
+// cluster address as its ready line names it, each with its HERALD_NODE_ID
+// (bench-node-I) and a PostgreSQL pool (HERALD_DB_MAX_CONNS) of at most 16, small
+// enough that the N pools fit max_connections. It waits until every node's
+// herald_cluster_routes is N-1 and its /readyz answers 200. -nodes 1 is one node without
+// cluster settings, the baseline on the same client (on the embedded store without
+// -postgres). The conditions give the machine's load averages at the start and the end. Two scenarios run across nodes:
+//
+//   - deliver (single creates only): user u's notifications are published on node
+//     u mod N + 1, and its -sockets sockets (1..N-1) open on the nodes after that one,
+//     never on the publisher's. Each socket is held to every notification exactly
+//     once. It reports, per receiving node, received, publish→socket latency p50, p99
+//     and max, and lost; over all, stored notifications/s (the 201s), lost and
+//     duplicated, and from the nodes' /metrics, read before and after, bus messages
+//     published and received per second (herald_cluster_published_messages_total,
+//     herald_cluster_received_messages_total), head checks per second
+//     (herald_head_checks_total), the entries they repaired, slow-consumer events and
+//     bus faults. With -kill-at the last node gets SIGKILL that long after publishing
+//     starts: its clients move to the next node and resume with ?since=, its users'
+//     publishers move there too, and the bench reports how long until every socket
+//     that was on it has resumed; nothing acknowledged may be lost.
+//   - idle: the -n connections split evenly over the nodes (each node's share held by
+//     child processes above -per-process); the memory per connection is the growth of
+//     the nodes' resident memory together, divided by -n.
+//
 // CPU figures are cores used (CPU seconds per second of wall time) over the measured
 // phase, read from /proc/PID/stat.
 //
@@ -98,6 +126,9 @@
 //	herald-bench -start-server ./herald -scenario idle-unread -n 10000 -unread 100 -unread-bytes 500
 //	herald-bench -start-server ./herald -scenario deliver -n 1000 -rate 10000 -duration 20s -out deliver.json
 //	herald-bench -start-server ./herald -postgres throwaway -scenario deliver -n 5000 -rate 0 -publish batch -out pg.json
+//	herald-bench -start-server ./herald -postgres throwaway -nodes 3 -sockets 2 -scenario deliver -n 5000 -rate 10000 -publishers 48
+//	herald-bench -start-server ./herald -postgres throwaway -nodes 6 -scenario idle -n 100000 -source-ips 20
+//	herald-bench -start-server ./herald -postgres throwaway -nodes 6 -sockets 2 -scenario deliver -n 6000 -rate 2000 -duration 20s -kill-at 10s -drain 40s
 //	herald-bench -summarize deliver.json pg.json
 //	herald-bench -url http://127.0.0.1:8080 -server-pid 4242 -scenario broadcast -n 5000
 //	herald-bench -start-server ./herald -scenario reconnect-storm -n 2000 -rate 2000 -duration 20s

@@ -36,6 +36,11 @@ type fleetConfig struct {
 	sourceIPs   int // connections are spread over 127.0.0.1..127.0.0.sourceIPs
 	concurrency int // dials in flight at once
 	tokenTTL    time.Duration
+	// nodeURLs, when set, are the WebSocket endpoints of several nodes (it overrides
+	// wsURL): a user's socket opens on nodeURLs[nodeOf(idx)], and after a drop, or a
+	// failed dial, it moves on to the next node, as behind a load balancer.
+	nodeURLs []string
+	nodeOf   func(idx int) int
 	// onNote is called on the client's goroutine for each new-notification frame whose
 	// notification is new to the socket. now is the receipt time, Unix ns.
 	onNote func(c *client, d *frameData, now int64)
@@ -81,6 +86,7 @@ type client struct {
 	token string
 	fl    *fleet
 	http  *http.Client
+	node  int // index in cfg.nodeURLs of the node it connects to; owned by its goroutine
 
 	conn atomic.Pointer[websocket.Conn]
 	drop atomic.Bool // the bench closed the connection on purpose: reconnect at once
@@ -125,6 +131,9 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 			idx: idx, user: user, token: tok, fl: f,
 			http: f.http[idx%cfg.sourceIPs],
 			buf:  make([]byte, 0, initialBuffer),
+		}
+		if cfg.nodeOf != nil {
+			f.clients[i].node = cfg.nodeOf(idx)
 		}
 	}
 	if cfg.n == 0 {
@@ -260,6 +269,7 @@ func (c *client) run() {
 		}
 		f.drops.Add(1)
 		f.noteClose(err)
+		c.nextNode()
 		if drops++; drops > maxDrops {
 			f.gaveUp.Add(1)
 			return
@@ -270,12 +280,12 @@ func (c *client) run() {
 // dial connects, retrying with backoff, and gives up after dialAttempts.
 func (c *client) dial(since int64) (*websocket.Conn, error) {
 	f := c.fl
-	u := f.cfg.wsURL + "?token=" + c.token
-	if since >= 0 {
-		u += "&since=" + strconv.FormatInt(since, 10)
-	}
 	backoff := dialBackoff
 	for attempt := 1; ; attempt++ {
+		u := c.url() + "?token=" + c.token
+		if since >= 0 {
+			u += "&since=" + strconv.FormatInt(since, 10)
+		}
 		conn, err := c.dialOnce(u)
 		if err == nil {
 			return conn, nil
@@ -292,6 +302,9 @@ func (c *client) dial(since int64) (*websocket.Conn, error) {
 		if attempt == dialAttempts {
 			return nil, err
 		}
+		if since >= 0 { // a first socket keeps its node; a resuming one tries the next
+			c.nextNode()
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-f.ctx.Done():
@@ -300,6 +313,21 @@ func (c *client) dial(since int64) (*websocket.Conn, error) {
 		case <-t.C:
 		}
 		backoff *= 2
+	}
+}
+
+// url is the WebSocket endpoint the client dials.
+func (c *client) url() string {
+	if urls := c.fl.cfg.nodeURLs; len(urls) > 0 {
+		return urls[c.node]
+	}
+	return c.fl.cfg.wsURL
+}
+
+// nextNode moves the client on to the next node, when there are several.
+func (c *client) nextNode() {
+	if n := len(c.fl.cfg.nodeURLs); n > 0 {
+		c.node = (c.node + 1) % n
 	}
 }
 

@@ -66,6 +66,9 @@ type options struct {
 	fanout         int
 	unread         int
 	unreadBytes    int
+	nodes          int           // 0: one server, as -url or -start-server says
+	sockets        int           // -nodes: sockets per user
+	killAt         time.Duration // -nodes: when to kill the last node; 0: never
 
 	timeout time.Duration // 0: bound()
 
@@ -113,6 +116,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.fanout, "fanout", 10, "receivers of each event (events; 1..1000, at most -n)")
 	fs.IntVar(&o.unread, "unread", 100, "unread notifications seeded for each user before connecting (idle-unread)")
 	fs.IntVar(&o.unreadBytes, "unread-bytes", 500, "payload size in bytes of each seeded notification (idle-unread; 12..16384)")
+	fs.IntVar(&o.nodes, "nodes", 0, "with -start-server: start this many herald nodes as one cluster (above 1 with -postgres throwaway) and run deliver or idle across them (see the package doc)")
+	fs.IntVar(&o.sockets, "sockets", 1, "with -nodes (deliver): sockets per user, each on another node, none on its publisher's")
+	fs.DurationVar(&o.killAt, "kill-at", 0, "with -nodes (deliver): SIGKILL the last node this long after publishing starts")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound of the whole run, stopping the server and PostgreSQL excepted (default the sum of the phases' limits)")
 	fs.BoolVar(&o.summarize, "summarize", false, "print one Markdown table of the JSON results (-out files) named as arguments, and exit")
 	fs.BoolVar(&o.printRules, "print-rules", false, "print the rules file the events scenario needs on a server the bench does not start, and exit")
@@ -179,7 +185,7 @@ func (o *options) validate() error {
 		return errors.New("-source-ips must be within 1..254")
 	case o.perProcess < 1:
 		return errors.New("-per-process must be positive")
-	case o.scenario != scenarioIdle && o.scenario != scenarioIdleUnread && o.n > o.perProcess:
+	case o.scenario != scenarioIdle && o.scenario != scenarioIdleUnread && o.nodes == 0 && o.n > o.perProcess:
 		return fmt.Errorf("-n %d exceeds -per-process %d: only idle and idle-unread spread over processes", o.n, o.perProcess)
 	case o.unread < 1 || o.unread > 10000:
 		return errors.New("-unread must be within 1..10000")
@@ -202,7 +208,7 @@ func (o *options) validate() error {
 	case o.startServer == "" && o.apiKey == "" && o.scenario != scenarioIdle:
 		return errors.New("-api-key (or HERALD_API_KEYS) is required to publish")
 	}
-	return nil
+	return o.validateNodes()
 }
 
 // bound is the longest a run may take: -timeout, or all phases at their limits.
@@ -213,6 +219,9 @@ func (o *options) bound() time.Duration {
 	b := o.connectTimeout + o.duration + time.Duration(o.rounds)*o.drain + o.connectTimeout + 2*time.Minute
 	if o.postgres != "" {
 		b += pgStartBound
+	}
+	if o.nodes > 0 {
+		b += time.Duration(o.nodes)*serverReadyTimeout + clusterJoinTimeout + clusterResumeTimeout
 	}
 	return b
 }
@@ -269,13 +278,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 
-	t, err := connectTarget(ctx, o, stderr)
+	t, nodes, err := connectTargets(ctx, o, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "herald-bench:", err)
 		return exitError
 	}
 	defer func() {
-		if err := t.stop(); err != nil {
+		if err := stopTargets(t, nodes); err != nil {
 			fmt.Fprintln(stderr, "herald-bench:", err)
 		}
 	}()
@@ -283,7 +292,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if o.quiet {
 		progress = nil
 	}
-	s := &session{o: o, t: t, progress: progress, stderr: stderr, run: newRunID()}
+	s := &session{o: o, t: t, nodes: nodes, progress: progress, stderr: stderr, run: newRunID()}
 	res, err := s.runScenario(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald-bench %s: %v\n", o.scenario, err)
@@ -348,11 +357,14 @@ type session struct {
 	progress io.Writer // nil: quiet
 	stderr   io.Writer // where child processes write their errors
 	run      string    // run id: the users are bench-<run>-<i>
+	nodes    *nodeSet  // -nodes: every node (t is the first)
 }
 
 func (s *session) runScenario(ctx context.Context) (*Result, error) {
 	r := &Result{Scenario: s.o.scenario, Started: time.Now().UTC(), Store: s.t.store, Params: s.o.params()}
-	r.cond("server", s.t.desc)
+	if s.nodes == nil {
+		r.cond("server", s.t.desc)
+	}
 	if s.t.store != "" {
 		r.cond("store", s.t.store)
 	}
@@ -362,6 +374,9 @@ func (s *session) runScenario(ctx context.Context) (*Result, error) {
 	r.cond("run", s.run)
 	r.cond("bench GOMAXPROCS", runtime.GOMAXPROCS(0))
 	r.cond("CPUs", runtime.NumCPU())
+	if s.nodes != nil {
+		return r, s.runOnNodes(ctx, r)
+	}
 	var err error
 	switch s.o.scenario {
 	case scenarioIdle, scenarioIdleUnread:

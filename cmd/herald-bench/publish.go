@@ -166,7 +166,10 @@ type publishing struct {
 	mode       string
 	batchSize  int
 	fanout     int // publishEvents: receivers of each event
-	stats      publishStats
+	// route, when set, picks the node a request for markers from first goes to
+	// (several nodes); else every request goes to rest.
+	route func(first int64) *rest
+	stats publishStats
 }
 
 // run starts n publishers and waits for them. They stop at p.end, when the ledger is
@@ -236,7 +239,11 @@ func (p *publishing) publisher(ctx context.Context, k int) {
 		}
 		p.ledger.sent(first, k, t)
 		p.stats.requests.Add(1)
-		status, retry, ans, err := p.rest.postRead(ctx, path, body, answer)
+		to := p.rest
+		if p.route != nil {
+			to = p.route(first)
+		}
+		status, retry, ans, err := to.postRead(ctx, path, body, answer)
 		answer = ans
 		switch {
 		case p.mode != publishEvents && status == http.StatusCreated,

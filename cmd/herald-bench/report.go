@@ -43,11 +43,16 @@ type Params struct {
 	// payload size of each (idle-unread).
 	Unread      int `json:"unread,omitempty"`
 	UnreadBytes int `json:"unreadBytes,omitempty"`
+	Nodes       int `json:"nodes,omitempty"`   // -nodes: herald nodes the bench started
+	Sockets     int `json:"sockets,omitempty"` // -nodes, deliver: sockets per user
 }
 
 // params returns the flags of o that shape its scenario's load.
 func (o *options) params() Params {
-	p := Params{N: o.n}
+	p := Params{N: o.n, Nodes: o.nodes}
+	if o.nodes > 0 && o.scenario == scenarioDeliver {
+		p.Sockets = o.sockets
+	}
 	switch o.scenario {
 	case scenarioIdle:
 		p.Duration = o.duration.String()

@@ -130,6 +130,13 @@ func summaryRow(r *Result) []string {
 		notes = r.fmtMetric("notifications/s stored", fmtCount) + " notifications/s stored, " +
 			r.fmtMetric("delivered", fmtCount) + " delivered"
 	}
+	if p.Nodes > 0 {
+		scenario += fmt.Sprintf(", %d node(s)", p.Nodes)
+		if p.Sockets > 0 {
+			scenario += fmt.Sprintf(", %d socket(s) per user", p.Sockets)
+		}
+		notes += nodesNotes(r)
+	}
 	if r.Scenario != scenarioIdle && r.Scenario != scenarioIdleUnread && p.Duration != "" {
 		notes += "; published for " + p.Duration
 	}
@@ -137,6 +144,30 @@ func summaryRow(r *Result) []string {
 		scenario, storeLabel(r.Store), fmtCount(float64(p.N)), rate, achieved, lat, rss,
 		srvCPU, benchCPU, lostDup(r), checksCell(r), notes,
 	}
+}
+
+// nodesNotes are the notes of a run on several nodes: the bus, a killed node, the
+// machine's load.
+func nodesNotes(r *Result) string {
+	var b strings.Builder
+	if v, ok := r.metricValue("bus messages published/s (all nodes)"); ok && r.Params.Nodes > 1 {
+		fmt.Fprintf(&b, "; bus %s published, %s received, head checks %s",
+			fmtPerSecond(v), r.fmtMetric("bus messages received/s (all nodes)", fmtPerSecond),
+			r.fmtMetric("head checks/s (all nodes)", fmtPerSecond))
+	}
+	for _, m := range r.Metrics {
+		if strings.HasPrefix(m.Name, "sockets on node ") && strings.HasSuffix(m.Name, " when it was killed") {
+			fmt.Fprintf(&b, "; %s SIGKILLed: its %s sockets resumed elsewhere in %s",
+				strings.TrimSuffix(strings.TrimPrefix(m.Name, "sockets on "), " when it was killed"), fmtCount(m.Value),
+				r.fmtMetric("time until every socket of the killed node resumed elsewhere", fmtSeconds))
+		}
+	}
+	for _, c := range r.Conditions {
+		if c.Name == "load average (1, 5, 15 min) at the start" {
+			fmt.Fprintf(&b, "; load average %s at the start", c.Value)
+		}
+	}
+	return b.String()
 }
 
 // storeLabel shortens the store to its kind: "embedded /tmp/x/data" is "embedded".
