@@ -35,6 +35,15 @@ func (c *unreadCache) reset(p persistence.UnreadPage) {
 		items = items[:wire.SnapshotSize]
 	}
 	slices.Reverse(items)
+	if cap(items)-len(items) > len(items)/4 {
+		// The store's page has room for more than it holds (a read sizes its slice
+		// for the page it may get): the inbox keeps what it holds, not the room, which
+		// for an empty list is all of it (128 notifications, 21 KiB).
+		items = slices.Clip(slices.Clone(items))
+		if len(items) == 0 {
+			items = nil
+		}
+	}
 	c.items, c.size = items, 0
 	for i := range items {
 		c.size += noteSize(&items[i])

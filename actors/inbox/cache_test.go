@@ -95,3 +95,20 @@ func TestUnreadCacheKeepsFrame(t *testing.T) {
 		t.Fatal("a list over the budget was kept")
 	}
 }
+
+// TestUnreadCacheKeepsNoRoom: an inbox keeps the notifications of its snapshot, not the
+// room the store's page had for more (a PostgreSQL read sizes its slice for 128): an
+// idle inbox with an empty list holds no array at all.
+func TestUnreadCacheKeepsNoRoom(t *testing.T) {
+	for _, n := range []int{0, 3, 100} {
+		items := make([]herald.Notification, n, 128)
+		for i := range items {
+			items[i] = herald.Notification{ID: fmt.Sprint(i), Seq: int64(n - i)}
+		}
+		c := &unreadCache{}
+		c.reset(persistence.UnreadPage{Items: items, Total: int64(n), Seq: int64(n)})
+		if !c.valid || len(c.items) != n || cap(c.items)-len(c.items) > n/4 {
+			t.Errorf("%d unread on a page with room for 128: the cache holds len %d cap %d (valid %v)", n, len(c.items), cap(c.items), c.valid)
+		}
+	}
+}
