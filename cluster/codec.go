@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald"
@@ -30,46 +31,150 @@ func subject(user string) string {
 
 // A message carries one user's entries of one committed batch, in commit order:
 //
-//	version (1 byte, 1)
+//	version (1 byte, 2)
 //	commit time, Unix nanoseconds (varint)
-//	user id length (uvarint), user id
+//	user id (text: a uvarint length, then the bytes)
 //	entry count (uvarint), then per entry:
-//	    entry time, Unix nanoseconds (varint)
-//	    frame length (uvarint), the entry as the WebSocket sends it (herald.Entry.AppendJSON)
-const version = 1
+//	    entry time, Unix nanoseconds (varint), seq (varint), unread (varint),
+//	    event (1 byte: 1 created, 2 read, 3 read-all), then
+//	    for created and read, the notification: id, object, receiver, sender, type,
+//	        payload (text each), channel count (uvarint) and each channel (text),
+//	        createdAt (text, RFC 3339 with nanoseconds), readAt (1 byte, 0 or 1, then text),
+//	        seq (varint);
+//	    for read-all: readAt (text), updated (varint).
+//
+// Times travel as the text the WebSocket shows, so a socket on another node gets the
+// same bytes as one on the origin.
+const version = 2
+
+const (
+	evCreated byte = 1 + iota
+	evRead
+	evReadAll
+)
 
 // appendMessage appends the message for entries, all of user, committed at at.
 func appendMessage(b []byte, user string, at time.Time, entries []*herald.Entry) []byte {
 	b = append(b, version)
 	b = binary.AppendVarint(b, at.UnixNano())
-	b = binary.AppendUvarint(b, uint64(len(user)))
-	b = append(b, user...)
+	b = appendText(b, user)
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for _, e := range entries {
 		b = binary.AppendVarint(b, e.At.UnixNano())
-		// The frame's length goes before it: reserve the most a uvarint of a frame
-		// takes, then move the frame down to the length's real size.
-		start := len(b)
-		b = append(b, make([]byte, binary.MaxVarintLen32)...)
-		b = e.AppendJSON(b)
-		n := len(b) - start - binary.MaxVarintLen32
-		var lenBuf [binary.MaxVarintLen32]byte
-		l := binary.PutUvarint(lenBuf[:], uint64(n))
-		copy(b[start:], lenBuf[:l])
-		copy(b[start+l:], b[start+binary.MaxVarintLen32:])
-		b = b[:start+l+n]
+		b = binary.AppendVarint(b, e.Seq)
+		b = binary.AppendVarint(b, e.Unread)
+		switch {
+		case e.Event == herald.EventReadAll && e.ReadAll != nil:
+			b = append(b, evReadAll)
+			b = appendTime(b, e.ReadAll.ReadAt)
+			b = binary.AppendVarint(b, e.ReadAll.Updated)
+			continue
+		case e.Event == herald.EventRead && e.Notification != nil:
+			b = append(b, evRead)
+		case e.Event == herald.EventCreated && e.Notification != nil:
+			b = append(b, evCreated)
+		default:
+			b = append(b, 0) // refused by the receiver: never sent by a store
+			continue
+		}
+		n := e.Notification
+		b = appendText(b, n.ID)
+		b = appendText(b, n.Object)
+		b = appendText(b, n.ReceiverID)
+		b = appendText(b, n.SenderID)
+		b = appendText(b, n.Type)
+		b = appendText(b, n.Payload)
+		b = binary.AppendUvarint(b, uint64(len(n.Channels)))
+		for _, c := range n.Channels {
+			b = appendText(b, c)
+		}
+		b = appendTime(b, n.CreatedAt)
+		if n.ReadAt == nil {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = appendTime(b, *n.ReadAt)
+		}
+		b = binary.AppendVarint(b, n.Seq)
 	}
 	return b
 }
 
+func appendText[S ~string | ~[]byte](b []byte, s S) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	var buf [40]byte
+	return appendText(b, t.AppendFormat(buf[:0], time.RFC3339Nano))
+}
+
 var errMessage = errors.New("malformed bus message")
 
-// frame is an entry as the WebSocket sends it.
-type frame struct {
-	Event  herald.Event    `json:"event"`
-	Seq    int64           `json:"seq"`
-	Unread int64           `json:"unread"`
-	Data   json.RawMessage `json:"data"`
+// decoder reads a message; the first failure sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", errMessage, what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("truncated")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("truncated")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) bytes() []byte {
+	l := d.uvarint()
+	if l > uint64(len(d.b)) {
+		d.fail("truncated")
+		return nil
+	}
+	v := d.b[:l]
+	d.b = d.b[l:]
+	return v
+}
+
+func (d *decoder) text() string { return string(d.bytes()) }
+
+func (d *decoder) time() time.Time {
+	raw := d.bytes()
+	t, err := time.Parse(time.RFC3339Nano, string(raw))
+	if err != nil && d.err == nil {
+		d.fail("time " + strconv.Quote(string(raw)))
+	}
+	return t
 }
 
 // decodeMessage reads a message: the entries, of one user, and when they were committed.
@@ -77,60 +182,70 @@ func decodeMessage(b []byte) (entries []herald.Entry, at time.Time, err error) {
 	if len(b) == 0 || b[0] != version {
 		return nil, at, fmt.Errorf("%w: unknown version", errMessage)
 	}
-	b = b[1:]
-	commit, b, err := varint(b)
-	if err != nil {
-		return nil, at, err
+	d := &decoder{b: b[1:]}
+	commit := d.varint()
+	user := d.text()
+	count := d.uvarint()
+	if count > uint64(len(d.b))/4 { // an entry takes at least 4 bytes
+		d.fail("entry count")
 	}
-	user, b, err := bytesField(b)
-	if err != nil {
-		return nil, at, err
+	if d.err != nil {
+		return nil, at, d.err
 	}
-	count, n := binary.Uvarint(b)
-	if n <= 0 || count > uint64(len(b)) {
-		return nil, at, fmt.Errorf("%w: entry count", errMessage)
-	}
-	b = b[n:]
-	entries = make([]herald.Entry, 0, count)
-	for range count {
-		var when int64
-		var data []byte
-		if when, b, err = varint(b); err != nil {
-			return nil, at, err
-		}
-		if data, b, err = bytesField(b); err != nil {
-			return nil, at, err
-		}
-		var f frame
-		if err := json.Unmarshal(data, &f); err != nil {
-			return nil, at, fmt.Errorf("%w: %v", errMessage, err)
-		}
-		e := herald.Entry{UserID: string(user), Seq: f.Seq, Event: f.Event, Unread: f.Unread, At: time.Unix(0, when)}
-		switch f.Event {
-		case herald.EventReadAll:
-			e.ReadAll = new(herald.ReadAll)
-			err = json.Unmarshal(f.Data, e.ReadAll)
+	entries = make([]herald.Entry, count)
+	notes := make([]herald.Notification, 0, count)
+	for i := range entries {
+		e := &entries[i]
+		e.UserID = user
+		e.At = time.Unix(0, d.varint())
+		e.Seq, e.Unread = d.varint(), d.varint()
+		switch d.byte() {
+		case evReadAll:
+			e.Event = herald.EventReadAll
+			e.ReadAll = &herald.ReadAll{ReadAt: d.time(), Updated: d.varint()}
+			continue
+		case evRead:
+			e.Event = herald.EventRead
+		case evCreated:
+			e.Event = herald.EventCreated
 		default:
-			e.Notification = new(herald.Notification)
-			err = json.Unmarshal(f.Data, e.Notification)
+			d.fail("event")
 		}
-		if err != nil || !e.HasData() {
-			return nil, at, fmt.Errorf("%w: entry %d: %v", errMessage, f.Seq, err)
+		notes = append(notes, herald.Notification{
+			ID: d.text(), Object: d.text(), ReceiverID: d.text(), SenderID: d.text(), Type: d.text(),
+			Payload: json.RawMessage(d.text()),
+		})
+		n := &notes[len(notes)-1]
+		if c := d.uvarint(); c > uint64(len(d.b)) {
+			d.fail("channel count")
+		} else if c > 0 {
+			n.Channels = make([]herald.Channel, c)
+			for j := range n.Channels {
+				n.Channels[j] = herald.Channel(d.text())
+			}
 		}
-		entries = append(entries, e)
+		n.CreatedAt = d.time()
+		switch d.byte() {
+		case 0:
+		case 1:
+			t := d.time()
+			n.ReadAt = &t
+		default:
+			d.fail("readAt")
+		}
+		n.Seq = d.varint()
+		e.Notification = n
+		if d.err != nil {
+			break
+		}
 	}
-	if len(b) != 0 {
-		return nil, at, fmt.Errorf("%w: trailing bytes", errMessage)
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, at, d.err
 	}
 	return entries, time.Unix(0, commit), nil
-}
-
-func varint(b []byte) (int64, []byte, error) {
-	v, n := binary.Varint(b)
-	if n <= 0 {
-		return 0, nil, fmt.Errorf("%w: truncated", errMessage)
-	}
-	return v, b[n:], nil
 }
 
 func bytesField(b []byte) ([]byte, []byte, error) {

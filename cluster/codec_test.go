@@ -25,7 +25,11 @@ func TestMessageRoundTrip(t *testing.T) {
 		{UserID: "ada ✓", Seq: 2, Event: herald.EventRead, Unread: 0, At: read, Notification: &readNote},
 		{UserID: "ada ✓", Seq: 3, Event: herald.EventReadAll, Unread: 0, At: read, ReadAll: &herald.ReadAll{ReadAt: read, Updated: 0}},
 	}
-	ptrs := []*herald.Entry{&entries[0], &entries[1], &entries[2]}
+	other := time.FixedZone("UTC+2", 7200) // times keep their text, offset included
+	odd := note
+	odd.CreatedAt, odd.Channels, odd.Payload = at.In(other), nil, json.RawMessage(`{}`)
+	entries = append(entries, herald.Entry{UserID: "ada ✓", Seq: 4, Event: herald.EventCreated, Unread: 1, At: at, Notification: &odd})
+	ptrs := []*herald.Entry{&entries[0], &entries[1], &entries[2], &entries[3]}
 	msg := appendMessage(nil, "ada ✓", at, ptrs)
 	got, gotAt, err := decodeMessage(msg)
 	if err != nil {
@@ -49,7 +53,7 @@ func TestMessageRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got[2].ReadAll.Updated, entries[2].ReadAll.Updated) {
 		t.Errorf("read-all %+v", got[2].ReadAll)
 	}
-	for _, bad := range [][]byte{nil, {2}, msg[:len(msg)-1], append(append([]byte{}, msg...), 0)} {
+	for _, bad := range [][]byte{nil, {1}, {2}, msg[:len(msg)-1], append(append([]byte{}, msg...), 0)} {
 		if _, _, err := decodeMessage(bad); err == nil {
 			t.Errorf("a damaged message (%d bytes) was accepted", len(bad))
 		}
@@ -74,5 +78,38 @@ func TestUsersRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeUsers([]byte{5, 'a'}); err == nil {
 		t.Fatal("a truncated list was accepted")
+	}
+}
+
+// TestDamagedMessages: every truncation of a message, and every single flipped byte, is
+// refused or read without a panic.
+func TestDamagedMessages(t *testing.T) {
+	at := time.Now()
+	n := herald.Notification{ID: "id", ReceiverID: "u", Type: "t", Payload: json.RawMessage(`{"a":1}`),
+		Channels: []herald.Channel{herald.ChannelRealtime}, CreatedAt: at, Seq: 1}
+	e := herald.Entry{UserID: "u", Seq: 1, Event: herald.EventCreated, Unread: 1, At: at, Notification: &n}
+	msg := appendMessage(nil, "u", at, []*herald.Entry{&e, &e})
+	for i := range msg {
+		if _, _, err := decodeMessage(msg[:i]); err == nil {
+			t.Errorf("a message cut to %d of %d bytes was accepted", i, len(msg))
+		}
+		flipped := append([]byte{}, msg...)
+		flipped[i] ^= 0xff
+		_, _, _ = decodeMessage(flipped)
+	}
+}
+
+func BenchmarkDecodeMessage(b *testing.B) {
+	at := time.Now().UTC()
+	n := herald.Notification{ID: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Object: "project.created", ReceiverID: "user-42",
+		SenderID: "system", Type: "project.created", Payload: json.RawMessage(`{"name":"Atlas","by":"Ada Lovelace","n":12}`),
+		Channels: []herald.Channel{herald.ChannelRealtime}, CreatedAt: at, Seq: 7}
+	e := herald.Entry{UserID: "user-42", Seq: 7, Event: herald.EventCreated, Unread: 3, At: at, Notification: &n}
+	msg := appendMessage(nil, "user-42", at, []*herald.Entry{&e})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := decodeMessage(msg); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -18,7 +18,8 @@
 //
 //   - OnCommit, the persistence actor's hook: each committed batch is published, one
 //     message per user (several when a user's part exceeds 512 KiB), carrying the
-//     entries as the WebSocket sends them and the origin's commit time, so that
+//     entries in a binary form (their times as the text the WebSocket shows) and the
+//     origin's commit time, so that
 //     herald_ws_delivery_latency_seconds covers remote deliveries.
 //   - Interest, the router's hook: the node now holds an inbox for a user, or no longer.
 //   - Uncertain, the persistence actor's hook for a batch whose commit went unanswered,
