@@ -55,30 +55,22 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	return c
 }
 
+// nodeEnv is the environment of a test cluster's node id on database db: no rate
+// limits, a small pool, and extra.
+func nodeEnv(db, id string, extra ...string) []string {
+	return append([]string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret, "HERALD_API_KEYS=k1",
+		"HERALD_DATABASE_URL=" + db, "HERALD_DB_MAX_CONNS=8", "HERALD_LOG_LEVEL=warn", "HERALD_NODE_ID=" + id,
+		"HERALD_USER_RATE=0", "HERALD_USER_READ_RATE=0", "HERALD_SERVICE_RATE=0"}, extra...)
+}
+
 // start runs one node; it returns once the node has printed its ready line.
 func (c *testCluster) start(id, addr, peers string, extra ...string) *clusterNode {
 	t := c.t
 	t.Helper()
-	env := append([]string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret, "HERALD_API_KEYS=k1",
-		"HERALD_DATABASE_URL=" + c.db, "HERALD_DB_MAX_CONNS=8", "HERALD_LOG_LEVEL=warn",
-		"HERALD_NODE_ID=" + id, "HERALD_CLUSTER_ADDR=" + addr, "HERALD_CLUSTER_PEERS=" + peers,
-		"HERALD_USER_RATE=0", "HERALD_USER_READ_RATE=0", "HERALD_SERVICE_RATE=0"}, extra...)
-	cmd := exec.Command(c.bin, "serve")
-	cmd.Env = append(os.Environ(), env...)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	l := watch(stdout)
-	base := l.waitReady(t)
-	node := &clusterNode{proc: &proc{cmd: cmd, base: base}, env: env}
-	for line := range l.all {
-		if m := clusterLine.FindStringSubmatch(line); m != nil {
-			node.id, node.addr = m[1], m[2]
-			break
-		}
+	env := nodeEnv(c.db, id, append([]string{"HERALD_CLUSTER_ADDR=" + addr, "HERALD_CLUSTER_PEERS=" + peers}, extra...)...)
+	node := &clusterNode{proc: startHerald(t, c.bin, env), env: env}
+	if m := clusterLine.FindStringSubmatch(node.ready); m != nil {
+		node.id, node.addr = m[1], m[2]
 	}
 	if node.addr == "" || node.id != id {
 		t.Fatalf("node %s: no cluster address in its ready line", id)
@@ -580,25 +572,9 @@ func TestClusterExternalNATS(t *testing.T) {
 	c := &testCluster{t: t, bin: buildHerald(t), db: pgtest.Shared(t).NewDatabase(t)}
 	var bases []string
 	for _, id := range []string{"x1", "x2"} {
-		env := []string{"HERALD_ADDR=127.0.0.1:0", "HERALD_JWT_SECRET=" + secret, "HERALD_API_KEYS=k1",
-			"HERALD_DATABASE_URL=" + c.db, "HERALD_DB_MAX_CONNS=8", "HERALD_LOG_LEVEL=warn",
-			"HERALD_NODE_ID=" + id, "HERALD_NATS_URL=" + url}
-		cmd := exec.Command(c.bin, "serve")
-		cmd.Env = append(os.Environ(), env...)
-		stdout, _ := cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		l := watch(stdout)
-		bases = append(bases, l.waitReady(t))
-		line := ""
-		for line = range l.all {
-			if strings.Contains(line, "herald ready") {
-				break
-			}
-		}
+		p := startHerald(t, c.bin, nodeEnv(c.db, id, "HERALD_NATS_URL="+url))
+		bases = append(bases, p.base)
+		line := p.ready
 		if !strings.Contains(line, "cluster: "+id+" via "+url) {
 			t.Fatalf("ready line %q does not name the external NATS", line)
 		}

@@ -31,8 +31,9 @@ var readyLine = regexp.MustCompile(`herald ready: listening on (http://\S+)`)
 
 // lines collects a process's output and signals the ready line.
 type lines struct {
-	ready chan string
-	all   chan string
+	ready     chan string
+	all       chan string
+	readyLine string // the whole ready line, set before its base is sent on ready
 }
 
 func watch(r io.Reader) *lines {
@@ -42,6 +43,7 @@ func watch(r io.Reader) *lines {
 		for sc.Scan() {
 			line := sc.Text()
 			if m := readyLine.FindStringSubmatch(line); m != nil {
+				l.readyLine = line
 				l.ready <- m[1]
 			}
 			select {
@@ -164,8 +166,9 @@ func buildHerald(t *testing.T) string {
 }
 
 type proc struct {
-	cmd  *exec.Cmd
-	base string
+	cmd   *exec.Cmd
+	base  string
+	ready string // its ready line
 }
 
 func startHerald(t *testing.T, bin string, env []string) *proc {
@@ -178,7 +181,9 @@ func startHerald(t *testing.T, bin string, env []string) *proc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return &proc{cmd: cmd, base: watch(stdout).waitReady(t)}
+	l := watch(stdout)
+	base := l.waitReady(t)
+	return &proc{cmd: cmd, base: base, ready: l.readyLine}
 }
 
 const secret = "kill-test-secret-0123456789abcdef"
