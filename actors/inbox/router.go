@@ -172,16 +172,7 @@ func (r *router) Receive(c *actor.Context) {
 			c.Send(rt.pid, m)
 		}
 	case CheckHeads:
-		if m.All {
-			r.wantAll = true
-		} else {
-			if r.want == nil {
-				r.want = make(map[string]struct{}, len(m.Users))
-			}
-			for _, u := range m.Users {
-				r.want[u] = struct{}{}
-			}
-		}
+		r.askHeads(m.Users, m.All)
 		r.checkHeads(c)
 	case headsRead:
 		r.headsRead(c, m)
@@ -229,6 +220,20 @@ func (r *router) split(c *actor.Context, m Committed) {
 		r.touched[i] = nil
 	}
 	r.touched = r.touched[:0]
+}
+
+// askHeads adds users, or every user, to the next head check.
+func (r *router) askHeads(users []string, all bool) {
+	if all {
+		r.wantAll = true
+		return
+	}
+	if r.want == nil {
+		r.want = make(map[string]struct{}, len(users))
+	}
+	for _, u := range users {
+		r.want[u] = struct{}{}
+	}
 }
 
 // checkHeads starts the head read of the users asked for, unless one runs. Only users
@@ -279,16 +284,7 @@ func (r *router) headsRead(c *actor.Context, m headsRead) {
 	r.opts.Metrics.headCheck(len(m.users), m.err)
 	if m.err != nil {
 		r.opts.Log.Warn("inbox: head check failed; retrying", "users", len(m.users), "err", m.err)
-		if m.all {
-			r.wantAll = true
-		} else {
-			if r.want == nil {
-				r.want = make(map[string]struct{}, len(m.users))
-			}
-			for _, u := range m.users {
-				r.want[u] = struct{}{}
-			}
-		}
+		r.askHeads(m.users, m.all)
 		r.retryWait = true
 		engine, self := c.Engine(), c.PID()
 		time.AfterFunc(checkRetry, func() { engine.Send(self, checkAgain{}) })

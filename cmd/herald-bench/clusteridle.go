@@ -68,56 +68,10 @@ func (s *session) clusterIdle(ctx context.Context, r *Result) error {
 		}
 	}
 	r.cond("bench processes holding them", max(len(shards), 1))
-	sum := func() shardStatus {
-		var st shardStatus
-		for _, sh := range shards {
-			st.add(sh.status())
-		}
-		return st
-	}
-
-	srvCPU, benchCPU := startCPU(ns.pids()...), startCPU(pids...)
-	var rm rateMeter
-	p := startProgress(s.progress, time.Second, func(el time.Duration) string {
-		st := sum()
-		return connectLine(o.scenario, el, st.Connected, int64(o.n), rm.rate(st.Connected, el), st.Failed)
-	})
-	deadline := time.NewTimer(o.connectTimeout)
-	for _, sh := range shards {
-		select {
-		case <-sh.ready():
-		case <-deadline.C:
-		case <-ctx.Done():
-		}
-	}
-	deadline.Stop()
-	p.Stop()
-	cpu(r, "connecting", srvCPU, benchCPU)
-	connected := sum()
-	took := time.Duration(connected.LastFirst - start.UnixNano())
-	r.count("connected", connected.Connected)
-	r.count("failed handshakes (retried)", connected.DialErrors)
-	if connected.Connected > 0 && took > 0 {
-		r.duration("connect time (start to last snapshot)", took)
-		r.metric("connect rate (snapshot frame included)", float64(connected.Connected)/took.Seconds(), "/s")
-	}
+	connected := s.awaitConnected(ctx, r, shards, start, ns.pids(), pids)
 
 	rssSettled, _ := ns.settledRSS(ctx, rssSettleTimeout)
-	srvCPU, benchCPU = startCPU(ns.pids()...), startCPU(pids...)
-	holdStart := time.Now()
-	p = startProgress(s.progress, time.Second, func(el time.Duration) string {
-		st := sum()
-		return fmt.Sprintf("%s %s: holding %d/%d, unexpected closes %d", o.scenario, fmtElapsed(el), st.Connected, o.n, st.Drops)
-	})
-	hold := time.NewTimer(o.duration)
-	select {
-	case <-hold.C:
-	case <-ctx.Done():
-		hold.Stop()
-	}
-	p.Stop()
-	r.duration("held for", time.Since(holdStart))
-	cpu(r, "holding", srvCPU, benchCPU)
+	s.holdIdle(ctx, r, shards, ns.pids(), pids)
 	rssHeld, _ := ns.rss()
 	final := closeAll()
 
@@ -127,14 +81,7 @@ func (s *session) clusterIdle(ctx context.Context, r *Result) error {
 		r.metric("server RSS at the end of the hold (all nodes)", float64(rssHeld), "B")
 		r.metric("server RSS per connection", float64(rssSettled-rss0)/float64(o.n), "B")
 	}
-	r.check("connections that never connected", int64(o.n)-connected.Connected)
-	r.check("unexpected closes (reconnected)", final.Drops)
-	r.check("clients that could not reconnect", final.GaveUp)
-	r.check("bad frames", final.BadFrames)
-	r.check("error frames", final.ErrorFrames)
-	if final.Err != "" {
-		r.note("first error: %s", final.Err)
-	}
+	idleChecks(r, o.n, connected, final)
 	return nil
 }
 

@@ -57,59 +57,12 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 			closeAll()
 		}
 	}()
-	sum := func() shardStatus {
-		var st shardStatus
-		for _, sh := range shards {
-			st.add(sh.status())
-		}
-		return st
-	}
-
-	// Connect.
-	srvCPU, benchCPU := startCPU(s.t.pid), startCPU(pids...)
-	var rm rateMeter
-	p := startProgress(s.progress, time.Second, func(el time.Duration) string {
-		st := sum()
-		return connectLine(o.scenario, el, st.Connected, int64(o.n), rm.rate(st.Connected, el), st.Failed)
-	})
-	deadline := time.NewTimer(o.connectTimeout)
-	for _, sh := range shards {
-		select {
-		case <-sh.ready():
-		case <-deadline.C:
-		case <-ctx.Done():
-		}
-	}
-	deadline.Stop()
-	p.Stop()
-	cpu(r, "connecting", srvCPU, benchCPU)
-	connected := sum()
-	took := time.Duration(connected.LastFirst - start.UnixNano())
-	r.count("connected", connected.Connected)
-	r.count("failed handshakes (retried)", connected.DialErrors)
-	if connected.Connected > 0 && took > 0 {
-		r.duration("connect time (start to last snapshot)", took)
-		r.metric("connect rate (snapshot frame included)", float64(connected.Connected)/took.Seconds(), "/s")
-	}
+	connected := s.awaitConnected(ctx, r, shards, start, []int{s.t.pid}, pids)
 
 	// Let the server's memory settle, then hold.
 	rssSettled, _ := s.t.settledRSS(ctx, rssSettleTimeout)
 	anonSettled, _ := s.t.anon()
-	srvCPU, benchCPU = startCPU(s.t.pid), startCPU(pids...)
-	holdStart := time.Now()
-	p = startProgress(s.progress, time.Second, func(el time.Duration) string {
-		st := sum()
-		return fmt.Sprintf("%s %s: holding %d/%d, unexpected closes %d", o.scenario, fmtElapsed(el), st.Connected, o.n, st.Drops)
-	})
-	hold := time.NewTimer(o.duration)
-	select {
-	case <-hold.C:
-	case <-ctx.Done():
-		hold.Stop()
-	}
-	p.Stop()
-	r.duration("held for", time.Since(holdStart))
-	cpu(r, "holding", srvCPU, benchCPU)
+	s.holdIdle(ctx, r, shards, []int{s.t.pid}, pids)
 	rssHeld, _ := s.t.rss()
 	final := closeAll()
 
@@ -125,7 +78,76 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 		r.metric("server RssAnon, all connected and settled", float64(anonSettled), "B")
 		r.metric("server RssAnon per connection", float64(anonSettled-anon0)/float64(o.n), "B")
 	}
-	r.check("connections that never connected", int64(o.n)-connected.Connected)
+	idleChecks(r, o.n, connected, final)
+	return nil
+}
+
+// sumShards adds up what the shards report.
+func sumShards(shards []shard) shardStatus {
+	var st shardStatus
+	for _, sh := range shards {
+		st.add(sh.status())
+	}
+	return st
+}
+
+// awaitConnected waits, with a progress line, until every shard has connected its
+// share or -connect-timeout has passed, and reports the connect figures and the CPU
+// the server processes (srvPIDs) and the bench's (benchPIDs) used meanwhile.
+func (s *session) awaitConnected(ctx context.Context, r *Result, shards []shard, start time.Time, srvPIDs, benchPIDs []int) shardStatus {
+	o := s.o
+	srvCPU, benchCPU := startCPU(srvPIDs...), startCPU(benchPIDs...)
+	var rm rateMeter
+	p := startProgress(s.progress, time.Second, func(el time.Duration) string {
+		st := sumShards(shards)
+		return connectLine(o.scenario, el, st.Connected, int64(o.n), rm.rate(st.Connected, el), st.Failed)
+	})
+	deadline := time.NewTimer(o.connectTimeout)
+	for _, sh := range shards {
+		select {
+		case <-sh.ready():
+		case <-deadline.C:
+		case <-ctx.Done():
+		}
+	}
+	deadline.Stop()
+	p.Stop()
+	cpu(r, "connecting", srvCPU, benchCPU)
+	connected := sumShards(shards)
+	took := time.Duration(connected.LastFirst - start.UnixNano())
+	r.count("connected", connected.Connected)
+	r.count("failed handshakes (retried)", connected.DialErrors)
+	if connected.Connected > 0 && took > 0 {
+		r.duration("connect time (start to last snapshot)", took)
+		r.metric("connect rate (snapshot frame included)", float64(connected.Connected)/took.Seconds(), "/s")
+	}
+	return connected
+}
+
+// holdIdle holds the connections for -duration, with a progress line, and reports the
+// CPU used meanwhile.
+func (s *session) holdIdle(ctx context.Context, r *Result, shards []shard, srvPIDs, benchPIDs []int) {
+	o := s.o
+	srvCPU, benchCPU := startCPU(srvPIDs...), startCPU(benchPIDs...)
+	holdStart := time.Now()
+	p := startProgress(s.progress, time.Second, func(el time.Duration) string {
+		st := sumShards(shards)
+		return fmt.Sprintf("%s %s: holding %d/%d, unexpected closes %d", o.scenario, fmtElapsed(el), st.Connected, o.n, st.Drops)
+	})
+	hold := time.NewTimer(o.duration)
+	select {
+	case <-hold.C:
+	case <-ctx.Done():
+		hold.Stop()
+	}
+	p.Stop()
+	r.duration("held for", time.Since(holdStart))
+	cpu(r, "holding", srvCPU, benchCPU)
+}
+
+// idleChecks reports what must be zero after an idle run of n connections.
+func idleChecks(r *Result, n int, connected, final shardStatus) {
+	r.check("connections that never connected", int64(n)-connected.Connected)
 	r.check("unexpected closes (reconnected)", final.Drops)
 	r.check("clients that could not reconnect", final.GaveUp)
 	r.check("bad frames", final.BadFrames)
@@ -133,7 +155,6 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 	if final.Err != "" {
 		r.note("first error: %s", final.Err)
 	}
-	return nil
 }
 
 // startShards starts the shares of the idle connections: in this process when one

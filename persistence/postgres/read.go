@@ -155,14 +155,17 @@ func (s *Store) UnreadCount(ctx context.Context, userID string) (int64, error) {
 // query.
 func (s *Store) Heads(ctx context.Context, users []string, seqs []int64) error {
 	clear(seqs)
-	ids := users
+	var ids []string // users, with "" for the ids no store can hold
 	for i, u := range users {
-		if !storable(u) { // no such user can be stored: ask for "" in its place
-			if sameArray(ids, users) {
+		if !storable(u) {
+			if ids == nil {
 				ids = slices.Clone(users)
 			}
 			ids[i] = ""
 		}
+	}
+	if ids == nil {
+		ids = users
 	}
 	rows, err := s.pool.Query(ctx, sqlHeads, ids)
 	if err != nil {
@@ -181,8 +184,6 @@ func (s *Store) Heads(ctx context.Context, users []string, seqs []int64) error {
 	}
 	return nil
 }
-
-func sameArray(a, b []string) bool { return len(a) > 0 && len(b) > 0 && &a[0] == &b[0] }
 
 // Events returns up to limit entries of userID's log after since, oldest first, or a
 // reset when since is beyond the latest seq or its next entry is gone or older than the
