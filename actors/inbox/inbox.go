@@ -49,7 +49,7 @@ type ringEntry struct {
 
 type inbox struct {
 	user   string
-	opts   Options
+	opts   *Options // the router's, shared by every inbox
 	router *actor.PID
 	engine *actor.Engine
 	self   *actor.PID
@@ -86,7 +86,7 @@ type inbox struct {
 // bytes.
 const maxReadIDs = 16
 
-func newInbox(user string, opts Options, router *actor.PID) actor.Producer {
+func newInbox(user string, opts *Options, router *actor.PID) actor.Producer {
 	return func() actor.Receiver {
 		return &inbox{user: user, opts: opts, router: router}
 	}

@@ -103,9 +103,10 @@ func (o *Options) defaults() {
 	}
 }
 
-// inboxQueue is the mailbox size of an inbox actor. hollywood grows a full mailbox, so
-// this is only the memory an idle inbox holds (about 1 KiB at 16, 24 KiB at the default).
-const inboxQueue = 16
+// inboxQueue is the mailbox size of an inbox actor. hollywood grows a full mailbox (by
+// doubling, and keeps it), so this is only the memory an idle inbox starts with: 96
+// bytes at 4, 24 KiB at the default.
+const inboxQueue = 4
 
 // NewRouter returns the producer of the router actor.
 func NewRouter(opts Options) actor.Producer {
@@ -151,7 +152,7 @@ func (r *router) Receive(c *actor.Context) {
 			r.spawned++
 			// Not a child of the router: stopping a parent waits on each child's stop,
 			// and a child already stopping (retired) would keep it waiting for ever.
-			rt = &route{pid: c.Engine().Spawn(newInbox(m.User, r.opts, c.PID()), "inbox",
+			rt = &route{pid: c.Engine().Spawn(newInbox(m.User, &r.opts, c.PID()), "inbox",
 				actor.WithID(strconv.FormatUint(r.spawned, 36)),
 				actor.WithInboxSize(inboxQueue),
 				actor.WithMiddleware(supervise.Recover(r.opts.Log, nil)))}

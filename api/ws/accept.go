@@ -24,13 +24,15 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, user string, since 
 	h.Start(c, hj.conn, user, since, hasSince)
 }
 
-// The buffers of an accepted WebSocket: client frames are small (4 KiB at most) and a
-// notification frame is usually under 1 KiB; bigger ones bypass the buffer. net/http's
-// 4 KiB pair would be most of an idle connection's memory. The write buffer holds any
-// control frame whole, which NetConn relies on (one control frame, one Write).
+// The buffers of an accepted WebSocket. Client frames are small (4 KiB at most); a read
+// that big bypasses the read buffer. Only the library's control frames go through the
+// write buffer (the connection's writer writes data frames to NetConn itself), and it
+// holds the largest whole (127 bytes: a close with a 123-byte reason), which NetConn
+// relies on (one control frame, one Write; TestLargestControlFrameOneWrite). net/http's
+// 4 KiB pair would be most of an idle connection's memory.
 const (
-	readBuffer  = 512
-	writeBuffer = 1024
+	readBuffer  = 256
+	writeBuffer = 128
 )
 
 // hijacker hijacks the connection with smaller buffers than net/http's, and with the

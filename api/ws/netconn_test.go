@@ -322,3 +322,65 @@ func TestNetConnWithLibrary(t *testing.T) {
 		t.Fatalf("a data frame after the library's close: %v, want net.ErrClosed", err)
 	}
 }
+
+// writeLog records the writes that reach the network connection.
+type writeLog struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.writes = append(w.writes, bytes.Clone(p))
+	w.mu.Unlock()
+	return w.Conn.Write(p)
+}
+
+// TestLargestControlFrameOneWrite: the buffer the library writes its control frames
+// through (writeBuffer) holds the largest one, a close with a 123-byte reason, so it
+// reaches NetConn in one Write, as NetConn's ordering of data and close frames needs.
+func TestLargestControlFrameOneWrite(t *testing.T) {
+	got := make(chan *NetConn, 1)
+	var server *websocket.Conn
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &hijacker{ResponseWriter: w}
+		c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		server = c
+		got <- hj.conn
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseNow()
+	nc := <-got
+	defer server.CloseNow()
+	log := &writeLog{Conn: nc.Conn}
+	nc.Conn = log // nothing has read or written through nc yet
+	reason := strings.Repeat("r", 123)
+	closed := make(chan error, 1)
+	go func() { closed <- server.Close(websocket.StatusCode(wire.CloseGoingAway), reason) }()
+	_, _, err = client.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Reason != reason {
+		t.Fatalf("client read: %v, want the close with its 123-byte reason", err)
+	}
+	<-closed
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.writes) == 0 || log.writes[0][0] != 0x88 || len(log.writes[0]) != 2+2+123 {
+		lens := make([]int, len(log.writes))
+		for i, w := range log.writes {
+			lens[i] = len(w)
+		}
+		t.Fatalf("writes of the close: lengths %v, want one of %d bytes starting with 0x88", lens, 2+2+123)
+	}
+}
