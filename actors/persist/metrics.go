@@ -8,11 +8,16 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
+// latencyBuckets are the bounds, in seconds, of the commit time and wait histograms:
+// fine below a millisecond, where a commit on a fast disk lies.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+
 // Metrics of the persistence actor. A nil *Metrics records nothing.
 type Metrics struct {
 	stored      prometheus.Counter
 	batchSize   prometheus.Histogram
 	commitTime  prometheus.Histogram
+	commitWait  prometheus.Histogram
 	storeErrors prometheus.Counter
 }
 
@@ -31,14 +36,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_store_commit_seconds",
 			Help:    "Time of one store transaction (Applier.Apply), failed ones included.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+			Buckets: latencyBuckets,
+		}),
+		commitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_store_commit_wait_seconds",
+			Help: "Time a write waited at the persistence actor before its transaction began: for the commit " +
+				"in flight to end and its batch to leave.",
+			Buckets: latencyBuckets,
 		}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_store_errors_total",
 			Help: "Store transactions that failed (every caller in the batch got 503).",
 		}),
 	}
-	reg.MustRegister(m.stored, m.batchSize, m.commitTime, m.storeErrors)
+	reg.MustRegister(m.stored, m.batchSize, m.commitTime, m.commitWait, m.storeErrors)
 	return m
 }
 
@@ -63,6 +74,13 @@ func (m *Metrics) commitTook(d time.Duration) {
 		return
 	}
 	m.commitTime.Observe(d.Seconds())
+}
+
+func (m *Metrics) waited(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.commitWait.Observe(d.Seconds())
 }
 
 func (m *Metrics) storeError() {

@@ -39,6 +39,7 @@ type Write struct {
 
 	claim   *atomic.Uint32 // Client's: which of the caller and the commit had the write first
 	startBy time.Time      // when set, the write must leave by then (Ctx's deadline less a commit)
+	arrived time.Time      // when the actor received it (herald_store_commit_wait_seconds)
 }
 
 // The states of Write.claim: the caller that stops waiting and the commit that starts
@@ -184,9 +185,10 @@ func (w *writer) Receive(c *actor.Context) {
 			w.opts.Log.Error("persist: Write with an unbuffered Reply channel dropped", "op", m.Op.Kind)
 			return
 		}
+		m.arrived = time.Now()
 		if m.Ctx != nil {
 			if d, ok := m.Ctx.Deadline(); ok {
-				if by := d.Add(-w.opts.CommitTimeout - answerMargin); time.Now().Before(by) {
+				if by := d.Add(-w.opts.CommitTimeout - answerMargin); m.arrived.Before(by) {
 					m.startBy = by
 				}
 			}
@@ -343,6 +345,7 @@ func (w *writer) commit(batch []Write) {
 		}
 		live = append(live, b)
 		ops = append(ops, b.Op)
+		w.opts.Metrics.waited(now.Sub(b.arrived))
 	}
 	if len(ops) == 0 {
 		return

@@ -163,6 +163,10 @@ func testGroupCommit(t *testing.T, store persistence.Store, inFlight int) {
 	if batches >= writers*each {
 		t.Fatalf("%d transactions for %d concurrent writes: no grouping", batches, writers*each)
 	}
+	// Every write's wait for its transaction is timed, once.
+	if waits := histogramCount(t, reg, "herald_store_commit_wait_seconds"); waits != writers*each {
+		t.Fatalf("%d commit waits observed for %d writes", waits, writers*each)
+	}
 	t.Logf("%d writes in %d transactions", writers*each, batches)
 }
 
