@@ -114,6 +114,7 @@ func (s *session) deliver(ctx context.Context, r *Result) error {
 	}
 	defer f.stop()
 	start := pub.start
+	histBefore, _ := scrapeHistograms(ctx, s.t.base)
 	srvCPU, benchCPU := startCPU(s.t.pid), startCPU(selfPID())
 	var rm rateMeter
 	p := startProgress(s.progress, time.Second, func(el time.Duration) string {
@@ -127,6 +128,10 @@ func (s *session) deliver(ctx context.Context, r *Result) error {
 	drainTook := time.Since(pubEnd)
 	p.Stop()
 	f.stop()
+	histAfter, err := scrapeHistograms(ctx, s.t.base)
+	if err != nil {
+		r.note("the server's commit histograms could not be read: %v", err)
+	}
 
 	tl := l.tally(pubEnd.UnixNano())
 	pubDur := pubEnd.Sub(start)
@@ -141,6 +146,7 @@ func (s *session) deliver(ctx context.Context, r *Result) error {
 	}
 	latency(r, "latency (publish to socket)", &rc.lat)
 	latency(r, "request latency (until 201)", &pub.stats.latency)
+	commitFigures(r, histBefore, histAfter)
 	publishFailures(r, &pub.stats)
 	r.count("received although not acknowledged", tl.UnackedDelivered)
 	rc.checks(r, tl.Lost)

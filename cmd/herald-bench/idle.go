@@ -9,6 +9,11 @@ import (
 // rssSettleTimeout bounds the wait for the server's memory to stop moving.
 const rssSettleTimeout = 15 * time.Second
 
+// steadyHold is the shortest hold whose end-of-hold memory is an idle node's: Go's
+// runtime forces a collection when none has run for 2 minutes, and returns the freed
+// memory to the system in the seconds after.
+const steadyHold = 150 * time.Second
+
 // idle runs the idle scenario: see the package doc.
 func (s *session) idle(ctx context.Context, r *Result) error {
 	o := s.o
@@ -64,6 +69,7 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 	anonSettled, _ := s.t.anon()
 	s.holdIdle(ctx, r, shards, []int{s.t.pid}, pids)
 	rssHeld, _ := s.t.rss()
+	anonHeld, _ := s.t.anon()
 	final := closeAll()
 
 	if haveRSS {
@@ -71,12 +77,21 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 		r.metric("server RSS, all connected and settled", float64(rssSettled), "B")
 		r.metric("server RSS at the end of the hold", float64(rssHeld), "B")
 		r.metric("server RSS per connection", float64(rssSettled-rss0)/float64(o.n), "B")
+		r.metric("server RSS per connection, end of the hold", float64(rssHeld-rss0)/float64(o.n), "B")
 	}
 	if haveAnon {
 		// VmRSS counts the pages of mapped files too: the embedded store's, as it is read.
 		r.metric("server RssAnon before connecting", float64(anon0), "B")
 		r.metric("server RssAnon, all connected and settled", float64(anonSettled), "B")
 		r.metric("server RssAnon per connection", float64(anonSettled-anon0)/float64(o.n), "B")
+		r.metric("server RssAnon at the end of the hold", float64(anonHeld), "B")
+		r.metric("server RssAnon per connection, end of the hold", float64(anonHeld-anon0)/float64(o.n), "B")
+	}
+	if o.duration < steadyHold {
+		r.note("the hold (%s) is shorter than %s: the runtime collects garbage at least every 2 minutes, and until it "+
+			"has done so after the connections, the settled figures include the connect phase's garbage not yet "+
+			"returned to the system; the end-of-hold figures are the idle node's only after a hold of %s or more",
+			o.duration, steadyHold, steadyHold)
 	}
 	idleChecks(r, o.n, connected, final)
 	return nil
