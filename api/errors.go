@@ -99,10 +99,28 @@ func writeNotifications(w http.ResponseWriter, code int, ns []herald.Notificatio
 	*buf = *bytes.NewBuffer(b[:0]) // the pool keeps the array, grown or not
 }
 
+// writeNotification answers one notification without reflection (and without
+// encoding/json's check of a Marshaler's output): the single create's answer.
+func writeNotification(w http.ResponseWriter, code int, n *herald.Notification) {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	buf.Grow(320 + len(n.Payload))
+	b := n.AppendJSON(buf.AvailableBuffer())
+	writeRaw(w, code, b)
+	*buf = *bytes.NewBuffer(b[:0]) // the pool keeps the array, grown or not
+}
+
+// The values of the headers every JSON answer carries, shared: net/http only reads
+// them.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
 func writeRaw(w http.ResponseWriter, code int, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
 }

@@ -114,7 +114,7 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) erro
 	if res.Replayed[0] {
 		code = http.StatusOK
 	}
-	writeJSON(w, code, &res.Notifications[0])
+	writeNotification(w, code, &res.Notifications[0])
 	return nil
 }
 
