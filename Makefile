@@ -104,7 +104,10 @@ bench:
 
 ## bench-load: herald-bench's standard suite against bin/herald on loopback, on the embedded
 ## store and on a throwaway PostgreSQL (fsync on): each run's JSON and Markdown in
-## .bench/load-*, one table of them all in .bench/load.md (and on stdout). A few minutes.
+## .bench/load-*, one table of them all in .bench/load.md (and on stdout). It leads with the
+## path most applications take: single creates (one POST /notifications each, 64 in flight),
+## flat out and at 5,000/s, then connects of 2,000 users with their snapshot and a
+## broadcast to 1,000 users, on PostgreSQL. About ten minutes.
 ## The server runs with its defaults (HERALD_* variables unset), rate limits off.
 LOAD_TIMEOUT ?= 150s
 bench-load:
@@ -123,15 +126,20 @@ bench-load:
 		$(BIN)/herald-bench -start-server $(BIN)/herald -quiet -timeout $(LOAD_TIMEOUT) -connect-timeout 60s \
 			-out .bench/load-$$name.json "$$@" > .bench/load-$$name.md || { status=1; echo "bench-load: $$name failed: see .bench/load-$$name.md" >&2; }; \
 	}; \
-	load 01-idle -scenario idle -n 15000 -duration 10s; \
-	load 02-deliver -scenario deliver -n 1000 -rate 10000 -duration 15s -publish batch -batch-size 100; \
-	load 03-deliver-flat -scenario deliver -n 5000 -rate 0 -duration 15s -publish batch -batch-size 100; \
-	load 04-broadcast -scenario broadcast -n 15000 -rounds 3; \
-	load 05-storm -scenario reconnect-storm -n 2000 -rate 2000 -duration 15s; \
-	load 06-events -scenario events -n 1000 -fanout 10 -rate 500 -duration 15s; \
-	load 07-pg-deliver -postgres throwaway -scenario deliver -n 5000 -rate 10000 -duration 15s -publish batch -batch-size 100; \
-	load 08-pg-deliver-flat -postgres throwaway -scenario deliver -n 5000 -rate 0 -duration 15s -publish batch -batch-size 100; \
-	load 09-pg-broadcast -postgres throwaway -scenario broadcast -n 15000 -rounds 3; \
+	load 01-pg-single-flat -postgres throwaway -scenario deliver -n 1000 -publish single -publishers 64 -rate 0 -duration 15s; \
+	load 02-pg-single-5k -postgres throwaway -scenario deliver -n 1000 -publish single -publishers 64 -rate 5000 -duration 15s; \
+	load 03-pg-connect -postgres throwaway -scenario idle -n 2000 -concurrency 128 -duration 5s; \
+	load 04-pg-broadcast-1k -postgres throwaway -scenario broadcast -n 1000 -rounds 5; \
+	load 05-single-flat -scenario deliver -n 1000 -publish single -publishers 64 -rate 0 -duration 15s; \
+	load 06-idle -scenario idle -n 15000 -duration 10s; \
+	load 07-deliver -scenario deliver -n 1000 -rate 10000 -duration 15s -publish batch -batch-size 100; \
+	load 08-deliver-flat -scenario deliver -n 5000 -rate 0 -duration 15s -publish batch -batch-size 100; \
+	load 09-broadcast -scenario broadcast -n 15000 -rounds 3; \
+	load 10-storm -scenario reconnect-storm -n 2000 -rate 2000 -duration 15s; \
+	load 11-events -scenario events -n 1000 -fanout 10 -rate 500 -duration 15s; \
+	load 12-pg-deliver -postgres throwaway -scenario deliver -n 5000 -rate 10000 -duration 15s -publish batch -batch-size 100; \
+	load 13-pg-deliver-flat -postgres throwaway -scenario deliver -n 5000 -rate 0 -duration 15s -publish batch -batch-size 100; \
+	load 14-pg-broadcast -postgres throwaway -scenario broadcast -n 15000 -rounds 3; \
 	$(BIN)/herald-bench -summarize $$files > .bench/load.md || status=1; \
 	cat .bench/load.md; \
 	exit $$status
