@@ -61,6 +61,11 @@ func (s *session) clusterDeliver(ctx context.Context, r *Result) error {
 		victim = nodes - 1
 	}
 	start := time.Now()
+	if victim >= 0 {
+		for _, b := range books {
+			b.windowFrom.Store(start.Add(o.killAt).UnixNano())
+		}
+	}
 	pub := &publishing{
 		rest: rests[0], ledger: l, users: s.userIDs(),
 		rate: o.rate, start: start, end: start.Add(o.duration), mode: publishSingle,
@@ -161,6 +166,25 @@ func (s *session) clusterDeliver(ctx context.Context, r *Result) error {
 		}
 		r.duration(name+": latency (publish to socket) max", h.maximum())
 		r.count(name+": lost", lostOn[i])
+	}
+	if victim >= 0 {
+		// The surviving nodes while the victim's clients move over: what was published
+		// in the killWindow from the kill.
+		var survivors histogram
+		for i := range nodes {
+			if i == victim {
+				continue
+			}
+			var h histogram
+			for _, b := range books {
+				h.merge(&b.during[i])
+			}
+			survivors.merge(&h)
+			name := fmt.Sprintf("node %d, its own sockets, published in the %s from the kill", i+1, killWindow)
+			r.count(name+": received", h.count())
+			r.duration(name+": latency (publish to socket) p99", h.percentile(99))
+		}
+		latency(r, fmt.Sprintf("surviving nodes, their own sockets, published in the %s from the kill: latency (publish to socket)", killWindow), &survivors)
 	}
 	var all histogram
 	for _, b := range books {

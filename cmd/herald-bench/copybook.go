@@ -30,14 +30,19 @@ type copyBook struct {
 	chunks [maxChunks]atomic.Pointer[[chunkSize]atomic.Int64] // first receipt, Unix ns; 0: not yet
 
 	lat       []histogram // by node
-	delivered atomic.Int64
+	// during is lat for the notifications published in the kill window (-kill-at):
+	// from windowFrom, for killWindow (Unix ns; 0: no window), on the sockets that never
+	// moved (the killed node's, resuming elsewhere, are not the survivors' latency).
+	during     []histogram
+	windowFrom atomic.Int64
+	delivered  atomic.Int64
 	dupes     atomic.Int64 // the same marker again on this copy (under another id and seq)
 	misrouted atomic.Int64
 	unknown   atomic.Int64
 }
 
 func newCopyBook(l *ledger, users, nodes int) *copyBook {
-	return &copyBook{ledger: l, users: int64(users), lat: make([]histogram, nodes)}
+	return &copyBook{ledger: l, users: int64(users), lat: make([]histogram, nodes), during: make([]histogram, nodes)}
 }
 
 // onNote is the fleet's hook: marker m is for user m mod users.
@@ -60,7 +65,14 @@ func (b *copyBook) onNote(c *client, d *frameData, now int64) {
 	}
 	b.delivered.Add(1)
 	b.lat[c.node].record(time.Duration(now - p.T))
+	if from := b.windowFrom.Load(); from > 0 && c.node == c.home && p.T >= from && p.T < from+int64(killWindow) {
+		b.during[c.node].record(time.Duration(now - p.T))
+	}
 }
+
+// killWindow is how long after a node is killed (-kill-at) the notifications published
+// count as published during the kill, for the surviving nodes' latency then.
+const killWindow = 5 * time.Second
 
 // slot returns marker m's receipt time, allocating its chunk on first use.
 func (b *copyBook) slot(m int64) *atomic.Int64 {

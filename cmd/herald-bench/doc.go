@@ -112,7 +112,9 @@
 //     bus faults. With -kill-at the last node gets SIGKILL that long after publishing
 //     starts: its clients move to the next node and resume with ?since=, its users'
 //     publishers move there too, and the bench reports how long until every socket
-//     that was on it has resumed; nothing acknowledged may be lost.
+//     that was on it has resumed, and the surviving nodes' publish→socket latency for
+//     what was published in the 5 s from the kill (p50, p99, max: do they stall?);
+//     nothing acknowledged may be lost.
 //   - idle: the -n connections split evenly over the nodes (each node's share held by
 //     child processes above -per-process); the memory per connection is the growth of
 //     the nodes' resident memory together, divided by -n.

@@ -87,6 +87,7 @@ type client struct {
 	fl    *fleet
 	http  *http.Client
 	node  int // index in cfg.nodeURLs of the node it connects to; owned by its goroutine
+	home  int // the node it connected to first
 
 	conn atomic.Pointer[websocket.Conn]
 	drop atomic.Bool // the bench closed the connection on purpose: reconnect at once
@@ -134,6 +135,7 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 		}
 		if cfg.nodeOf != nil {
 			f.clients[i].node = cfg.nodeOf(idx)
+			f.clients[i].home = f.clients[i].node
 		}
 	}
 	if cfg.n == 0 {
