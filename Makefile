@@ -107,7 +107,8 @@ bench:
 ## .bench/load-*, one table of them all in .bench/load.md (and on stdout). It leads with the
 ## path most applications take: single creates (one POST /notifications each, 64 in flight),
 ## flat out and at 5,000/s, then connects of 2,000 users with their snapshot and a
-## broadcast to 1,000 users, on PostgreSQL. About ten minutes.
+## broadcast to 1,000 users, on PostgreSQL; it ends with single creates flat out on one node
+## and on three (each user's 2 sockets on other nodes than its publisher's). About ten minutes.
 ## The server runs with its defaults (HERALD_* variables unset), rate limits off.
 LOAD_TIMEOUT ?= 150s
 bench-load:
@@ -140,6 +141,8 @@ bench-load:
 	load 12-pg-deliver -postgres throwaway -scenario deliver -n 5000 -rate 10000 -duration 15s -publish batch -batch-size 100; \
 	load 13-pg-deliver-flat -postgres throwaway -scenario deliver -n 5000 -rate 0 -duration 15s -publish batch -batch-size 100; \
 	load 14-pg-broadcast -postgres throwaway -scenario broadcast -n 15000 -rounds 3; \
+	load 15-pg-nodes1-flat -postgres throwaway -nodes 1 -scenario deliver -n 5000 -publish single -publishers 64 -rate 0 -duration 15s; \
+	load 16-pg-nodes3-flat -postgres throwaway -nodes 3 -sockets 2 -scenario deliver -n 5000 -publish single -publishers 64 -rate 0 -duration 15s; \
 	$(BIN)/herald-bench -summarize $$files > .bench/load.md || status=1; \
 	cat .bench/load.md; \
 	exit $$status
