@@ -10,6 +10,7 @@ import (
 type receipts struct {
 	ledger *ledger
 	lat    histogram // create→socket latency of first receipts
+	win    windowed  // the same, per -window
 	users  int64
 
 	delivered atomic.Int64 // first receipts
@@ -45,7 +46,9 @@ func (rc *receipts) record(p benchPayload, now int64) {
 		rc.dupes.Add(1)
 	default:
 		rc.delivered.Add(1)
-		rc.lat.record(time.Duration(now - p.T))
+		d := time.Duration(now - p.T)
+		rc.lat.record(d)
+		rc.win.record(d)
 	}
 }
 
@@ -121,13 +124,16 @@ func (s *session) deliver(ctx context.Context, r *Result) error {
 		n := pub.stats.acked.Load()
 		return deliverLine(s.o.scenario, el, n, rm.rate(n, el), rc.delivered.Load(), rc.lat.percentile(99))
 	})
+	wr := s.startWindows(start, pub.end, rc, &pub.stats)
 	pub.run(ctx, s.o.publishers)
 	pubEnd := time.Now()
+	wr.end(pubEnd)
 	cpu(r, "publishing", srvCPU, benchCPU)
 	drained := rc.drain(ctx, &pub.stats.acked, s.o.drain)
 	drainTook := time.Since(pubEnd)
 	p.Stop()
 	f.stop()
+	wr.finish(r)
 	histAfter, err := scrapeHistograms(ctx, s.t.base)
 	if err != nil {
 		r.note("the server's commit histograms could not be read: %v", err)

@@ -65,6 +65,17 @@
 //     caller's); for a server it does not start, -print-rules prints the rule to add to
 //     the server's HERALD_RULES file (reloaded on SIGHUP).
 //
+// With -window D (deliver and events, on one server) the run is also cut into windows
+// of D of publishing: for each, the notifications acknowledged per second (events: stored,
+// as the 202s count them), the request's latency p50 and p99 until its 201 (202), the
+// first receipts on sockets and their publish→socket latency p50, p99 and max (the last
+// window's receipts include the drain's), the server's CPU over the window and its
+// RssAnon at the window's end. The report gets a "per window" table with one row each
+// and a drift line, the last window's p50, p99 and server CPU over the first's; the
+// JSON, windows and drift. A progress line closes each window. A receipt costs one more
+// histogram's atomic adds (a histogram per window, swapped when the window closes); a
+// run without -window, one atomic load.
+//
 // While running it prints a progress line on stderr every second; at the end a Markdown
 // table on stdout and, with -out, the same figures as JSON. The exit status is 1 when a
 // check failed (anything lost, duplicated or skipped, a connection that failed), 2 when
@@ -131,6 +142,7 @@
 //	herald-bench -start-server ./herald -postgres throwaway -nodes 3 -sockets 2 -scenario deliver -n 5000 -rate 10000 -publishers 48
 //	herald-bench -start-server ./herald -postgres throwaway -nodes 6 -scenario idle -n 100000 -source-ips 20
 //	herald-bench -start-server ./herald -postgres throwaway -nodes 6 -sockets 2 -scenario deliver -n 6000 -rate 2000 -duration 20s -kill-at 10s -drain 40s
+//	herald-bench -start-server ./herald -scenario deliver -publish single -publishers 64 -n 2000 -rate 2000 -duration 10m -window 1m -out win.json
 //	herald-bench -summarize deliver.json pg.json
 //	herald-bench -url http://127.0.0.1:8080 -server-pid 4242 -scenario broadcast -n 5000
 //	herald-bench -start-server ./herald -scenario reconnect-storm -n 2000 -rate 2000 -duration 20s

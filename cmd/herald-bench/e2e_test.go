@@ -200,6 +200,62 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 			t.Errorf("no progress line on stderr:\n%s", stderr.String())
 		}
 	})
+
+	// -window: one row per window, which add up to the run's figures.
+	for _, tt := range []struct {
+		scenario, acked string
+		args            []string
+		windows         int
+	}{
+		{scenarioDeliver, "published (201)", []string{"-rate", "200", "-duration", "2s"}, 4},
+		{scenarioEvents, "notifications stored", []string{"-rate", "40", "-fanout", "5", "-publishers", "4", "-duration", "1s"}, 2},
+	} {
+		t.Run(tt.scenario+" per window", func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "r.json")
+			args := append(slicesWithout(append([]string{}, common...), "-quiet"), "-scenario", tt.scenario, "-window", "500ms", "-out", out)
+			args = append(args, tt.args...)
+			var stdout, stderr lockedBuffer
+			if code := run(t.Context(), args, nil, &stdout, &stderr); code != exitOK {
+				t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r Result
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Windows) != tt.windows || r.Drift == nil {
+				t.Fatalf("%d windows (want %d), drift %v:\n%s", len(r.Windows), tt.windows, r.Drift, stdout.String())
+			}
+			var acked, received int64
+			for i, w := range r.Windows {
+				acked += w.Acked
+				received += w.Received
+				if w.AckedPerSecond <= 0 || w.LatencyP99 <= 0 || w.RequestP99 <= 0 || w.ServerCPU == nil || w.ServerAnon == nil || *w.ServerAnon <= 0 {
+					t.Errorf("window %d lacks a figure: %+v", i+1, w)
+				}
+				if i > 0 && w.From != r.Windows[i-1].To {
+					t.Errorf("window %d starts at %v, the previous ended at %v", i+1, w.From, r.Windows[i-1].To)
+				}
+			}
+			if want := metricValue(t, &r, tt.acked); float64(acked) != want {
+				t.Errorf("the windows acknowledged %d in all, the run %v", acked, want)
+			}
+			if want := metricValue(t, &r, "delivered"); float64(received) != want {
+				t.Errorf("the windows received %d in all, the run %v", received, want)
+			}
+			for _, want := range []string{"### per window", "| 0s–", "drift (last window / first window): to socket p50 ×"} {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("the report lacks %q:\n%s", want, stdout.String())
+				}
+			}
+			if !strings.Contains(stderr.String(), tt.scenario+" window 1 (0s–") {
+				t.Errorf("no progress line for the first window:\n%s", stderr.String())
+			}
+		})
+	}
 }
 
 // buildHerald builds the server into a temporary directory and returns its path.

@@ -69,6 +69,7 @@ type options struct {
 	nodes          int           // 0: one server, as -url or -start-server says
 	sockets        int           // -nodes: sockets per user
 	killAt         time.Duration // -nodes: when to kill the last node; 0: never
+	window         time.Duration // deliver, events: figures per window of publishing; 0: off
 
 	timeout time.Duration // 0: bound()
 
@@ -119,6 +120,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.nodes, "nodes", 0, "with -start-server: start this many herald nodes as one cluster (above 1 with -postgres throwaway) and run deliver or idle across them (see the package doc)")
 	fs.IntVar(&o.sockets, "sockets", 1, "with -nodes (deliver): sockets per user, each on another node, none on its publisher's")
 	fs.DurationVar(&o.killAt, "kill-at", 0, "with -nodes (deliver): SIGKILL the last node this long after publishing starts")
+	fs.DurationVar(&o.window, "window", 0, "deliver and events on one server: also report the figures of every window of publishing this long (e.g. 1m), and the drift of the last from the first; 0: off")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound of the whole run, stopping the server and PostgreSQL excepted (default the sum of the phases' limits)")
 	fs.BoolVar(&o.summarize, "summarize", false, "print one Markdown table of the JSON results (-out files) named as arguments, and exit")
 	fs.BoolVar(&o.printRules, "print-rules", false, "print the rules file the events scenario needs on a server the bench does not start, and exit")
@@ -201,6 +203,12 @@ func (o *options) validate() error {
 		return fmt.Errorf("-postgres: %q is not %s", o.postgres, postgresThrowaway)
 	case o.postgres != "" && o.startServer == "":
 		return errors.New("-postgres needs -start-server: the bench starts PostgreSQL only for a server it starts")
+	case o.window < 0:
+		return errors.New("-window must not be negative")
+	case o.window > 0 && (o.scenario != scenarioDeliver && o.scenario != scenarioEvents || o.nodes > 0):
+		return errors.New("-window applies to deliver and events on one server (without -nodes)")
+	case o.window > o.duration:
+		return fmt.Errorf("-window %s exceeds -duration %s", o.window, o.duration)
 	case o.timeout < 0:
 		return errors.New("-timeout must not be negative")
 	case o.startServer == "" && o.secret == "":

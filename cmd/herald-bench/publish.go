@@ -97,6 +97,7 @@ type publishStats struct {
 	requests atomic.Int64
 	acked    atomic.Int64 // notifications acknowledged with 201 (events: stored, as the 202 counts them)
 	latency  histogram    // request sent → 201 (202) received: the commit, as a caller sees it
+	window   windowed     // the same, per -window
 
 	events    atomic.Int64 // events answered 202
 	offFanout atomic.Int64 // events answered 202 with a count of notifications other than the fan-out
@@ -250,6 +251,7 @@ func (p *publishing) publisher(ctx context.Context, k int) {
 			p.mode == publishEvents && status == http.StatusAccepted:
 			now := time.Now().UnixNano()
 			p.stats.latency.record(time.Duration(now - t))
+			p.stats.window.record(time.Duration(now - t))
 			if p.mode == publishEvents {
 				p.stats.events.Add(1)
 				// The ledger only owes the bench what the answer says was stored.

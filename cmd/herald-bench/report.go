@@ -26,6 +26,10 @@ type Result struct {
 	// Notes are things worth knowing that are not figures (why connections closed, the
 	// first error).
 	Notes []string `json:"notes,omitempty"`
+	// Windows are the figures of each -window of publishing (deliver and events on one
+	// server), Drift the last of them against the first; absent without -window.
+	Windows []Window `json:"windows,omitempty"`
+	Drift   *Drift   `json:"drift,omitempty"`
 }
 
 // Params are the flags that shape a run's load; those of no use to its scenario are
@@ -156,6 +160,7 @@ func (r *Result) writeMarkdown(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "| %s | %d (%s) |\n", c.Name, c.Count, verdict)
 	}
+	writeWindows(&b, r.Windows, r.Drift)
 	if len(r.Notes) > 0 {
 		b.WriteString("\n")
 		for _, n := range r.Notes {

@@ -98,6 +98,10 @@ func TestOptions(t *testing.T) {
 		{"-scenario", "deliver", "-start-server", "./herald", "-postgres", "shared"},
 		{"-scenario", "deliver", "-timeout", "-1s"},
 		{"-summarize"}, // no results named
+		{"-scenario", "deliver", "-window", "-1s"},
+		{"-scenario", "idle", "-window", "1s"},                                                                          // no publishing to window
+		{"-scenario", "deliver", "-duration", "10s", "-window", "11s"},                                                  // longer than the run
+		{"-scenario", "deliver", "-start-server", "./herald", "-postgres", "throwaway", "-nodes", "3", "-window", "1s"}, // one server only
 	} {
 		if _, err := parseOptions(args, new(strings.Builder)); err == nil {
 			t.Errorf("%q: accepted", args)
@@ -106,6 +110,11 @@ func TestOptions(t *testing.T) {
 	o, err = parseOptions([]string{"-scenario", "deliver", "-start-server", "./herald", "-postgres", "throwaway", "-timeout", "90s"}, new(strings.Builder))
 	if err != nil || o.postgres != postgresThrowaway || o.bound() != 90*time.Second {
 		t.Errorf("-postgres throwaway -timeout 90s: %v, bound %v", err, o.bound())
+	}
+	for _, scenario := range []string{scenarioDeliver, scenarioEvents} {
+		if o, err := parseOptions([]string{"-scenario", scenario, "-duration", "10m", "-window", "1m"}, new(strings.Builder)); err != nil || o.window != time.Minute {
+			t.Errorf("-scenario %s -window 1m: %v", scenario, err)
+		}
 	}
 	if o, err := parseOptions([]string{"-summarize", "a.json", "b.json"}, new(strings.Builder)); err != nil || len(o.files) != 2 {
 		t.Errorf("-summarize a.json b.json: %v", err)
