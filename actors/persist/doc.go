@@ -34,9 +34,9 @@
 // system commits a lone write at once. A batch also leaves when it reaches
 // Options.MaxBatch (notifications, delivery outcomes and other ops: persistence.Op.Size),
 // or after Options.FlushDelay (default 0: no waiting). Up to Options.InFlight commits run
-// at once, but one beyond the first only starts for a full batch: two small transactions
-// would share users, the second would wait on the first's locks anyway, and each would
-// pay for its own flush. With one commit at a time, OnCommit sees each user's entries in
+// at once, and a write that finds fewer running starts one at once: a second transaction
+// is written while the first waits for its flush (PostgreSQL flushes both together, and
+// two that share a user are serialised by its row lock). With one commit at a time, OnCommit sees each user's entries in
 // seq order; with more, a user's batches may be handed over in either order, and the
 // consumer reorders (the inbox waits briefly for an entry that is missing before treating
 // it as lost).

@@ -75,8 +75,11 @@ type Options struct {
 	FlushDelay time.Duration
 	// InFlight is how many commits may run at once. Default 1. More helps a store
 	// whose commit waits on a disk flush (PostgreSQL): the next batch is written while
-	// the previous one is being flushed. A commit beyond the first starts only for a
-	// full batch (MaxBatch): below that load, batches grow while one commit runs. Seq stays 1..N per user whatever the value (a
+	// the previous one is being flushed. A write that arrives while fewer than
+	// InFlight commits run starts one at once; batches grow only while all are busy.
+	// (On PostgreSQL with 2, single creates from 64 publishers went 13-23% faster
+	// than when a second commit waited for a full batch, and batches of 100 were
+	// unchanged.) Seq stays 1..N per user whatever the value (a
 	// store serialises the batches that share a user), but with more than one, a user's
 	// entries may reach OnCommit out of seq order, by a batch: the consumer puts them
 	// back in order (the inbox does).
@@ -200,9 +203,6 @@ func (w *writer) Receive(c *actor.Context) {
 			// The batch leaves when a commit in flight ends.
 		case w.size >= w.opts.MaxBatch:
 			w.flush()
-		case w.inflight > 0:
-			// Another commit only pays with a backlog (a full batch waiting): otherwise
-			// the batch grows until the commit in flight ends, as group commit wants.
 		case w.opts.FlushDelay <= 0:
 			w.flush()
 		case !w.armed:
@@ -222,8 +222,8 @@ func (w *writer) Receive(c *actor.Context) {
 		if w.inflight == 0 && len(w.pending) == 0 {
 			w.flush() // answers the drains
 		}
-		// The next batch, and more while full ones wait and commits may start.
-		for len(w.pending) > 0 && w.inflight < w.opts.InFlight && (w.inflight == 0 || w.size >= w.opts.MaxBatch) {
+		// The next batches, while writes wait and commits may start.
+		for len(w.pending) > 0 && w.inflight < w.opts.InFlight {
 			w.flush()
 		}
 	case Drain:

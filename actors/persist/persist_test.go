@@ -368,38 +368,47 @@ func (g *gateStore) Apply(ctx context.Context, now time.Time, ops []persistence.
 	return g.Store.Apply(ctx, now, ops)
 }
 
-// TestSecondCommitWaitsForAFullBatch: with two commits allowed in flight, writes that
-// arrive while one runs wait for it, and the second commit starts only once they make a
-// full batch.
-func TestSecondCommitWaitsForAFullBatch(t *testing.T) {
+// TestSecondCommitStartsAtOnce: with two commits allowed in flight, a write that
+// arrives while one commit runs starts the second at once, without waiting for company;
+// writes that arrive while both run wait, and leave together in the next batch.
+func TestSecondCommitStartsAtOnce(t *testing.T) {
 	g := &gateStore{Store: openEmbedded(t), entered: make(chan int, 4), release: make(chan struct{})}
 	c := spawn(t, g, persist.Options{InFlight: 2, MaxBatch: 10})
 	var once sync.Once
 	open := func() { once.Do(func() { close(g.release) }) }
 	t.Cleanup(open) // before the actor stops, even when the test fails
-	errs := make(chan error, 11)
-	write := func(user string) {
-		go func() {
-			_, err := c.Write(context.Background(), createOp(user))
-			errs <- err
-		}()
+	replies := make(chan persist.Reply, 12)
+	// Sent from this goroutine, in order: each is in the actor's mailbox when Send returns.
+	send := func(user string) {
+		c.Engine.Send(c.PID, persist.Write{Op: createOp(user), Reply: replies})
 	}
-	write("first")
-	if n := <-g.entered; n != 1 {
+	entered := func(what string) int {
+		select {
+		case n := <-g.entered:
+			return n
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s never started", what)
+			return 0
+		}
+	}
+	send("first")
+	if n := entered("the first commit"); n != 1 {
 		t.Fatalf("the first commit holds %d notifications, want 1", n)
 	}
-	for i := range 10 {
-		write(fmt.Sprint("next", i))
+	send("second")
+	if n := entered("the second commit, with the first still running,"); n != 1 {
+		t.Fatalf("the second commit holds %d notifications, want 1", n)
 	}
-	// With a commit running, the ten wait for each other: the second commit starts
-	// with all of them, not with the first to arrive.
-	if n := <-g.entered; n != 10 {
-		t.Fatalf("the second commit holds %d notifications, want 10 (a full batch)", n)
+	for i := range 10 {
+		send(fmt.Sprint("next", i))
 	}
 	open()
-	for range 11 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+	if n := entered("the third commit"); n != 10 {
+		t.Fatalf("the third commit holds %d notifications, want the 10 that waited", n)
+	}
+	for range 12 {
+		if r := <-replies; r.Err != nil || r.Result.Err != nil {
+			t.Fatal(r.Err, r.Result.Err)
 		}
 	}
 }
