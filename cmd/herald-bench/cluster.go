@@ -201,25 +201,45 @@ func getStatus(ctx context.Context, client *http.Client, url string) (int, error
 
 // scrapeMetrics reads a node's /metrics: each metric's value, summed over its labels.
 func scrapeMetrics(ctx context.Context, client *http.Client, base string) (map[string]float64, error) {
+	var m map[string]float64
+	err := getMetrics(ctx, client, base, func(r io.Reader) (err error) {
+		m, err = parseMetrics(r)
+		return err
+	})
+	return m, err
+}
+
+// getMetrics GETs base's /metrics and hands the body to parse.
+func getMetrics(ctx context.Context, client *http.Client, base string, parse func(io.Reader) error) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics answered %s", resp.Status)
+		return fmt.Errorf("GET /metrics answered %s", resp.Status)
 	}
-	return parseMetrics(resp.Body)
+	return parse(resp.Body)
 }
 
 // parseMetrics reads the Prometheus text format: each sample's value, summed by
 // metric name over its labels.
 func parseMetrics(r io.Reader) (map[string]float64, error) {
 	m := map[string]float64{}
+	err := eachSample(r, func(name, _ string, v float64) error {
+		m[name] += v
+		return nil
+	})
+	return m, err
+}
+
+// eachSample calls f with the name, the labels (between the braces, "" when none) and
+// the value of every sample of the Prometheus text format in r.
+func eachSample(r io.Reader, f func(name, labels string, v float64) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -227,7 +247,7 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		name, rest := line, ""
+		name, rest, labels := line, "", ""
 		if i := strings.IndexAny(line, "{ "); i >= 0 {
 			name = line[:i]
 			rest = line[i:]
@@ -235,21 +255,23 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 		if strings.HasPrefix(rest, "{") {
 			j := strings.LastIndexByte(rest, '}')
 			if j < 0 {
-				return nil, fmt.Errorf("metrics: malformed line %q", line)
+				return fmt.Errorf("metrics: malformed line %q", line)
 			}
-			rest = rest[j+1:]
+			labels, rest = rest[1:j], rest[j+1:]
 		}
-		f := strings.Fields(rest)
-		if len(f) < 1 {
-			return nil, fmt.Errorf("metrics: no value in %q", line)
+		fs := strings.Fields(rest)
+		if len(fs) < 1 {
+			return fmt.Errorf("metrics: no value in %q", line)
 		}
-		v, err := strconv.ParseFloat(f[0], 64)
+		v, err := strconv.ParseFloat(fs[0], 64)
 		if err != nil {
-			return nil, fmt.Errorf("metrics: %q: %w", line, err)
+			return fmt.Errorf("metrics: %q: %w", line, err)
 		}
-		m[name] += v
+		if err := f(name, labels, v); err != nil {
+			return err
+		}
 	}
-	return m, sc.Err()
+	return sc.Err()
 }
 
 // scrape reads every node's metrics (a killed node's are left out).

@@ -29,16 +29,16 @@ type copyBook struct {
 	grow   sync.Mutex
 	chunks [maxChunks]atomic.Pointer[[chunkSize]atomic.Int64] // first receipt, Unix ns; 0: not yet
 
-	lat       []histogram // by node
+	lat []histogram // by node
 	// during is lat for the notifications published in the kill window (-kill-at):
 	// from windowFrom, for killWindow (Unix ns; 0: no window), on the sockets that never
 	// moved (the killed node's, resuming elsewhere, are not the survivors' latency).
 	during     []histogram
 	windowFrom atomic.Int64
 	delivered  atomic.Int64
-	dupes     atomic.Int64 // the same marker again on this copy (under another id and seq)
-	misrouted atomic.Int64
-	unknown   atomic.Int64
+	dupes      atomic.Int64 // the same marker again on this copy (under another id and seq)
+	misrouted  atomic.Int64
+	unknown    atomic.Int64
 }
 
 func newCopyBook(l *ledger, users, nodes int) *copyBook {

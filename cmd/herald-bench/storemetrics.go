@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,50 +36,15 @@ func parseHistograms(r io.Reader, want ...string) (map[string]*promHist, error) 
 	type bucket struct{ le, n float64 }
 	buckets := map[string][]bucket{}
 	out := map[string]*promHist{}
-	wanted := func(name string) bool {
-		for _, w := range want {
-			if name == w {
-				return true
-			}
-		}
-		return false
-	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.IndexAny(line, "{ ")
-		if i < 0 {
-			continue
-		}
-		name, rest := line[:i], line[i:]
+	err := eachSample(r, func(name, labels string, v float64) error {
 		base, kind := name, ""
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 			if strings.HasSuffix(name, suffix) {
 				base, kind = strings.TrimSuffix(name, suffix), suffix
 			}
 		}
-		if kind == "" || !wanted(base) {
-			continue
-		}
-		labels := ""
-		if strings.HasPrefix(rest, "{") {
-			j := strings.LastIndexByte(rest, '}')
-			if j < 0 {
-				return nil, fmt.Errorf("metrics: malformed line %q", line)
-			}
-			labels, rest = rest[1:j], rest[j+1:]
-		}
-		f := strings.Fields(rest)
-		if len(f) < 1 {
-			return nil, fmt.Errorf("metrics: no value in %q", line)
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics: %q: %w", line, err)
+		if kind == "" || !slices.Contains(want, base) {
+			return nil
 		}
 		h := out[base]
 		if h == nil {
@@ -94,16 +59,17 @@ func parseHistograms(r io.Reader, want ...string) (map[string]*promHist, error) 
 		case "_bucket":
 			le, ok := labelValue(labels, "le")
 			if !ok {
-				return nil, fmt.Errorf("metrics: bucket without le in %q", line)
+				return fmt.Errorf("metrics: bucket of %s without le", base)
 			}
 			bound, err := strconv.ParseFloat(le, 64)
 			if err != nil {
-				return nil, fmt.Errorf("metrics: le in %q: %w", line, err)
+				return fmt.Errorf("metrics: le of %s: %w", base, err)
 			}
 			buckets[base] = append(buckets[base], bucket{bound, v})
 		}
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	for name, bs := range buckets {
@@ -178,21 +144,12 @@ func (h *promHist) quantile(q float64) float64 {
 
 // scrapeHistograms reads the write path's histograms from the server's /metrics.
 func scrapeHistograms(ctx context.Context, base string) (map[string]*promHist, error) {
-	ctx, cancel := context.WithTimeout(ctx, metricsTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics answered %s", resp.Status)
-	}
-	return parseHistograms(resp.Body, histCommitWait, histCommitTime, histBatchSize)
+	var hs map[string]*promHist
+	err := getMetrics(ctx, &http.Client{Timeout: metricsTimeout}, base, func(r io.Reader) (err error) {
+		hs, err = parseHistograms(r, histCommitWait, histCommitTime, histBatchSize)
+		return err
+	})
+	return hs, err
 }
 
 // commitFigures reports what the server's histograms recorded between before and
