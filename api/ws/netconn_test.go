@@ -216,19 +216,16 @@ func TestNetConnControlFrameInBurst(t *testing.T) {
 	}
 }
 
-// TestNetConnWithLibrary pins what NetConn assumes of github.com/coder/websocket
-// (checked against v1.8.15, the version in go.mod): that the library writes each control
-// frame in one Write, flushing its buffer at the frame's end. Data frames written by
-// NetConn in bursts bigger than one vectored write, interleaved with the library's own
-// pings (each waiting for the real client's pong) and then its close, reach the library's
-// real client reader as whole messages, in order, with nothing after the close frame;
-// and NetConn refuses data once the close is out. A library that split a control frame
-// over two writes, or buffered one past its end, would break a frame here.
-func TestNetConnWithLibrary(t *testing.T) {
-	type accepted struct {
-		c  *websocket.Conn
-		nc *NetConn
-	}
+// accepted is the server side of a connection accepted through the hijacker.
+type accepted struct {
+	c  *websocket.Conn
+	nc *NetConn
+}
+
+// acceptPair dials a server that accepts through the hijacker, as Accept does, and
+// returns the client and the server's side; both are closed when the test ends.
+func acceptPair(t *testing.T, ctx context.Context) (*websocket.Conn, accepted) {
+	t.Helper()
 	got := make(chan accepted, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hj := &hijacker{ResponseWriter: w}
@@ -239,18 +236,31 @@ func TestNetConnWithLibrary(t *testing.T) {
 		}
 		got <- accepted{c, hj.conn}
 	}))
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(srv.Close)
 	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.CloseNow()
-	client.SetReadLimit(1 << 20)
+	t.Cleanup(func() { _ = client.CloseNow() })
 	a := <-got
+	t.Cleanup(func() { _ = a.c.CloseNow() })
+	return client, a
+}
+
+// TestNetConnWithLibrary pins what NetConn assumes of github.com/coder/websocket
+// (checked against v1.8.15, the version in go.mod): that the library writes each control
+// frame in one Write, flushing its buffer at the frame's end. Data frames written by
+// NetConn in bursts bigger than one vectored write, interleaved with the library's own
+// pings (each waiting for the real client's pong) and then its close, reach the library's
+// real client reader as whole messages, in order, with nothing after the close frame;
+// and NetConn refuses data once the close is out. A library that split a control frame
+// over two writes, or buffered one past its end, would break a frame here.
+func TestNetConnWithLibrary(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, a := acceptPair(t, ctx)
+	client.SetReadLimit(1 << 20)
 	server := a.c
-	defer server.CloseNow()
 	// The server's reader: it reads the client's pongs and close (the client sends no data).
 	serverRead := make(chan error, 1)
 	go func() {
@@ -309,7 +319,7 @@ func TestNetConnWithLibrary(t *testing.T) {
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- server.Close(websocket.StatusCode(wire.CloseGoingAway), "server shutting down") }()
-	err = <-messages
+	err := <-messages
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusCode(wire.CloseGoingAway) || ce.Reason != "server shutting down" {
 		t.Fatalf("after the data: %v, want close 1001 with its reason", err)
@@ -341,34 +351,16 @@ func (w *writeLog) Write(p []byte) (int, error) {
 // through (writeBuffer) holds the largest one, a close with a 123-byte reason, so it
 // reaches NetConn in one Write, as NetConn's ordering of data and close frames needs.
 func TestLargestControlFrameOneWrite(t *testing.T) {
-	got := make(chan *NetConn, 1)
-	var server *websocket.Conn
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hj := &hijacker{ResponseWriter: w}
-		c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		server = c
-		got <- hj.conn
-	}))
-	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseNow()
-	nc := <-got
-	defer server.CloseNow()
+	client, a := acceptPair(t, ctx)
+	server, nc := a.c, a.nc
 	log := &writeLog{Conn: nc.Conn}
 	nc.Conn = log // nothing has read or written through nc yet
 	reason := strings.Repeat("r", 123)
 	closed := make(chan error, 1)
 	go func() { closed <- server.Close(websocket.StatusCode(wire.CloseGoingAway), reason) }()
-	_, _, err = client.Read(ctx)
+	_, _, err := client.Read(ctx)
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Reason != reason {
 		t.Fatalf("client read: %v, want the close with its 123-byte reason", err)
