@@ -106,9 +106,10 @@ bench:
 ## store and on a throwaway PostgreSQL (fsync on): each run's JSON and Markdown in
 ## .bench/load-*, one table of them all in .bench/load.md (and on stdout). It leads with the
 ## path most applications take: single creates (one POST /notifications each, 64 in flight),
-## flat out and at 5,000/s, then connects of 2,000 users with their snapshot and a
-## broadcast to 1,000 users, on PostgreSQL; it ends with single creates flat out on one node
-## and on three (each user's 2 sockets on other nodes than its publisher's). About ten minutes.
+## flat out and at 5,000/s, one body to 100 users per request (8 publishers), then connects
+## of 2,000 users with their snapshot and a broadcast to 1,000 users, on PostgreSQL; it
+## ends with single creates flat out on one node and on three (each user's 2 sockets on
+## other nodes than its publisher's). About ten minutes.
 ## The server runs with its defaults (HERALD_* variables unset), rate limits off.
 LOAD_TIMEOUT ?= 150s
 bench-load:
@@ -129,6 +130,7 @@ bench-load:
 	}; \
 	load 01-pg-single-flat -postgres throwaway -scenario deliver -n 1000 -publish single -publishers 64 -rate 0 -duration 15s; \
 	load 02-pg-single-5k -postgres throwaway -scenario deliver -n 1000 -publish single -publishers 64 -rate 5000 -duration 15s; \
+	load 02b-pg-multicast -postgres throwaway -scenario deliver -n 1000 -publish multicast -batch-size 100 -publishers 8 -rate 0 -duration 15s; \
 	load 03-pg-connect -postgres throwaway -scenario idle -n 2000 -concurrency 128 -duration 5s; \
 	load 04-pg-broadcast-1k -postgres throwaway -scenario broadcast -n 1000 -rounds 5; \
 	load 05-single-flat -scenario deliver -n 1000 -publish single -publishers 64 -rate 0 -duration 15s; \

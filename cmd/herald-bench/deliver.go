@@ -12,6 +12,9 @@ type receipts struct {
 	lat    histogram // create→socket latency of first receipts
 	win    windowed  // the same, per -window
 	users  int64
+	// fanout, when above 0, is how many receivers each notification's marker has
+	// (-publish multicast): the j-th receiver of marker m books it as m+j.
+	fanout int64
 
 	delivered atomic.Int64 // first receipts
 	dupes     atomic.Int64 // the same marker again, under another id and seq
@@ -30,7 +33,14 @@ func (rc *receipts) onNote(c *client, d *frameData, now int64) {
 	if p.T == 0 {
 		return // not the bench's
 	}
-	if p.M%rc.users != int64(c.idx) {
+	if rc.fanout > 0 {
+		m, ok := eventReceipt(p.M, int64(c.idx), rc.users, rc.fanout)
+		if !ok {
+			rc.misrouted.Add(1)
+			return
+		}
+		p.M = m
+	} else if p.M%rc.users != int64(c.idx) {
 		rc.misrouted.Add(1)
 		return
 	}
@@ -82,6 +92,8 @@ func (s *session) publishConditions(r *Result) {
 		r.cond("publish", "POST /notifications")
 	case publishBatch:
 		r.cond("publish", "POST /notifications/batch, items of "+itoa(s.o.batchSize))
+	case publishMulticast:
+		r.cond("publish", "POST /notifications/batch, one body to "+itoa(s.o.batchSize)+" receiverIds")
 	default:
 		r.cond("publish", "POST /notifications and /notifications/batch (items of "+itoa(s.o.batchSize)+") alternately")
 	}
@@ -95,6 +107,9 @@ func (s *session) publishConditions(r *Result) {
 func (s *session) startPublishing(ctx context.Context, r *Result) (*ledger, *receipts, *fleet, *publishing, error) {
 	l := newLedger(s.o.maxNotes)
 	rc := newReceipts(l, s.o.n)
+	if s.o.publish == publishMulticast {
+		rc.fanout = int64(s.o.batchSize)
+	}
 	f, err := s.connect(ctx, r, rc.onNote)
 	if err != nil {
 		return nil, nil, nil, nil, err

@@ -30,9 +30,11 @@
 //   - deliver: -n users connected, one socket each; -publishers concurrent publishers
 //     send notifications for -duration at -rate notifications/s (0: as fast as the
 //     server acknowledges) through POST /notifications or POST /notifications/batch
-//     (-publish, -batch-size). Each payload carries its publish time (Unix ns) and a
-//     marker, so the receiving socket measures create→socket latency and the bench knows
-//     exactly what it is owed. It reports published/s (201s), delivered/s, latency
+//     (-publish, -batch-size: single creates, batches of items, both alternately, or
+//     multicast, one body to -batch-size receiverIds). Each payload carries its publish
+//     time (Unix ns) and a marker (multicast: its first receiver's, each receiver
+//     booking its own from its place in the list), so the receiving socket measures
+//     create→socket latency and the bench knows exactly what it is owed. It reports published/s (201s), delivered/s, latency
 //     p50/p90/p99/max (and, apart, the request's own latency until its 201, which tells
 //     commit time from delivery time), lost (acknowledged but not received within -drain
 //     of the end of publishing), duplicates (a seq or id seen twice on one socket) and

@@ -50,6 +50,9 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 		{name: "idle-unread", args: []string{"-scenario", "idle-unread", "-unread", "3", "-unread-bytes", "200"}},
 		{name: "deliver single", args: []string{"-scenario", "deliver", "-rate", "200"}, delivered: "delivered", acked: "published (201)"},
 		{name: "deliver batch and single", args: []string{"-scenario", "deliver", "-rate", "400", "-publish", "both", "-batch-size", "10", "-publishers", "4"}, delivered: "delivered", acked: "published (201)"},
+		// 7 receivers a body: each user's receipt is booked under its own marker, and a
+		// misrouted or unknown one fails the checks.
+		{name: "deliver multicast", args: []string{"-scenario", "deliver", "-rate", "400", "-publish", "multicast", "-batch-size", "7", "-publishers", "4"}, delivered: "delivered", acked: "published (201)"},
 		{name: "broadcast", args: []string{"-scenario", "broadcast", "-rounds", "2"}, delivered: "delivered", acked: "acknowledged notifications"},
 		{name: "reconnect-storm", args: []string{"-scenario", "reconnect-storm", "-rate", "200"}, delivered: "delivered", acked: "published (201)"},
 		{name: "events", args: []string{"-scenario", "events", "-rate", "40", "-fanout", "7", "-publishers", "4"}, delivered: "delivered", acked: "notifications stored"},

@@ -103,7 +103,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.n, "n", 1000, "connections (idle) or users, one connection each")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to hold the connections (idle) or to publish")
 	fs.Float64Var(&o.rate, "rate", 1000, "notifications per second in all (deliver, reconnect-storm), events per second (events); 0: as fast as acknowledged")
-	fs.StringVar(&o.publish, "publish", publishSingle, "how to publish: single (POST /notifications), batch (POST /notifications/batch with items) or both")
+	fs.StringVar(&o.publish, "publish", publishSingle, "how to publish: single (POST /notifications), batch (POST /notifications/batch with items), both, or multicast (POST /notifications/batch: one body to -batch-size receiverIds)")
 	fs.IntVar(&o.batchSize, "batch-size", 100, "notifications per batch request (1..1000)")
 	fs.IntVar(&o.publishers, "publishers", 32, "concurrent publishing requests")
 	fs.IntVar(&o.rounds, "rounds", 1, "broadcasts, one after the other (broadcast)")
@@ -169,8 +169,12 @@ func (o *options) validate() error {
 		return errors.New("-duration must be within (0, 24h]")
 	case o.rate < 0:
 		return errors.New("-rate must not be negative")
-	case o.publish != publishSingle && o.publish != publishBatch && o.publish != publishBoth:
-		return fmt.Errorf("-publish: %q is not single, batch or both", o.publish)
+	case o.publish != publishSingle && o.publish != publishBatch && o.publish != publishBoth && o.publish != publishMulticast:
+		return fmt.Errorf("-publish: %q is not single, batch, both or multicast", o.publish)
+	case o.publish == publishMulticast && o.scenario != scenarioDeliver:
+		return errors.New("-publish multicast applies to the deliver scenario")
+	case o.publish == publishMulticast && o.batchSize > o.n:
+		return errors.New("-publish multicast sends each body to -batch-size distinct users: it must not exceed -n")
 	case o.batchSize < 1 || o.batchSize > 1000:
 		return errors.New("-batch-size must be within 1..1000")
 	case o.publishers < 1 || o.publishers > 4096:

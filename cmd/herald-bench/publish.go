@@ -148,6 +148,10 @@ const (
 	publishSingle = "single" // POST /notifications
 	publishBatch  = "batch"  // POST /notifications/batch with items[]
 	publishBoth   = "both"   // publishers alternate between the two
+	// publishMulticast is POST /notifications/batch with receiverIds[] and one body:
+	// markers first..first+k-1 go to users[(first+j) % len(users)], and the payload
+	// carries first (as events do).
+	publishMulticast = "multicast"
 
 	// publishEvents is the events scenario's: POST /events, one event fanned out to
 	// fanout users by the bench's rule. Not a -publish value.
@@ -182,7 +186,7 @@ func (p *publishing) run(ctx context.Context, n int) {
 		switch {
 		case p.mode == publishEvents:
 			k = p.fanout
-		case p.mode == publishBatch || p.mode == publishBoth && i%2 == 1:
+		case p.mode == publishBatch || p.mode == publishMulticast || p.mode == publishBoth && i%2 == 1:
 			k = p.batchSize
 		}
 		wg.Go(func() { p.publisher(ctx, k) })
@@ -233,9 +237,12 @@ func (p *publishing) publisher(ctx context.Context, k int) {
 			return
 		}
 		t := time.Now().UnixNano()
-		if p.mode == publishEvents {
+		switch p.mode {
+		case publishEvents:
 			body = p.event(body[:0], first, k, t)
-		} else {
+		case publishMulticast:
+			body = p.multicast(body[:0], first, k, t)
+		default:
 			body = p.body(body[:0], first, k, t)
 		}
 		p.ledger.sent(first, k, t)
@@ -294,6 +301,24 @@ func (p *publishing) item(b []byte, m, t int64) []byte {
 	b = append(b, p.users[m%int64(len(p.users))]...) // bench ids need no escaping
 	b = append(b, `","type":"bench.deliver","payload":`...)
 	b = appendPayload(b, t, m)
+	return append(b, '}')
+}
+
+// multicast appends the body of one notification, marker first, to the k users from
+// users[first % len(users)] on.
+func (p *publishing) multicast(b []byte, first int64, k int, t int64) []byte {
+	b = append(b, `{"receiverIds":[`...)
+	n := int64(len(p.users))
+	for j := range int64(k) {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, p.users[(first+j)%n]...) // bench ids need no escaping
+		b = append(b, '"')
+	}
+	b = append(b, `],"type":"bench.deliver","payload":`...)
+	b = appendPayload(b, t, first)
 	return append(b, '}')
 }
 

@@ -90,7 +90,9 @@ func TestOptions(t *testing.T) {
 		{"-scenario", "deliver", "-n", "0"},
 		{"-scenario", "deliver", "-batch-size", "1001"},
 		{"-scenario", "deliver", "-publish", "carrier-pigeon"},
-		{"-scenario", "deliver", "-n", "20000"}, // only idle spreads over processes
+		{"-scenario", "reconnect-storm", "-publish", "multicast"},                        // deliver only
+		{"-scenario", "deliver", "-n", "5", "-publish", "multicast", "-batch-size", "6"}, // more receivers than users
+		{"-scenario", "deliver", "-n", "20000"},                                          // only idle spreads over processes
 		{"-scenario", "reconnect-storm", "-duration", "10s", "-storm-at", "10s"},
 		{"-scenario", "idle", "-source-ips", "255"},
 		{"-scenario", "idle", "extra"},

@@ -187,6 +187,8 @@ func publishLabel(p Params) string {
 		return fmt.Sprintf("batches of %d", p.BatchSize)
 	case publishBoth:
 		return fmt.Sprintf("single + batches of %d", p.BatchSize)
+	case publishMulticast:
+		return fmt.Sprintf("one body to %d users", p.BatchSize)
 	}
 	return "single"
 }
