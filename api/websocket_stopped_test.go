@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -104,19 +103,7 @@ func TestWebSocketStoppedReaderGets4008(t *testing.T) {
 		inbox: inbox.Options{ReadTimeout: time.Minute},
 	})
 	s := e.dialRaw(t, "halt")
-	payload := map[string]any{"blob": strings.Repeat("x", 15<<10)}
-	items := make([]map[string]any, 50)
-	for i := range items {
-		items[i] = map[string]any{"receiverId": "halt", "type": "t", "payload": payload}
-	}
-	stored := int64(0)
-	// 750 KiB a round: past the client's buffer and what the server writes ahead.
-	for round := 0; round < 100 && e.metric("herald_ws_slow_consumer_closes_total") == 0; round++ {
-		if r := e.do("POST", "/notifications/batch", testKey, map[string]any{"items": items}); r.code != http.StatusCreated {
-			t.Fatalf("batch: %d %s", r.code, r.body[:min(len(r.body), 200)])
-		}
-		stored += int64(len(items))
-	}
+	stored := e.floodUntilSlowConsumer(t, "halt")
 	if n := e.metric("herald_ws_slow_consumer_closes_total"); n != 1 {
 		t.Fatalf("slow-consumer closes = %v, want 1", n)
 	}

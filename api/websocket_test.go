@@ -474,18 +474,7 @@ func TestWebSocketWriteTimeout(t *testing.T) {
 	stuck := e.dial(t, "stuck", "")
 	stuck.expect(inboxSnapshot, 0)
 
-	payload := map[string]any{"blob": strings.Repeat("x", 15<<10)}
-	items := make([]map[string]any, 50)
-	for i := range items {
-		items[i] = map[string]any{"receiverId": "stuck", "type": "t", "payload": payload}
-	}
-	stored := int64(0)
-	for round := 0; round < 100 && e.metric("herald_ws_slow_consumer_closes_total") == 0; round++ {
-		if r := e.do("POST", "/notifications/batch", testKey, map[string]any{"items": items}); r.code != http.StatusCreated {
-			t.Fatalf("batch: %d %s", r.code, r.body[:min(len(r.body), 200)])
-		}
-		stored += int64(len(items))
-	}
+	stored := e.floodUntilSlowConsumer(t, "stuck")
 	// 75 MiB is well past the kernel's socket buffers: a write is blocked.
 	poll.Until(t, "the write timeout", 10*time.Second, func() bool { return e.metric("herald_ws_slow_consumer_closes_total") > 0 })
 	if n := e.metric("herald_ws_slow_consumer_closes_total"); n != 1 {
@@ -731,4 +720,24 @@ func TestRefusedSocketDroppedQuickly(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("dropped after %s, want within about %s", d, time.Second)
 	}
+}
+
+// floodUntilSlowConsumer stores batches of 50 notifications of 15 KiB for user (750 KiB
+// a round, past a client's buffer and what the server writes ahead) until the node counts
+// a slow-consumer close, for at most 100 rounds; it returns how many it stored.
+func (e *env) floodUntilSlowConsumer(t *testing.T, user string) int64 {
+	t.Helper()
+	payload := map[string]any{"blob": strings.Repeat("x", 15<<10)}
+	items := make([]map[string]any, 50)
+	for i := range items {
+		items[i] = map[string]any{"receiverId": user, "type": "t", "payload": payload}
+	}
+	stored := int64(0)
+	for round := 0; round < 100 && e.metric("herald_ws_slow_consumer_closes_total") == 0; round++ {
+		if r := e.do("POST", "/notifications/batch", testKey, map[string]any{"items": items}); r.code != http.StatusCreated {
+			t.Fatalf("batch: %d %s", r.code, r.body[:min(len(r.body), 200)])
+		}
+		stored += int64(len(items))
+	}
+	return stored
 }

@@ -28,15 +28,7 @@ func (s *session) clusterIdle(ctx context.Context, r *Result) error {
 	start := time.Now()
 	var shards []shard
 	pids := []int{selfPID()}
-	closeAll := func() shardStatus {
-		var st shardStatus
-		for _, sh := range shards {
-			st.add(sh.close())
-		}
-		shards = nil
-		return st
-	}
-	defer closeAll()
+	defer closeShards(&shards)
 	if o.n <= o.perProcess {
 		urls := make([]string, nodes)
 		for i, t := range ns.nodes {
@@ -73,7 +65,7 @@ func (s *session) clusterIdle(ctx context.Context, r *Result) error {
 	rssSettled, _ := ns.settledRSS(ctx, rssSettleTimeout)
 	s.holdIdle(ctx, r, shards, ns.pids(), pids)
 	rssHeld, _ := ns.rss()
-	final := closeAll()
+	final := closeShards(&shards)
 
 	if haveRSS {
 		r.metric("server RSS before connecting (all nodes)", float64(rss0), "B")

@@ -65,26 +65,14 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 			out := filepath.Join(resultsDir, strconv.Itoa(i)+".json")
 			results = append(results, out)
 			args := append(append(append([]string{}, common...), tt.args...), "-out", out)
-			var stdout, stderr lockedBuffer
-			code := run(t.Context(), args, nil, &stdout, &stderr)
-			if code != exitOK {
-				t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-			}
-			b, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r Result
-			if err := json.Unmarshal(b, &r); err != nil {
-				t.Fatal(err)
-			}
+			r, stdout, _ := runResult(t, args, out)
 			for _, c := range r.Checks {
 				if !c.OK {
 					t.Errorf("check %q: %d", c.Name, c.Count)
 				}
 			}
-			if !strings.Contains(stdout.String(), "| measure | value |") {
-				t.Errorf("no Markdown table on stdout:\n%s", stdout.String())
+			if !strings.Contains(stdout, "| measure | value |") {
+				t.Errorf("no Markdown table on stdout:\n%s", stdout)
 			}
 			if tt.delivered == "" {
 				if got := metricValue(t, &r, "connected"); got != 20 {
@@ -217,20 +205,9 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "r.json")
 			args := append(slicesWithout(append([]string{}, common...), "-quiet"), "-scenario", tt.scenario, "-window", "500ms", "-out", out)
 			args = append(args, tt.args...)
-			var stdout, stderr lockedBuffer
-			if code := run(t.Context(), args, nil, &stdout, &stderr); code != exitOK {
-				t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-			}
-			b, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r Result
-			if err := json.Unmarshal(b, &r); err != nil {
-				t.Fatal(err)
-			}
+			r, stdout, stderr := runResult(t, args, out)
 			if len(r.Windows) != tt.windows || r.Drift == nil {
-				t.Fatalf("%d windows (want %d), drift %v:\n%s", len(r.Windows), tt.windows, r.Drift, stdout.String())
+				t.Fatalf("%d windows (want %d), drift %v:\n%s", len(r.Windows), tt.windows, r.Drift, stdout)
 			}
 			var acked, received int64
 			for i, w := range r.Windows {
@@ -250,12 +227,12 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 				t.Errorf("the windows received %d in all, the run %v", received, want)
 			}
 			for _, want := range []string{"### per window", "| 0s–", "drift (last window / first window): to socket p50 ×"} {
-				if !strings.Contains(stdout.String(), want) {
-					t.Errorf("the report lacks %q:\n%s", want, stdout.String())
+				if !strings.Contains(stdout, want) {
+					t.Errorf("the report lacks %q:\n%s", want, stdout)
 				}
 			}
-			if !strings.Contains(stderr.String(), tt.scenario+" window 1 (0s–") {
-				t.Errorf("no progress line for the first window:\n%s", stderr.String())
+			if !strings.Contains(stderr, tt.scenario+" window 1 (0s–") {
+				t.Errorf("no progress line for the first window:\n%s", stderr)
 			}
 		})
 	}
@@ -344,26 +321,32 @@ func slicesWithout(s []string, drop string) []string {
 	return out
 }
 
+// runResult runs the bench with args, which write their JSON result to out, and returns
+// that result and what the bench printed; a run that does not exit cleanly fails t.
+func runResult(t *testing.T, args []string, out string) (r Result, stdout, stderr string) {
+	t.Helper()
+	var so, se lockedBuffer
+	if code := run(t.Context(), args, nil, &so, &se); code != exitOK {
+		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, so.String(), se.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r, so.String(), se.String()
+}
+
 // TestIdleUnreadRestartsServer: with a server it starts, idle-unread seeds the unread
 // state, restarts the server on the same data and then connects: the users' snapshots
 // are those of the seeded state, served by a process that did not do the seeding.
 func TestIdleUnreadRestartsServer(t *testing.T) {
 	bin := buildHerald(t)
 	out := filepath.Join(t.TempDir(), "r.json")
-	var stdout, stderr lockedBuffer
-	code := run(t.Context(), []string{"-start-server", bin, "-scenario", "idle-unread", "-n", "5", "-unread", "4",
-		"-unread-bytes", "100", "-duration", "1s", "-connect-timeout", "30s", "-quiet", "-out", out}, nil, &stdout, &stderr)
-	if code != exitOK {
-		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r Result
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	r, _, _ := runResult(t, []string{"-start-server", bin, "-scenario", "idle-unread", "-n", "5", "-unread", "4",
+		"-unread-bytes", "100", "-duration", "1s", "-connect-timeout", "30s", "-quiet", "-out", out}, out)
 	if got := metricValue(t, &r, "unread notifications seeded"); got != 20 {
 		t.Errorf("seeded %v, want 20", got)
 	}

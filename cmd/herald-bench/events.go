@@ -55,15 +55,7 @@ func (p *publishing) event(b []byte, first int64, k int, t int64) []byte {
 	b = append(b, `,"m":`...)
 	b = strconv.AppendInt(b, first, 10)
 	b = append(b, `,"receiverIds":[`...)
-	n := int64(len(p.users))
-	for j := range int64(k) {
-		if j > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, p.users[(first+j)%n]...) // bench ids need no escaping
-		b = append(b, '"')
-	}
+	b = appendReceivers(b, p.users, first, k)
 	return append(b, "]}}"...)
 }
 

@@ -48,20 +48,7 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
-	closed := false
-	closeAll := func() shardStatus {
-		var st shardStatus
-		for _, sh := range shards {
-			st.add(sh.close())
-		}
-		closed = true
-		return st
-	}
-	defer func() {
-		if !closed {
-			closeAll()
-		}
-	}()
+	defer closeShards(&shards)
 	connected := s.awaitConnected(ctx, r, shards, start, []int{s.t.pid}, pids)
 
 	// Let the server's memory settle, then hold.
@@ -70,7 +57,7 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 	s.holdIdle(ctx, r, shards, []int{s.t.pid}, pids)
 	rssHeld, _ := s.t.rss()
 	anonHeld, _ := s.t.anon()
-	final := closeAll()
+	final := closeShards(&shards)
 
 	if haveRSS {
 		r.metric("server RSS before connecting", float64(rss0), "B")
@@ -95,6 +82,17 @@ func (s *session) idle(ctx context.Context, r *Result) error {
 	}
 	idleChecks(r, o.n, connected, final)
 	return nil
+}
+
+// closeShards closes the shards, adds up their final status and forgets them, so that a
+// second call (a deferred one) does nothing.
+func closeShards(shards *[]shard) shardStatus {
+	var st shardStatus
+	for _, sh := range *shards {
+		st.add(sh.close())
+	}
+	*shards = nil
+	return st
 }
 
 // sumShards adds up what the shards report.

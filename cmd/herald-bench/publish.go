@@ -308,18 +308,25 @@ func (p *publishing) item(b []byte, m, t int64) []byte {
 // users[first % len(users)] on.
 func (p *publishing) multicast(b []byte, first int64, k int, t int64) []byte {
 	b = append(b, `{"receiverIds":[`...)
-	n := int64(len(p.users))
+	b = appendReceivers(b, p.users, first, k)
+	b = append(b, `],"type":"bench.deliver","payload":`...)
+	b = appendPayload(b, t, first)
+	return append(b, '}')
+}
+
+// appendReceivers appends, as JSON strings separated by commas, the k users from
+// users[first % len(users)] on (wrapping round).
+func appendReceivers(b []byte, users []string, first int64, k int) []byte {
+	n := int64(len(users))
 	for j := range int64(k) {
 		if j > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, '"')
-		b = append(b, p.users[(first+j)%n]...) // bench ids need no escaping
+		b = append(b, users[(first+j)%n]...) // bench ids need no escaping
 		b = append(b, '"')
 	}
-	b = append(b, `],"type":"bench.deliver","payload":`...)
-	b = appendPayload(b, t, first)
-	return append(b, '}')
+	return b
 }
 
 // appendPayload appends the bench's payload: publish time and marker.
@@ -336,14 +343,7 @@ func appendPayload(b []byte, t, m int64) []byte {
 func broadcastBody(users []string, t, m int64) []byte {
 	b := make([]byte, 0, 64+len(users)*24)
 	b = append(b, `{"receiverIds":[`...)
-	for i, u := range users {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, u...)
-		b = append(b, '"')
-	}
+	b = appendReceivers(b, users, 0, len(users))
 	b = append(b, `],"type":"bench.broadcast","payload":`...)
 	b = appendPayload(b, t, m)
 	return append(b, '}')
