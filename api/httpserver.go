@@ -222,8 +222,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if l.open >= l.max {
 			if victim = l.head; victim == nil {
 				l.mu.Unlock()
-				_ = c.Close()
+				// Counted before the close, so that a peer that sees it closed finds it
+				// counted too.
 				l.metrics.refused.Inc()
+				_ = c.Close()
 				l.reachedCap()
 				continue
 			}
@@ -235,8 +237,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.push(e)
 		l.mu.Unlock()
 		if victim != nil {
+			l.metrics.evicted.Inc() // before the close, as for a refusal
 			_ = victim.raw.Close()
-			l.metrics.evicted.Inc()
 			l.reachedCap()
 		} else {
 			l.metrics.open.Inc()
