@@ -302,10 +302,10 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bo
 	prior := persistence.Prior{Users: make(map[string]persistence.UserState, len(keys.Users))}
 	var b pgx.Batch
 	b.Queue("BEGIN")
-	b.Queue(sqlLockUsers, keys.Users)
+	b.Queue(sqlLockUsers, textArray(keys.Users))
 	ids := canonicalIDs(keys.NotificationIDs)
 	if len(ids) > 0 {
-		b.Queue(sqlLoadNotes, ids)
+		b.Queue(sqlLoadNotes, uuidArray(ids))
 	}
 	if len(keys.Idempotency) > 0 {
 		senders := make([]string, len(keys.Idempotency))
@@ -313,10 +313,10 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bo
 		for i, k := range keys.Idempotency {
 			senders[i], idemKeys[i] = k.SenderID, k.Key
 		}
-		b.Queue(sqlLoadIdem, senders, idemKeys)
+		b.Queue(sqlLoadIdem, textArray(senders), textArray(idemKeys))
 	}
 	if creates {
-		b.Queue(sqlLoadPrefs, keys.Users)
+		b.Queue(sqlLoadPrefs, textArray(keys.Users))
 	}
 	if len(keys.Digests) > 0 {
 		queueLoadDigests(&b, keys.Digests)
@@ -476,7 +476,7 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 			}
 			ids[i], at[i] = u, r.ReadAt
 		}
-		b.Queue(sqlMarkRead, ids, at)
+		b.Queue(sqlMarkRead, uuidArray(ids), timeArray(at))
 	}
 	if len(plan.ReadAll) > 0 {
 		users := make([]string, len(plan.ReadAll))
@@ -485,7 +485,7 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 		for i, r := range plan.ReadAll {
 			users[i], at[i], before[i] = r.UserID, r.ReadAt, r.BeforeSeq
 		}
-		b.Queue(sqlReadAll, users, at, before)
+		b.Queue(sqlReadAll, textArray(users), timeArray(at), int8Array(before))
 	}
 	if len(plan.Log) > 0 {
 		if err := queueLog(&b, plan.Log); err != nil {
@@ -499,7 +499,7 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 		for i, u := range plan.Users {
 			users[i], seqs[i], unread[i] = u.UserID, u.Seq, u.Unread
 		}
-		b.Queue(sqlUpdateUsers, users, seqs, unread)
+		b.Queue(sqlUpdateUsers, textArray(users), int8Array(seqs), int8Array(unread))
 	}
 	if err := queueSettings(&b, plan); err != nil {
 		return err
@@ -573,19 +573,19 @@ func sortByIdempotencyKey(rows []persistence.StoredNotification) {
 func queueCreated(b *pgx.Batch, rows []persistence.StoredNotification) error {
 	n := len(rows)
 	var (
-		ids         = make([][16]byte, n)
-		receivers   = make([]string, n)
-		seqs        = make([]int64, n)
-		unreadAfter = make([]int64, n)
-		createdAt   = make([]time.Time, n)
-		readAt      = make(pgtype.FlatArray[pgtype.Timestamptz], n)
-		senders     = make([]string, n)
-		types       = make([]string, n)
-		objects     = make([]string, n)
-		payloads    = make(pgtype.FlatArray[[]byte], n)
-		channels    = make([]string, n)
-		idemKeys    = make([]string, n)
-		idemHashes  = make(pgtype.FlatArray[[]byte], n)
+		ids         = make(uuidArray, n)
+		receivers   = make(textArray, n)
+		seqs        = make(int8Array, n)
+		unreadAfter = make(int8Array, n)
+		createdAt   = make(timeArray, n)
+		readAt      = make(timeArray, n) // zero: NULL
+		senders     = make(textArray, n)
+		types       = make(textArray, n)
+		objects     = make(textArray, n)
+		payloads    = make(bytesText, n)
+		channels    = make(textArray, n)
+		idemKeys    = make(textArray, n)
+		idemHashes  = make(byteaArray, n)
 	)
 	for i := range rows {
 		r := &rows[i]
@@ -599,7 +599,7 @@ func queueCreated(b *pgx.Batch, rows []persistence.StoredNotification) error {
 		unreadAfter[i] = r.UnreadAfter
 		createdAt[i] = r.CreatedAt
 		if r.ReadAt != nil {
-			readAt[i] = pgtype.Timestamptz{Time: *r.ReadAt, Valid: true}
+			readAt[i] = *r.ReadAt
 		}
 		senders[i] = r.SenderID
 		types[i] = r.Type
@@ -828,6 +828,6 @@ func queueLog(b *pgx.Batch, log []herald.Entry) error {
 			return fmt.Errorf("planned log entry of event %q", e.Event)
 		}
 	}
-	b.Queue(sqlInsertLog, users, seqs, events, at, unread, notes, updated)
+	b.Queue(sqlInsertLog, textArray(users), int8Array(seqs), textArray(events), timeArray(at), int8Array(unread), notes, updated)
 	return nil
 }

@@ -54,7 +54,8 @@
 // every row, seq, outbox delivery and result in memory. The new notifications of a large
 // batch (100 or more) are written by a binary COPY, encoded here without a per-row
 // allocation; then one pipeline writes the rest of the plan, one statement per kind of
-// row, each taking whole columns as arrays (INSERT … SELECT FROM unnest(…), which also
+// row, each taking whole columns as arrays (encoded by the package's column types,
+// arrays.go, with no allocation per element; INSERT … SELECT FROM unnest(…), which also
 // carries the notifications of small batches, where COPY's extra round trip costs more
 // than it saves, and the outbox rows of every batch; the digests the plan leaves open
 // are upserted whole, the flushed ones deleted), and commits: a delivery is stored
