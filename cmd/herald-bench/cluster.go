@@ -85,7 +85,7 @@ func (ns *nodeSet) start(ctx context.Context, o *options, rules []byte, logs io.
 		env0 = []string{"HERALD_DATABASE_URL=" + ns.pg.url, "HERALD_DB_MAX_CONNS=" + strconv.Itoa(pool)}
 	}
 	for i := range o.nodes {
-		env := append([]string{}, env0...)
+		env := o.serverEnv(env0...)
 		id := ""
 		if o.nodes > 1 {
 			id = "bench-node-" + strconv.Itoa(i+1)

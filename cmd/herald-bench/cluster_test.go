@@ -135,6 +135,8 @@ func TestNodesFlags(t *testing.T) {
 		{[]string{"-scenario", "deliver", "-nodes", "1", "-kill-at", "1s", "-start-server", "x"}, "-kill-at needs -nodes 2 or more"},
 		{[]string{"-scenario", "deliver", "-sockets", "2", "-start-server", "x"}, "-sockets and -kill-at need -nodes"},
 		{[]string{"-scenario", "deliver", "-nodes", "3", "-sockets", "2", "-n", "10000", "-start-server", "x", "-postgres", "throwaway"}, "-n 10000 × -sockets 2 exceeds -per-process 18000"},
+		{[]string{"-scenario", "deliver", "-server-procs", "1", "-jwt-secret", "s", "-api-key", "k"}, "-server-procs needs -start-server"},
+		{[]string{"-scenario", "deliver", "-server-procs", "-1", "-start-server", "x"}, "-server-procs must be within 0..1024"},
 	} {
 		_, err := parseOptions(tt.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

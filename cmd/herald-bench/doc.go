@@ -103,6 +103,13 @@
 // user. The server and PostgreSQL get a parent-death signal on Linux, so that a bench
 // that is killed leaves neither running.
 //
+// -server-procs P sets GOMAXPROCS=P for every server the bench starts (0, the default,
+// leaves Go's: one per CPU). Nodes that share a machine share its CPUs: each one's Go
+// scheduler, sized for the whole machine, keeps threads spinning for work that another
+// process's threads are waiting to run, so give each node its share (cores / nodes,
+// at least 1). Every report gives the GOMAXPROCS each server reports on its /metrics
+// (herald_go_sched_gomaxprocs_threads), whoever started it.
+//
 // With -nodes N (and -start-server, and -postgres throwaway above one node) the bench
 // starts N herald serve nodes on the one throwaway PostgreSQL, as one cluster: node 1
 // with HERALD_CLUSTER_ADDR=127.0.0.1:0 and no peer, every other listing node 1's

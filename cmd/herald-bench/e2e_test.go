@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -364,6 +365,30 @@ func TestIdleUnreadRestartsServer(t *testing.T) {
 	}
 	for _, name := range []string{"server RssAnon per connection", "server RSS per connection"} {
 		metricValue(t, &r, name)
+	}
+}
+
+// TestServerProcs: -server-procs sets the GOMAXPROCS of the server the bench starts,
+// and the report says what the server itself reports.
+func TestServerProcs(t *testing.T) {
+	bin := buildHerald(t)
+	for _, procs := range []string{"1", "0"} {
+		out := filepath.Join(t.TempDir(), "r.json")
+		r, _, _ := runResult(t, []string{"-start-server", bin, "-server-procs", procs, "-scenario", "idle", "-n", "2",
+			"-duration", "1s", "-connect-timeout", "30s", "-quiet", "-out", out}, out)
+		want := procs
+		if procs == "0" {
+			want = strconv.Itoa(runtime.NumCPU())
+		}
+		var got string
+		for _, c := range r.Conditions {
+			if c.Name == "server GOMAXPROCS" {
+				got = c.Value
+			}
+		}
+		if got != want {
+			t.Errorf("-server-procs %s: the report says server GOMAXPROCS %q, want %q", procs, got, want)
+		}
 	}
 }
 

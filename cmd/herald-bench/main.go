@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -67,6 +68,7 @@ type options struct {
 	unread         int
 	unreadBytes    int
 	nodes          int           // 0: one server, as -url or -start-server says
+	serverProcs    int           // -server-procs: GOMAXPROCS of each server started; 0: Go's default
 	sockets        int           // -nodes: sockets per user
 	killAt         time.Duration // -nodes: when to kill the last node; 0: never
 	window         time.Duration // deliver, events: figures per window of publishing; 0: off
@@ -117,6 +119,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.fanout, "fanout", 10, "receivers of each event (events; 1..1000, at most -n)")
 	fs.IntVar(&o.unread, "unread", 100, "unread notifications seeded for each user before connecting (idle-unread)")
 	fs.IntVar(&o.unreadBytes, "unread-bytes", 500, "payload size in bytes of each seeded notification (idle-unread; 12..16384)")
+	fs.IntVar(&o.serverProcs, "server-procs", 0, "with -start-server: GOMAXPROCS of each server the bench starts (0: Go's default, one per CPU); nodes that share a machine share its CPUs, so give each its share")
 	fs.IntVar(&o.nodes, "nodes", 0, "with -start-server: start this many herald nodes as one cluster (above 1 with -postgres throwaway) and run deliver or idle across them (see the package doc)")
 	fs.IntVar(&o.sockets, "sockets", 1, "with -nodes (deliver): sockets per user, each on another node, none on its publisher's")
 	fs.DurationVar(&o.killAt, "kill-at", 0, "with -nodes (deliver): SIGKILL the last node this long after publishing starts")
@@ -169,6 +172,10 @@ func (o *options) validate() error {
 		return errors.New("-duration must be within (0, 24h]")
 	case o.rate < 0:
 		return errors.New("-rate must not be negative")
+	case o.serverProcs < 0 || o.serverProcs > 1024:
+		return errors.New("-server-procs must be within 0..1024")
+	case o.serverProcs > 0 && o.startServer == "":
+		return errors.New("-server-procs needs -start-server")
 	case o.publish != publishSingle && o.publish != publishBatch && o.publish != publishBoth && o.publish != publishMulticast:
 		return fmt.Errorf("-publish: %q is not single, batch, both or multicast", o.publish)
 	case o.publish == publishMulticast && o.scenario != scenarioDeliver:
@@ -345,13 +352,13 @@ func connectTarget(ctx context.Context, o *options, logs io.Writer) (*target, er
 		rules = []byte(fanoutRules)
 	}
 	if o.postgres != postgresThrowaway {
-		return startServer(ctx, o.startServer, o.secret, o.apiKey, rules, nil, logs)
+		return startServer(ctx, o.startServer, o.secret, o.apiKey, rules, o.serverEnv(), logs)
 	}
 	pg, err := startPostgres(ctx)
 	if err != nil {
 		return nil, err
 	}
-	t, err := startServer(ctx, o.startServer, o.secret, o.apiKey, rules, []string{"HERALD_DATABASE_URL=" + pg.url}, logs)
+	t, err := startServer(ctx, o.startServer, o.secret, o.apiKey, rules, o.serverEnv("HERALD_DATABASE_URL="+pg.url), logs)
 	if err != nil {
 		if cerr := pg.close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -385,6 +392,7 @@ func (s *session) runScenario(ctx context.Context) (*Result, error) {
 	}
 	r.cond("run", s.run)
 	r.cond("bench GOMAXPROCS", runtime.GOMAXPROCS(0))
+	r.cond("server GOMAXPROCS", s.serverProcs(ctx))
 	r.cond("CPUs", runtime.NumCPU())
 	if s.nodes != nil {
 		return r, s.runOnNodes(ctx, r)
@@ -403,4 +411,12 @@ func (s *session) runScenario(ctx context.Context) (*Result, error) {
 		err = s.events(ctx, r)
 	}
 	return r, err
+}
+
+// serverEnv returns env with what -server-procs sets for every server the bench starts.
+func (o *options) serverEnv(env ...string) []string {
+	if o.serverProcs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(o.serverProcs))
+	}
+	return env
 }

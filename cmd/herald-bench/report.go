@@ -47,13 +47,14 @@ type Params struct {
 	// payload size of each (idle-unread).
 	Unread      int `json:"unread,omitempty"`
 	UnreadBytes int `json:"unreadBytes,omitempty"`
-	Nodes       int `json:"nodes,omitempty"`   // -nodes: herald nodes the bench started
-	Sockets     int `json:"sockets,omitempty"` // -nodes, deliver: sockets per user
+	Nodes       int `json:"nodes,omitempty"`       // -nodes: herald nodes the bench started
+	Sockets     int `json:"sockets,omitempty"`     // -nodes, deliver: sockets per user
+	ServerProcs int `json:"serverProcs,omitempty"` // -server-procs: each server's GOMAXPROCS
 }
 
 // params returns the flags of o that shape its scenario's load.
 func (o *options) params() Params {
-	p := Params{N: o.n, Nodes: o.nodes}
+	p := Params{N: o.n, Nodes: o.nodes, ServerProcs: o.serverProcs}
 	if o.nodes > 0 && o.scenario == scenarioDeliver {
 		p.Sockets = o.sockets
 	}

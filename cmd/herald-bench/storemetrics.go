@@ -142,6 +142,32 @@ func (h *promHist) quantile(q float64) float64 {
 	return h.bounds[len(h.bounds)-1]
 }
 
+// metricProcs is the server's runtime.GOMAXPROCS, as Go's collector shows it.
+const metricProcs = "herald_go_sched_gomaxprocs_threads"
+
+// serverProcs reads each server's GOMAXPROCS from its /metrics: "2", or "1, 1, 1" for
+// nodes, "?" for a server that does not say.
+func (s *session) serverProcs(ctx context.Context) string {
+	targets := []*target{s.t}
+	if s.nodes != nil {
+		targets = s.nodes.nodes
+	}
+	var procs []string
+	for _, t := range targets {
+		p := "?"
+		_ = getMetrics(ctx, &http.Client{Timeout: metricsTimeout}, t.base, func(r io.Reader) error {
+			return eachSample(r, func(name, _ string, v float64) error {
+				if name == metricProcs {
+					p = strconv.FormatFloat(v, 'f', -1, 64)
+				}
+				return nil
+			})
+		})
+		procs = append(procs, p)
+	}
+	return strings.Join(procs, ", ")
+}
+
 // scrapeHistograms reads the write path's histograms from the server's /metrics.
 func scrapeHistograms(ctx context.Context, base string) (map[string]*promHist, error) {
 	var hs map[string]*promHist

@@ -137,6 +137,9 @@ func summaryRow(r *Result) []string {
 		}
 		notes += nodesNotes(r)
 	}
+	if p.ServerProcs > 0 {
+		scenario += fmt.Sprintf(", GOMAXPROCS %d per server", p.ServerProcs)
+	}
 	if r.Scenario != scenarioIdle && r.Scenario != scenarioIdleUnread && p.Duration != "" {
 		notes += "; published for " + p.Duration
 	}
