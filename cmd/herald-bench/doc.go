@@ -104,10 +104,8 @@
 // that is killed leaves neither running.
 //
 // -server-procs P sets GOMAXPROCS=P for every server the bench starts (0, the default,
-// leaves Go's: one per CPU). Nodes that share a machine share its CPUs: each one's Go
-// scheduler, sized for the whole machine, keeps threads spinning for work that another
-// process's threads are waiting to run, so give each node its share (cores / nodes,
-// at least 1). Every report gives the GOMAXPROCS each server reports on its /metrics
+// leaves Go's: one per CPU), as a container's CPU limit would for nodes that share a
+// machine. Every report gives the GOMAXPROCS each server reports on its /metrics
 // (herald_go_sched_gomaxprocs_threads), whoever started it.
 //
 // With -nodes N (and -start-server, and -postgres throwaway above one node) the bench
