@@ -37,6 +37,7 @@ func (s *session) broadcast(ctx context.Context, r *Result) error {
 	var stats publishStats
 	var toLast, toAcked []time.Duration
 	var lost int64
+	histBefore, _ := scrapeHistograms(ctx, s.t.base)
 	srvCPU, benchCPU := startCPU(s.t.pid), startCPU(selfPID())
 	var rm rateMeter
 	p := startProgress(s.progress, time.Second, func(el time.Duration) string {
@@ -69,6 +70,10 @@ func (s *session) broadcast(ctx context.Context, r *Result) error {
 	}
 	p.Stop()
 	cpu(r, "broadcasting", srvCPU, benchCPU)
+	histAfter, err := scrapeHistograms(ctx, s.t.base)
+	if err != nil {
+		r.note("the server's commit histograms could not be read: %v", err)
+	}
 	f.stop()
 
 	slices.Sort(toLast)
@@ -78,6 +83,9 @@ func (s *session) broadcast(ctx context.Context, r *Result) error {
 		r.duration("time until the last user has it (slowest round)", toLast[len(toLast)-1])
 	}
 	r.duration("time until every chunk is acknowledged (median of rounds)", toAcked[len(toAcked)/2])
+	// With one chunk a round, the commit time against the time to the acknowledgement
+	// and to the last user splits a round: before the store, in it, and the fan-out.
+	commitFigures(r, histBefore, histAfter)
 	r.count("acknowledged notifications", stats.acked.Load())
 	r.count("delivered", rc.delivered.Load())
 	latency(r, "receipt latency (per user)", &rc.lat)

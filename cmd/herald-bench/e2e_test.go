@@ -89,6 +89,13 @@ func TestScenariosAgainstTheServer(t *testing.T) {
 				}
 				return
 			}
+			if r.Scenario == scenarioBroadcast {
+				// One chunk a round: a commit each, from the server's own histograms.
+				if commits := metricValue(t, &r, "store commits (server)"); commits < 2 {
+					t.Errorf("%v store commits reported for 2 rounds", commits)
+				}
+				metricValue(t, &r, "commit time (server: one transaction) p50")
+			}
 			acked, delivered := metricValue(t, &r, tt.acked), metricValue(t, &r, tt.delivered)
 			if acked == 0 || delivered != acked {
 				t.Errorf("acknowledged %v, delivered %v: want equal and positive", acked, delivered)
