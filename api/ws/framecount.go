@@ -6,15 +6,22 @@ package ws
 // a client could otherwise make the node work without ever sending a data message. It
 // reads RFC 6455 frame headers only and skips payloads by their length; it never
 // changes a byte. seen is called once per frame header, on the goroutine that reads
-// (the connection's reader, or the library's closing handshake, never both at once).
+// (the connection's reader, or the library's closing handshake, never both at once),
+// and says whether the frame is within the rate. The first frame that is not starts
+// what the library must never see (see scan); seen is not called again.
 type frameCounter struct {
-	seen func()
+	seen func() bool
 
 	state   uint8  // where in a frame the next byte is
+	op      uint8  // the opcode of the current frame
 	need    int    // bytes still to read in the current part (extended length, mask)
 	length  uint64 // the payload length being assembled
 	masked  bool
 	payload uint64 // payload bytes still to skip
+
+	// over: a frame went over the rate. closed: since then, a close frame of the
+	// client's (its answer to the node's 1008) has gone by whole.
+	over, closed bool
 }
 
 // The parts of a frame.
@@ -26,18 +33,27 @@ const (
 	fcPayload        // the payload
 )
 
-func (f *frameCounter) scan(b []byte) {
-	for len(b) > 0 {
+// scan follows the frames through b, the next bytes of the stream, and returns how
+// many of its first bytes come before the first frame over the rate: len(b) while
+// every frame is within it, 0 once one was not. It reads b to its end either way, so
+// that it keeps following the frames after the cut (for the client's close frame).
+func (f *frameCounter) scan(b []byte) int {
+	keep := len(b)
+	if f.over {
+		keep = 0
+	}
+	for i := 0; i < len(b); {
 		switch f.state {
 		case fcFirst:
-			b = b[1:]
-			f.state = fcSecond
-			if f.seen != nil {
-				f.seen()
+			f.op = b[i] & opMask
+			if !f.over && f.seen != nil && !f.seen() {
+				f.over, keep = true, i
 			}
+			i++
+			f.state = fcSecond
 		case fcSecond:
-			c := b[0]
-			b = b[1:]
+			c := b[i]
+			i++
 			f.masked, f.length = c&0x80 != 0, uint64(c&0x7f)
 			switch f.length {
 			case 126:
@@ -48,28 +64,29 @@ func (f *frameCounter) scan(b []byte) {
 				f.afterLength()
 			}
 		case fcLength:
-			f.length = f.length<<8 | uint64(b[0])
-			b = b[1:]
+			f.length = f.length<<8 | uint64(b[i])
+			i++
 			if f.need--; f.need == 0 {
 				f.afterLength()
 			}
 		case fcMask:
-			k := min(f.need, len(b))
-			b = b[k:]
+			k := min(f.need, len(b)-i)
+			i += k
 			if f.need -= k; f.need == 0 {
 				f.startPayload()
 			}
 		case fcPayload:
-			k := uint64(len(b))
+			k := uint64(len(b) - i)
 			if k > f.payload {
 				k = f.payload
 			}
-			b = b[k:]
+			i += int(k)
 			if f.payload -= k; f.payload == 0 {
-				f.state = fcFirst
+				f.endFrame()
 			}
 		}
 	}
+	return keep
 }
 
 func (f *frameCounter) afterLength() {
@@ -84,6 +101,13 @@ func (f *frameCounter) startPayload() {
 	f.payload = f.length
 	f.state = fcPayload
 	if f.payload == 0 {
-		f.state = fcFirst
+		f.endFrame()
+	}
+}
+
+func (f *frameCounter) endFrame() {
+	f.state = fcFirst
+	if f.over && f.op == opClose {
+		f.closed = true
 	}
 }
