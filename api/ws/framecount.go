@@ -42,18 +42,18 @@ func (f *frameCounter) scan(b []byte) int {
 	if f.over {
 		keep = 0
 	}
-	for i := 0; i < len(b); {
+	for n := len(b); len(b) > 0; {
 		switch f.state {
 		case fcFirst:
-			f.op = b[i] & opMask
+			f.op = b[0] & opMask
 			if !f.over && f.seen != nil && !f.seen() {
-				f.over, keep = true, i
+				f.over, keep = true, n-len(b)
 			}
-			i++
+			b = b[1:]
 			f.state = fcSecond
 		case fcSecond:
-			c := b[i]
-			i++
+			c := b[0]
+			b = b[1:]
 			f.masked, f.length = c&0x80 != 0, uint64(c&0x7f)
 			switch f.length {
 			case 126:
@@ -64,23 +64,23 @@ func (f *frameCounter) scan(b []byte) int {
 				f.afterLength()
 			}
 		case fcLength:
-			f.length = f.length<<8 | uint64(b[i])
-			i++
+			f.length = f.length<<8 | uint64(b[0])
+			b = b[1:]
 			if f.need--; f.need == 0 {
 				f.afterLength()
 			}
 		case fcMask:
-			k := min(f.need, len(b)-i)
-			i += k
+			k := min(f.need, len(b))
+			b = b[k:]
 			if f.need -= k; f.need == 0 {
 				f.startPayload()
 			}
 		case fcPayload:
-			k := uint64(len(b) - i)
+			k := uint64(len(b))
 			if k > f.payload {
 				k = f.payload
 			}
-			i += int(k)
+			b = b[k:]
 			if f.payload -= k; f.payload == 0 {
 				f.endFrame()
 			}

@@ -479,3 +479,20 @@ func TestNetConnReadNoAlloc(t *testing.T) {
 		t.Fatal("no frame counted")
 	}
 }
+
+// BenchmarkNetConnRead: reads of 256 bytes (the library's buffer) of small client
+// frames under the rate.
+func BenchmarkNetConnRead(b *testing.B) {
+	var frames []byte
+	for _, n := range []int{0, 5, 30, 125, 126, 300} {
+		frames = append(frames, clientFrame(0x1, true, n)...)
+	}
+	nc := &NetConn{Conn: &streamConn{frames: frames}}
+	nc.frames.seen = func() bool { return true }
+	buf := make([]byte, 256)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = nc.Read(buf)
+	}
+}
