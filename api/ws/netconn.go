@@ -69,9 +69,11 @@ var errOverRate = errors.New("ws: the client went over the frame rate: what it s
 // reads return no bytes. They read and discard what the client sends until its close
 // frame (the answer to the 1008 the connection sends) has gone by, then return
 // errOverRate, so that the library's closing handshake ends at once, leaving nothing
-// unread in the kernel (the connection ends with a FIN, not a reset that could take
-// the 1008 with it). A client that never answers is dropped by the refusal's grace
-// (see Conn.closeLocked), which ends the read.
+// unread in the kernel: the connection ends with a FIN, not a reset that could take
+// the 1008 with it. (The library ends its handshake sooner, and the connection with a
+// reset after the 1008, when it still holds a ping within the rate once its close
+// frame is out: the pong's write fails.) A client that never answers is dropped by the
+// refusal's grace (see Conn.closeLocked), which ends the read.
 func (c *NetConn) Read(p []byte) (int, error) {
 	if c.frames.over {
 		return c.discard(p)
