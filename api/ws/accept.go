@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"net"
 	"net/http"
 
@@ -47,19 +48,18 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return conn, brw, err
 	}
-	r := brw.Reader
-	// The library reads what net/http read ahead (frames sent right after the
-	// handshake) from r, then everything else through the NetConn, whose frameCounter
-	// counts every client frame against the frame rate, the ones the library answers
-	// itself included. The read-ahead bytes are scanned first so that the count starts
-	// in step with the frames (those few frames themselves are not counted).
+	// Everything the library reads goes through the NetConn, whose frameCounter counts
+	// every client frame against the frame rate (the ones the library answers itself
+	// included) and cuts the stream at the first frame over it: what net/http read
+	// ahead (frames sent right after the handshake, before the 101) too, which the
+	// NetConn returns first. So the library gets a reader with nothing buffered (and
+	// net/http's 4 KiB one goes).
 	h.conn = NewNetConn(conn)
-	if n := r.Buffered(); n > 0 {
-		ahead, _ := r.Peek(n)
-		h.conn.frames.scan(ahead)
-	} else {
-		r = bufio.NewReaderSize(conn, readBuffer)
+	if n := brw.Reader.Buffered(); n > 0 {
+		ahead, _ := brw.Reader.Peek(n)
+		h.conn.ahead = bytes.Clone(ahead)
 	}
+	r := bufio.NewReaderSize(h.conn, readBuffer)
 	// Whatever net/http still holds (the 101 answer) goes first, straight to the
 	// connection: what goes through NetConn is frames only.
 	if err := brw.Writer.Flush(); err != nil {

@@ -61,18 +61,18 @@ func newConn(h *Hub, wc *websocket.Conn, nc *NetConn, user string) *Conn {
 	return c
 }
 
-// frameArrived takes a token for a client frame, from under the library's reader; the
-// first frame over the rate closes the connection with 1008.
-func (c *Conn) frameArrived() {
-	if c.overRate {
-		return
+// frameArrived takes a token for a client frame, from under the library's reader, and
+// says whether there was one. The first frame over the rate closes the connection with
+// 1008; the library sees neither it nor anything after it (see NetConn.Read), so it
+// answers no ping over the rate, and frameArrived is not called again.
+func (c *Conn) frameArrived() bool {
+	if c.frames.take(nanotime()) {
+		return true
 	}
-	if !c.frames.take(nanotime()) {
-		c.overRate = true
-		// The close handshake (in the background) discards whatever else the client
-		// sends; the reader acts on nothing more.
-		c.Close(wire.CloseTooManyFrames, c.hub.frameReason)
-	}
+	c.overRate = true
+	// The close handshake runs in the background; the reader acts on nothing more.
+	c.Close(wire.CloseTooManyFrames, c.hub.frameReason)
+	return false
 }
 
 // run reads client frames until the connection ends, then waits for the connection's

@@ -21,9 +21,13 @@
 // every frame the client sends, valid or not, as its header goes by under the library's
 // reader (NetConn.Read, frameCounter): text and binary frames, each fragment of a
 // message, and the control frames (ping, pong, close) the library answers itself, so no
-// kind of frame makes the node work for free. The frame that finds
-// none left closes the connection with 1008 ("too many frames: at most 50/s"), counted
-// by herald_ws_frame_rate_closes_total; nothing the client sends after it is acted on.
+// kind of frame makes the node work for free; frames sent with the upgrade request,
+// before its answer, count too. The frame that finds none left closes the connection
+// with 1008 ("too many frames: at most 50/s"), counted by
+// herald_ws_frame_rate_closes_total. Neither it nor anything the client sends after it
+// reaches the library (NetConn.Read cuts the stream at its first byte, then discards
+// up to the client's close frame), so the library answers no ping over the rate, and
+// the reader acts on nothing more.
 // The limit is the connection's alone: a new connection of the same user starts with a
 // full bucket.
 //

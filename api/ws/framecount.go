@@ -6,15 +6,22 @@ package ws
 // a client could otherwise make the node work without ever sending a data message. It
 // reads RFC 6455 frame headers only and skips payloads by their length; it never
 // changes a byte. seen is called once per frame header, on the goroutine that reads
-// (the connection's reader, or the library's closing handshake, never both at once).
+// (the connection's reader, or the library's closing handshake, never both at once),
+// and says whether the frame is within the rate. The first frame that is not starts
+// what the library must never see (see scan); seen is not called again.
 type frameCounter struct {
-	seen func()
+	seen func() bool
 
 	state   uint8  // where in a frame the next byte is
+	op      uint8  // the opcode of the current frame
 	need    int    // bytes still to read in the current part (extended length, mask)
 	length  uint64 // the payload length being assembled
 	masked  bool
 	payload uint64 // payload bytes still to skip
+
+	// over: a frame went over the rate. closed: since then, a close frame of the
+	// client's (its answer to the node's 1008) has gone by whole.
+	over, closed bool
 }
 
 // The parts of a frame.
@@ -26,15 +33,24 @@ const (
 	fcPayload        // the payload
 )
 
-func (f *frameCounter) scan(b []byte) {
-	for len(b) > 0 {
+// scan follows the frames through b, the next bytes of the stream, and returns how
+// many of its first bytes come before the first frame over the rate: len(b) while
+// every frame is within it, 0 once one was not. It reads b to its end either way, so
+// that it keeps following the frames after the cut (for the client's close frame).
+func (f *frameCounter) scan(b []byte) int {
+	keep := len(b)
+	if f.over {
+		keep = 0
+	}
+	for n := len(b); len(b) > 0; {
 		switch f.state {
 		case fcFirst:
+			f.op = b[0] & opMask
+			if !f.over && f.seen != nil && !f.seen() {
+				f.over, keep = true, n-len(b)
+			}
 			b = b[1:]
 			f.state = fcSecond
-			if f.seen != nil {
-				f.seen()
-			}
 		case fcSecond:
 			c := b[0]
 			b = b[1:]
@@ -66,10 +82,11 @@ func (f *frameCounter) scan(b []byte) {
 			}
 			b = b[k:]
 			if f.payload -= k; f.payload == 0 {
-				f.state = fcFirst
+				f.endFrame()
 			}
 		}
 	}
+	return keep
 }
 
 func (f *frameCounter) afterLength() {
@@ -84,6 +101,13 @@ func (f *frameCounter) startPayload() {
 	f.payload = f.length
 	f.state = fcPayload
 	if f.payload == 0 {
-		f.state = fcFirst
+		f.endFrame()
+	}
+}
+
+func (f *frameCounter) endFrame() {
+	f.state = fcFirst
+	if f.over && f.op == opClose {
+		f.closed = true
 	}
 }

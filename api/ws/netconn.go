@@ -52,15 +52,68 @@ type NetConn struct {
 	closeSent bool
 
 	// frames counts the client's frames as the library reads them through Read. Only
-	// the library's reader touches it (see frameCounter).
+	// the library's reader touches it and ahead (see frameCounter).
 	frames frameCounter
+	// ahead is what net/http read of the client's stream past the upgrade request,
+	// which Read returns first (see hijacker).
+	ahead []byte
 }
 
-// Read reads from the connection, counting the client's frames.
+// errOverRate is what the library reads once the client has gone over the frame rate
+// and its close frame has gone by (see Read).
+var errOverRate = errors.New("ws: the client went over the frame rate: what it sent since is discarded")
+
+// Read reads from the connection, counting the client's frames. Once a frame is over
+// the rate, the library sees nothing from that frame on: the read that holds its first
+// byte returns the bytes before it (whole frames, each within the rate), and later
+// reads return no bytes. They read and discard what the client sends until its close
+// frame (the answer to the 1008 the connection sends) has gone by, then return
+// errOverRate, so that the library's closing handshake ends at once, leaving nothing
+// unread in the kernel: the connection ends with a FIN, not a reset that could take
+// the 1008 with it. (The library ends its handshake sooner, and the connection with a
+// reset after the 1008, when it still holds a ping within the rate once its close
+// frame is out: the pong's write fails.) A client that never answers is dropped by the
+// refusal's grace (see Conn.closeLocked), which ends the read.
 func (c *NetConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.frames.scan(p[:n])
+	if c.frames.over {
+		return c.discard(p)
+	}
+	n, err := c.read(p)
+	if k := c.frames.scan(p[:n]); k < n {
+		if k > 0 || err != nil {
+			return k, err
+		}
+		return c.discard(p)
+	}
 	return n, err
+}
+
+// read reads what net/http read ahead, then the connection.
+func (c *NetConn) read(p []byte) (int, error) {
+	if len(c.ahead) == 0 {
+		return c.Conn.Read(p)
+	}
+	n := copy(p, c.ahead)
+	if c.ahead = c.ahead[n:]; len(c.ahead) == 0 {
+		c.ahead = nil
+	}
+	return n, nil
+}
+
+// discard reads the client's stream into p, as scratch, until its close frame has gone
+// by (see Read).
+func (c *NetConn) discard(p []byte) (int, error) {
+	for !c.frames.closed {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		n, err := c.read(p)
+		c.frames.scan(p[:n])
+		if err != nil {
+			return 0, err
+		}
+	}
+	return 0, errOverRate
 }
 
 // NewNetConn wraps c.

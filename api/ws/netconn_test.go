@@ -376,3 +376,123 @@ func TestLargestControlFrameOneWrite(t *testing.T) {
 		t.Fatalf("writes of the close: lengths %v, want one of %d bytes starting with 0x88", lens, 2+2+123)
 	}
 }
+
+// TestNetConnReadCutsAtFrameOverRate: over a real socket, the library (reading 256 bytes
+// at a time, as through its buffer) gets exactly the client's frames before the first one
+// over the rate, with every length class before it (7-, 16-, 64-bit lengths, masked),
+// frames split over reads and a cut inside a read, also when the stream starts with
+// what net/http read ahead (cut there, or with a header split between it and the socket);
+// after the cut it gets no byte, and once the client's close frame has gone by
+// errOverRate, at once and ever after, with the client's end still open.
+func TestNetConnReadCutsAtFrameOverRate(t *testing.T) {
+	within := [][]byte{clientFrame(0x9, true, 0), clientFrame(0x1, true, 126), clientFrame(0x2, true, 70000)}
+	var stream []byte
+	var starts []int
+	for _, f := range append(within, clientFrame(0x9, true, 0), clientFrame(0x1, true, 10), clientFrame(0x9, true, 3)) {
+		starts = append(starts, len(stream))
+		stream = append(stream, f...)
+	}
+	closing := clientFrame(0x8, true, 2)
+	for _, tc := range []struct {
+		allowed, ahead int // frames within the rate; bytes read ahead
+	}{
+		{3, 0}, {3, 145}, {1, 145}, {0, 0}, {2, 5},
+	} {
+		t.Run(fmt.Sprintf("allowed=%d,ahead=%d", tc.allowed, tc.ahead), func(t *testing.T) {
+			client, server := tcpPair(t)
+			_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
+			seen := 0
+			nc := &NetConn{Conn: server, ahead: bytes.Clone(stream[:tc.ahead])}
+			nc.frames.seen = func() bool { seen++; return seen <= tc.allowed }
+			written := make(chan error, 1)
+			go func() {
+				_, err := client.Write(stream[tc.ahead:])
+				if err == nil {
+					_, err = client.Write(closing)
+				}
+				written <- err
+			}()
+			var got []byte
+			buf := make([]byte, 256)
+			var err error
+			for {
+				var n int
+				n, err = nc.Read(buf)
+				got = append(got, buf[:n]...)
+				if err != nil {
+					break
+				}
+				if n == 0 {
+					t.Fatal("a read returned no bytes and no error")
+				}
+			}
+			if !errors.Is(err, errOverRate) {
+				t.Fatalf("the read after the client's close: %v, want errOverRate", err)
+			}
+			if want := stream[:starts[tc.allowed]]; !bytes.Equal(got, want) {
+				t.Fatalf("the library read %d bytes, want the %d of the frames within the rate", len(got), len(want))
+			}
+			if seen != tc.allowed+1 {
+				t.Fatalf("%d frames seen, want %d (those within the rate and the first over it)", seen, tc.allowed+1)
+			}
+			if n, err := nc.Read(buf); n != 0 || !errors.Is(err, errOverRate) {
+				t.Fatalf("a read after errOverRate: %d bytes, %v", n, err)
+			}
+			if err := <-written; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// streamConn is a connection whose reads return the same frames over and over.
+type streamConn struct {
+	net.Conn
+	frames []byte
+	at     int
+}
+
+func (s *streamConn) Read(p []byte) (int, error) {
+	n := copy(p, s.frames[s.at:])
+	s.at = (s.at + n) % len(s.frames)
+	return n, nil
+}
+
+// TestNetConnReadNoAlloc: a read under the rate allocates nothing.
+func TestNetConnReadNoAlloc(t *testing.T) {
+	var frames []byte
+	for _, n := range []int{0, 5, 125, 126, 300} {
+		frames = append(frames, clientFrame(0x1, true, n)...)
+	}
+	nc := &NetConn{Conn: &streamConn{frames: frames}}
+	count := 0
+	nc.frames.seen = func() bool { count++; return true }
+	buf := make([]byte, 256)
+	if allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := nc.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Fatalf("a read under the rate: %v allocations, want 0", allocs)
+	}
+	if count == 0 {
+		t.Fatal("no frame counted")
+	}
+}
+
+// BenchmarkNetConnRead: reads of 256 bytes (the library's buffer) of small client
+// frames under the rate.
+func BenchmarkNetConnRead(b *testing.B) {
+	var frames []byte
+	for _, n := range []int{0, 5, 30, 125, 126, 300} {
+		frames = append(frames, clientFrame(0x1, true, n)...)
+	}
+	nc := &NetConn{Conn: &streamConn{frames: frames}}
+	nc.frames.seen = func() bool { return true }
+	buf := make([]byte, 256)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = nc.Read(buf)
+	}
+}
