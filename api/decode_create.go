@@ -315,7 +315,17 @@ func (d *createReader) str(kept bool) (textSpan, bool) {
 	b := d.b
 	start := d.pos + 1
 	escaped := false
+	plain := strPlain
+	if kept {
+		plain = strASCII
+	}
 	for i := start; i < len(b); {
+		for i < len(b) && strByte[b[i]] <= plain {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -362,6 +372,26 @@ func (d *createReader) str(kept bool) (textSpan, bool) {
 	}
 	return textSpan{}, false
 }
+
+// strByte classes the bytes of a string's text, for str's inner loop: strASCII needs
+// no look, strPlain needs one only for a kept string (UTF-8), strSpecial always.
+var strByte = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case c < 0x20 || c == '"' || c == '\\':
+			t[c] = strSpecial
+		case c >= utf8.RuneSelf:
+			t[c] = strPlain
+		}
+	}
+	return t
+}()
+
+const (
+	strASCII uint8 = iota
+	strPlain
+	strSpecial
+)
 
 // hexRune is the rune of the four hex digits at b[i:], or -1.
 func hexRune(b []byte, i int) rune {
