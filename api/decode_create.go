@@ -41,8 +41,11 @@ func decodeCreate(body []byte, n *herald.NewNotification) error {
 	if readCreate(body, n) {
 		return nil
 	}
-	*n = herald.NewNotification{}
-	return decodeJSON(body, n)
+	// Into another value, so that n (the handler's) does not escape to the heap.
+	v := new(herald.NewNotification)
+	err := decodeJSON(body, v)
+	*n = *v
+	return err
 }
 
 // The JSON fields of herald.NewNotification, by index: the bits of createReader.seen
