@@ -36,7 +36,8 @@ func decodeCreateBody(r *http.Request, w http.ResponseWriter, limit int64, n *he
 	return decodeCreate(buf.Bytes(), n)
 }
 
-// decodeCreate decodes the create body into n, with decodeJSON's outcome.
+// decodeCreate decodes the create body into n, which it overwrites: the outcome is
+// decodeJSON's into a zero NewNotification.
 func decodeCreate(body []byte, n *herald.NewNotification) error {
 	if readCreate(body, n) {
 		return nil

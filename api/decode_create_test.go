@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,6 +91,24 @@ func compareCreate(t *testing.T, body []byte) {
 	}
 	if err == nil && !reflect.DeepEqual(got, want) {
 		t.Fatalf("%q: decodeCreate decoded\n%#v\ndecodeJSON decoded\n%#v", body, got, want)
+	}
+}
+
+// TestDecodeCreateKnowsEveryField: the one-pass reader knows the JSON fields of
+// herald.NewNotification, as checkStrict sees them; a field added there must be added
+// to it.
+func TestDecodeCreateKnowsEveryField(t *testing.T) {
+	var want, got []string
+	for _, f := range shapeOf(typeOfNew).fields {
+		want = append(want, f.name)
+	}
+	for _, f := range createFieldNames {
+		got = append(got, string(f))
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("readCreate knows the fields %q, herald.NewNotification has %q", got, want)
 	}
 }
 
