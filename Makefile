@@ -50,7 +50,7 @@ $(WEB_TOOLS)/.installed: api/web/package.json api/web/package-lock.json
 ## make fuzz fails when a Fuzz function is missing from the list)
 FUZZ_TARGETS = .:FuzzNotificationJSON ./api/:FuzzCreateRequest ./api/auth/:FuzzAuthenticate \
 	./api/auth/:FuzzClaims ./api/ws/wire/:FuzzParseClientFrame ./api/events/rules/:FuzzParse \
-	./cmd/herald-bench/:FuzzDecodeFrame
+	./cmd/herald-bench/:FuzzDecodeFrame ./api/:FuzzDecodeCreate
 fuzz: fuzz-list
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz: $$name ($$pkg, $(FUZZTIME))"; \

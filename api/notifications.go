@@ -95,7 +95,7 @@ func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	var n herald.NewNotification
-	if err := decodeBody(r, w, int64(s.maxPayload+bodyOverhead), &n); err != nil {
+	if err := decodeCreateBody(r, w, int64(s.maxPayload+bodyOverhead), &n); err != nil {
 		return err
 	}
 	if err := n.Validate(herCaller(p), herald.ValidateOptions{MaxPayload: s.maxPayload}); err != nil {
