@@ -143,8 +143,9 @@ bench-load:
 	load 12-pg-deliver -postgres throwaway -scenario deliver -n 5000 -rate 10000 -duration 15s -publish batch -batch-size 100; \
 	load 13-pg-deliver-flat -postgres throwaway -scenario deliver -n 5000 -rate 0 -duration 15s -publish batch -batch-size 100; \
 	load 14-pg-broadcast -postgres throwaway -scenario broadcast -n 15000 -rounds 3; \
-	load 15-pg-nodes1-flat -postgres throwaway -nodes 1 -scenario deliver -n 5000 -publish single -publishers 64 -rate 0 -duration 15s; \
+	load 15-pg-nodes1-flat -postgres throwaway -nodes 1 -sockets 2 -scenario deliver -n 5000 -publish single -publishers 64 -rate 0 -duration 15s; \
 	load 16-pg-nodes3-flat -postgres throwaway -nodes 3 -sockets 2 -scenario deliver -n 5000 -publish single -publishers 64 -rate 0 -duration 15s; \
+	load 16b-pg-nodes3-procs1-flat -postgres throwaway -nodes 3 -sockets 2 -server-procs 1 -scenario deliver -n 5000 -publish single -publishers 64 -rate 0 -duration 15s; \
 	$(BIN)/herald-bench -summarize $$files > .bench/load.md || status=1; \
 	cat .bench/load.md; \
 	exit $$status
