@@ -120,6 +120,7 @@ type Authenticator struct {
 	maxTTL    time.Duration       // of a user JWT; 0: not checked
 	maxTTLMsg string              // the message refusing a token beyond maxTTL
 	apiKeys   [][sha256.Size]byte // digests of the configured keys, in configuration order
+	keyIDs    []string            // the Principal.KeyID of each: key-1, key-2, …
 	jwks      *keySet             // nil without a JWKS
 	now       func() time.Time
 
@@ -167,6 +168,7 @@ func New(cfg Config) (*Authenticator, error) {
 	for _, k := range cfg.APIKeys {
 		if k != "" {
 			a.apiKeys = append(a.apiKeys, sha256.Sum256([]byte(k)))
+			a.keyIDs = append(a.keyIDs, "key-"+strconv.Itoa(len(a.apiKeys)))
 		}
 	}
 	if len(a.jwtSecret) > 0 {
@@ -270,7 +272,9 @@ func (a *Authenticator) apiKey(cred string) (Principal, bool) {
 	if len(a.apiKeys) == 0 {
 		return Principal{}, false
 	}
-	d := sha256.Sum256([]byte(cred))
+	// Hashed from a buffer on the stack: an API key fits (a JWT may not, and is copied).
+	var buf [256]byte
+	d := sha256.Sum256(append(buf[:0], cred...))
 	found, index := 0, 0
 	for i := range a.apiKeys {
 		eq := subtle.ConstantTimeCompare(d[:], a.apiKeys[i][:])
@@ -280,7 +284,7 @@ func (a *Authenticator) apiKey(cred string) (Principal, bool) {
 	if found == 0 {
 		return Principal{}, false
 	}
-	return Principal{Kind: KindService, KeyID: "key-" + strconv.Itoa(index+1)}, true
+	return Principal{Kind: KindService, KeyID: a.keyIDs[index]}, true
 }
 
 // verifyJWT authenticates a ws-token or a user JWT.

@@ -308,6 +308,20 @@ func TestAPIKeys(t *testing.T) {
 		_, err := a.Authenticate(bearer(cred), false)
 		wantUnauthorized(t, err, "neither an API key nor a well-formed JWT")
 	}
+	// A key longer than the stack buffer it is hashed from is recognised all the same.
+	long := strings.Repeat("k", 300)
+	c := newAuth(t, Config{JWTSecret: secret, APIKeys: []string{"first-key", long}})
+	if p, err := c.Authenticate(bearer(long), false); err != nil || p.KeyID != "key-2" {
+		t.Fatalf("300-byte key: %+v, %v", p, err)
+	}
+	if _, err := c.Authenticate(bearer(long[:299]), false); err == nil {
+		t.Fatal("a 299-byte prefix of the key was accepted")
+	}
+	// Every service request checks a key: it allocates nothing.
+	r = bearer("second-key-is-longer")
+	if n := testing.AllocsPerRun(100, func() { _, _ = a.Authenticate(r, false) }); n != 0 {
+		t.Errorf("an API key check allocates %v times", n)
+	}
 }
 
 func TestCredentialSources(t *testing.T) {

@@ -8,11 +8,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// BenchmarkAuthenticate measures one verification of each kind of token the API
-// sees on every request: a user JWT (HS256, with a tenant) and a ws-token.
+// BenchmarkAuthenticate measures one verification of each kind of credential the API
+// sees on every request: a user JWT (HS256, with a tenant), a ws-token and a service's
+// API key (the second of two).
 func BenchmarkAuthenticate(b *testing.B) {
 	now := time.Now()
-	a := newAuth(b, Config{JWTSecret: secret})
+	a := newAuth(b, Config{JWTSecret: secret, APIKeys: []string{"other-key-0123456789abcdef012345", "svc-key-0123456789abcdef0123456789"}})
 	c := userClaims(now, "user-1234567890")
 	c["tid"] = "tenant-42"
 	user := sign(b, jwt.SigningMethodHS256, secret, "", c)
@@ -23,7 +24,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	for _, bc := range []struct {
 		name, token string
 		ws          bool
-	}{{"user-jwt", user, false}, {"ws-token", ws, true}} {
+	}{{"user-jwt", user, false}, {"ws-token", ws, true}, {"api-key", "svc-key-0123456789abcdef0123456789", false}} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := bearer(bc.token)
 			b.ReportAllocs()
