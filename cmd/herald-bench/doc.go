@@ -137,6 +137,13 @@
 //     child processes above -per-process); the memory per connection is the growth of
 //     the nodes' resident memory together, divided by -n.
 //
+// Requests to a plain http:// server go over the bench's own HTTP/1.1 keep-alive
+// connections (httpclient.go), one request at a time on each, each waiting for its
+// answer, as many connections as publishers: the workload a pool of net/http clients
+// makes, at about half the bench's CPU per request (net/http's transport hands each
+// request and answer between two goroutines of its own and the caller's), which on a
+// shared machine leaves that CPU to the server. https:// goes through net/http.
+//
 // CPU figures are cores used (CPU seconds per second of wall time) over the measured
 // phase, read from /proc/PID/stat.
 //

@@ -19,11 +19,13 @@ type rest struct {
 	base   string // http://host:port
 	auth   []string
 	client *http.Client
+	raw    *rawClient // for plain HTTP (nil: client)
 }
 
 func newREST(base, apiKey string, conns int) *rest {
 	return &rest{
 		base: base,
+		raw:  newRawClient(base, "Bearer "+apiKey, conns),
 		auth: []string{"Bearer " + apiKey},
 		client: &http.Client{
 			Timeout: requestTimeout,
@@ -64,6 +66,9 @@ const answerLimit = 8 << 20
 // postRead is post that also returns a 2xx answer's body, appended to buf[:0] (nil buf:
 // the body is discarded).
 func (r *rest) postRead(ctx context.Context, path string, body, buf []byte) (status int, retry time.Duration, answer []byte, err error) {
+	if r.raw != nil {
+		return r.raw.postRead(ctx, path, body, buf)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, 0, buf, err
