@@ -28,6 +28,11 @@
 // left out. A cursor the store no longer has (past retention) or never had (beyond the
 // latest seq) gets the snapshot instead.
 //
+// An inbox's first read starts when it takes in the Attach it was spawned for, not
+// while it starts (on the router's goroutine, before the router sends that Attach): it
+// always has its socket to serve, so a big list is never read for no socket, let go at
+// once, and read again for the Attach.
+//
 // # Snapshots
 //
 // The snapshot comes from the inbox's cache of the unread list (unreadCache), kept up to

@@ -95,9 +95,11 @@ func newInbox(user string, opts *Options, router *actor.PID) actor.Producer {
 func (ib *inbox) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {
 	case actor.Started:
-		// Started runs on the router's goroutine: the read goes on its own.
+		// Nothing is read yet: the first Attach starts the first snapshot read. A read
+		// started here (on the router's goroutine, inside its Spawn) could answer before
+		// the router sends that Attach: with no socket to serve and none to share it, a
+		// big list would be let go at once, and the Attach would read it again.
 		ib.engine, ib.self = c.Engine(), c.PID()
-		ib.loadCache()
 	case Attach:
 		ib.attach(m)
 	case Detach:
