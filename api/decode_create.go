@@ -209,24 +209,32 @@ func (d *createReader) object() bool {
 				return false // not a string
 			}
 		}
-		d.space()
-		if d.pos >= len(d.b) {
-			return false
-		}
-		switch d.b[d.pos] {
-		case ',':
-			d.pos++
-			d.space()
-		case '}':
-			d.pos++
-			return true
-		default:
-			return false
+		if more, ok := d.next('}'); !more {
+			return ok
 		}
 	}
 }
 
 // field returns the field the key names, as encoding/json and checkStrict read names.
+// next reads what follows a member or an element: a comma (more follows) or end (the
+// object or array ends there). ok is false for anything else.
+func (d *createReader) next(end byte) (more, ok bool) {
+	d.space()
+	if d.pos >= len(d.b) {
+		return false, false
+	}
+	switch d.b[d.pos] {
+	case ',':
+		d.pos++
+		d.space()
+		return true, true
+	case end:
+		d.pos++
+		return false, true
+	}
+	return false, false
+}
+
 func (d *createReader) field(key textSpan) int {
 	name := d.b[key.start:key.end]
 	var buf [64]byte
@@ -295,19 +303,8 @@ func (d *createReader) channels() bool {
 		default:
 			return false
 		}
-		d.space()
-		if d.pos >= len(d.b) {
-			return false
-		}
-		switch d.b[d.pos] {
-		case ',':
-			d.pos++
-			d.space()
-		case ']':
-			d.pos++
-			return true
-		default:
-			return false
+		if more, ok := d.next(']'); !more {
+			return ok
 		}
 	}
 }
