@@ -36,10 +36,10 @@
 // or after Options.FlushDelay (default 0: no waiting). Up to Options.InFlight commits run
 // at once, and a write that finds fewer running starts one at once: a second transaction
 // is written while the first waits for its flush (PostgreSQL flushes both together, and
-// two that share a user are serialised by its row lock). With one commit at a time, OnCommit sees each user's entries in
-// seq order; with more, a user's batches may be handed over in either order, and the
-// consumer reorders (the inbox waits briefly for an entry that is missing before treating
-// it as lost).
+// two that share a user are serialised by its row lock). With one commit at a time,
+// OnCommit sees each user's entries in seq order; with more, a user's batches may be
+// handed over in either order, and the consumer reorders (the inbox waits briefly for
+// an entry that is missing before treating it as lost).
 //
 // Ownership and shutdown: the actor owns the pending batch and the commit goroutines it
 // starts, one per batch. Drain flushes what is pending and answers once nothing is in

@@ -70,10 +70,7 @@ func (s *session) broadcast(ctx context.Context, r *Result) error {
 	}
 	p.Stop()
 	cpu(r, "broadcasting", srvCPU, benchCPU)
-	histAfter, err := scrapeHistograms(ctx, s.t.base)
-	if err != nil {
-		r.note("the server's commit histograms could not be read: %v", err)
-	}
+	histAfter := scrapeHistogramsAfter(ctx, r, s.t.base)
 	f.stop()
 
 	slices.Sort(toLast)

@@ -149,10 +149,7 @@ func (s *session) deliver(ctx context.Context, r *Result) error {
 	p.Stop()
 	f.stop()
 	wr.finish(r)
-	histAfter, err := scrapeHistograms(ctx, s.t.base)
-	if err != nil {
-		r.note("the server's commit histograms could not be read: %v", err)
-	}
+	histAfter := scrapeHistogramsAfter(ctx, r, s.t.base)
 
 	tl := l.tally(pubEnd.UnixNano())
 	pubDur := pubEnd.Sub(start)

@@ -93,17 +93,21 @@ func (rc *rawClient) postRead(ctx context.Context, path string, body, buf []byte
 // get returns an idle connection that has not sat too long, or a new one.
 func (rc *rawClient) get(ctx context.Context) (*rawConn, error) {
 	for {
+		var c *rawConn
 		select {
-		case c := <-rc.idle:
-			if time.Since(c.used) < rawIdleMax {
-				return c, nil
-			}
-			_ = c.c.Close()
-			continue
+		case c = <-rc.idle:
 		default:
+			return rc.dial(ctx)
 		}
-		break
+		if time.Since(c.used) < rawIdleMax {
+			return c, nil
+		}
+		_ = c.c.Close()
 	}
+}
+
+// dial opens a new connection.
+func (rc *rawClient) dial(ctx context.Context) (*rawConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", rc.addr)
 	if err != nil {

@@ -15,19 +15,20 @@ import (
 const requestTimeout = 30 * time.Second
 
 // rest posts to the server's REST API as a service.
+// rest posts to the server: over the bench's own connections (raw) when the server is
+// plain HTTP, else through net/http (client, with auth).
 type rest struct {
 	base   string // http://host:port
+	raw    *rawClient
 	auth   []string
 	client *http.Client
-	raw    *rawClient // for plain HTTP (nil: client)
 }
 
 func newREST(base, apiKey string, conns int) *rest {
-	return &rest{
-		base: base,
-		raw:  newRawClient(base, "Bearer "+apiKey, conns),
-		auth: []string{"Bearer " + apiKey},
-		client: &http.Client{
+	r := &rest{base: base, raw: newRawClient(base, "Bearer "+apiKey, conns)}
+	if r.raw == nil {
+		r.auth = []string{"Bearer " + apiKey}
+		r.client = &http.Client{
 			Timeout: requestTimeout,
 			Transport: &http.Transport{
 				MaxIdleConns:        conns,
@@ -35,8 +36,9 @@ func newREST(base, apiKey string, conns int) *rest {
 				IdleConnTimeout:     time.Minute,
 				DisableCompression:  true,
 			},
-		},
+		}
 	}
+	return r
 }
 
 var jsonContent = []string{"application/json"}

@@ -37,15 +37,7 @@ func TestResultMarkdownAndJSON(t *testing.T) {
 		t.Fatal("a result whose checks are all zero did not pass")
 	}
 
-	path := filepath.Join(t.TempDir(), "r.json")
-	if err := r.writeJSON(path); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(path)
-	var back Result
-	if err := json.Unmarshal(b, &back); err != nil {
-		t.Fatal(err)
-	}
+	back, b := jsonRoundTrip(t, r)
 	if back.Metrics[1].Name != "latency p99" || back.Metrics[1].Value != 0.0081 || back.Metrics[1].Unit != "s" || !back.Checks[0].OK {
 		t.Fatalf("JSON round trip: %s", b)
 	}
@@ -136,4 +128,22 @@ func TestChildSpec(t *testing.T) {
 			t.Errorf("parseChildSpec(%q) succeeded", bad)
 		}
 	}
+}
+
+// jsonRoundTrip writes r as -out does and reads it back: the result and the file's bytes.
+func jsonRoundTrip(t *testing.T, r *Result) (Result, []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := r.writeJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	return back, b
 }

@@ -178,6 +178,16 @@ func scrapeHistograms(ctx context.Context, base string) (map[string]*promHist, e
 	return hs, err
 }
 
+// scrapeHistogramsAfter is scrapeHistograms at the end of a measured phase: a failure
+// leaves the figures out and says so in r's notes.
+func scrapeHistogramsAfter(ctx context.Context, r *Result, base string) map[string]*promHist {
+	hs, err := scrapeHistograms(ctx, base)
+	if err != nil {
+		r.note("the server's commit histograms could not be read: %v", err)
+	}
+	return hs
+}
+
 // commitFigures reports what the server's histograms recorded between before and
 // after: commits, operations per commit, and the p50/p99 of a write's wait for its
 // transaction and of the transaction itself (estimated within the histograms' buckets).

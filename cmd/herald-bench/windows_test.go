@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -174,15 +172,7 @@ func TestWindowsMarkdownAndJSON(t *testing.T) {
 		}
 	}
 
-	path := filepath.Join(t.TempDir(), "r.json")
-	if err := r.writeJSON(path); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(path)
-	var back Result
-	if err := json.Unmarshal(b, &back); err != nil {
-		t.Fatal(err)
-	}
+	back, b := jsonRoundTrip(t, r)
 	if len(back.Windows) != 2 || back.Windows[1].LatencyP99 != 0.049 || *back.Windows[0].ServerAnon != anon ||
 		back.Windows[1].ServerAnon != nil || back.Drift == nil || back.Drift.P99 != r.Drift.P99 {
 		t.Fatalf("JSON round trip: %s", b)
