@@ -125,16 +125,7 @@ func readCreate(body []byte, n *herald.NewNotification) bool {
 	return true
 }
 
-func (d *createReader) space() {
-	for d.pos < len(d.b) {
-		switch d.b[d.pos] {
-		case ' ', '\t', '\r', '\n':
-			d.pos++
-		default:
-			return
-		}
-	}
-}
+func (d *createReader) space() { d.pos = skipSpace(d.b, d.pos) }
 
 // object reads the body's object.
 func (d *createReader) object() bool {

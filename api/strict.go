@@ -210,15 +210,20 @@ func (w *walker) push(name []byte, index int) {
 
 func (w *walker) pop() { w.depth-- }
 
-func (w *walker) space() {
-	for w.pos < len(w.b) {
-		switch w.b[w.pos] {
+func (w *walker) space() { w.pos = skipSpace(w.b, w.pos) }
+
+// skipSpace returns the index of the first byte of b from pos on that is not JSON
+// whitespace (len(b) if none).
+func skipSpace(b []byte, pos int) int {
+	for pos < len(b) {
+		switch b[pos] {
 		case ' ', '\t', '\r', '\n':
-			w.pos++
+			pos++
 		default:
-			return
+			return pos
 		}
 	}
+	return pos
 }
 
 func (w *walker) value(s *shape) error {
