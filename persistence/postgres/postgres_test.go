@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,37 @@ func TestPayloadAsSent(t *testing.T) {
 	got, err = s.Get(t.Context(), "alice", r.Notifications[1].ID)
 	if err != nil || got.Payload != nil || got.Channels != nil {
 		t.Fatalf("bare notification = %+v, %v; want nil payload and channels", got, err)
+	}
+}
+
+// TestUnreadSnapshotAllocatesForWhatItReads: the snapshot every connect reads makes room
+// for the notifications the user has, not for a full page: an empty inbox's costs a few
+// KiB of garbage (pgx's own), where room for a page of 100 was 16 KiB more.
+func TestUnreadSnapshotAllocatesForWhatItReads(t *testing.T) {
+	s := open(t, 0)
+	var three []herald.NewNotification
+	for i := range 3 {
+		three = append(three, valid(t, herald.NewNotification{ReceiverID: "alice", Type: "x", Object: fmt.Sprint(i)}))
+	}
+	mustApply(t, s, create(three...))
+	page, err := s.Unread(t.Context(), "alice", 0, 100)
+	if err != nil || len(page.Items) != 3 || page.Total != 3 || page.Items[0].Object != "2" {
+		t.Fatalf("alice's snapshot = %+v, %v; want her 3, newest first", page, err)
+	}
+	if cap(page.Items) != 3 {
+		t.Errorf("alice's 3 notifications came in room for %d", cap(page.Items))
+	}
+	const calls = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range calls {
+		if page, err := s.Unread(t.Context(), "bob", 0, 100); err != nil || len(page.Items) != 0 {
+			t.Fatalf("bob's snapshot = %+v, %v; want empty", page, err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / calls; per > 8<<10 {
+		t.Errorf("an empty inbox's snapshot allocated %d bytes, want at most 8 KiB", per)
 	}
 }
 

@@ -105,7 +105,8 @@ func (s *Store) Unread(ctx context.Context, userID string, before int64, limit i
 			return err
 		}
 		if limit > 0 {
-			items, err := collectNotes(br, limit)
+			// The total bounds the page: an empty inbox's snapshot allocates nothing.
+			items, err := collectNotes(br, int(min(int64(limit), max(page.Total, 0))))
 			if err != nil {
 				return err
 			}
@@ -129,7 +130,7 @@ func (s *Store) Created(ctx context.Context, userID string, since int64, limit i
 	if err != nil {
 		return nil, herald.Unavailable(err)
 	}
-	notes, err := collect(rows, limit)
+	notes, err := collect(rows, 0)
 	if err != nil {
 		return nil, herald.Unavailable(err)
 	}
@@ -266,17 +267,23 @@ func (s *Store) snapshot(ctx context.Context, queue func(*pgx.Batch), read func(
 	return err
 }
 
-func collectNotes(br pgx.BatchResults, limit int) ([]herald.Notification, error) {
+func collectNotes(br pgx.BatchResults, size int) ([]herald.Notification, error) {
 	rows, err := br.Query()
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, limit)
+	return collect(rows, size)
 }
 
-func collect(rows pgx.Rows, limit int) ([]herald.Notification, error) {
+// collect reads rows into notifications; size is how many are expected (0: unknown, the
+// slice grows as they come). A notification is 168 bytes, so room made for a page that
+// does not come (a connect to an empty inbox) would be most of the connect's garbage.
+func collect(rows pgx.Rows, size int) ([]herald.Notification, error) {
 	defer rows.Close()
-	notes := make([]herald.Notification, 0, min(limit, 128))
+	var notes []herald.Notification
+	if size > 0 {
+		notes = make([]herald.Notification, 0, size)
+	}
 	for rows.Next() {
 		var n herald.Notification
 		if err := scanNote(rows, &n); err != nil {
