@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -124,9 +125,10 @@ type Authenticator struct {
 	jwks      *keySet             // nil without a JWKS
 	now       func() time.Time
 
-	userAlgs   []string // algorithms a user JWT may use, given the configured keys
-	userParser *jwt.Parser
-	wsParser   *jwt.Parser
+	userAlgs []string // algorithms a user JWT may use, given the configured keys
+	// The claims rules of user JWTs and of ws-tokens (the signature is checked apart).
+	userRules *jwt.Validator
+	wsRules   *jwt.Validator
 }
 
 // New returns an Authenticator for cfg. It loads the JWKS, if any, and fails if it
@@ -199,13 +201,12 @@ func New(cfg Config) (*Authenticator, error) {
 		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(a.now),
 	}
-	userOpts := append(slices.Clip(opts), jwt.WithValidMethods(a.userAlgs))
+	userOpts := slices.Clip(opts)
 	if cfg.Audience != "" {
 		userOpts = append(userOpts, jwt.WithAudience(cfg.Audience))
 	}
-	a.userParser = jwt.NewParser(userOpts...)
-	a.wsParser = jwt.NewParser(append(slices.Clip(opts),
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+	a.userRules = jwt.NewValidator(userOpts...)
+	a.wsRules = jwt.NewValidator(append(slices.Clip(opts),
 		jwt.WithAudience(wsAudience),
 		jwt.WithIssuer(wsIssuer),
 	)...)
@@ -289,10 +290,10 @@ func (a *Authenticator) apiKey(cred string) (Principal, bool) {
 
 // verifyJWT authenticates a ws-token or a user JWT.
 func (a *Authenticator) verifyJWT(raw string, ws bool) (Principal, error) {
-	// A first, unverified look decides which kind of token raw claims to be, and so
-	// which keys and rules verify it.
-	var peek claims
-	tok, _, err := peekParser.ParseUnverified(raw, &peek)
+	// The token is decoded once, unverified; what it claims to be decides which keys
+	// and rules verify it, and then its signature and claims are checked.
+	var c claims
+	tok, parts, err := peekParser.ParseUnverified(raw, &c)
 	if err != nil {
 		var he *herald.Error
 		switch {
@@ -311,13 +312,12 @@ func (a *Authenticator) verifyJWT(raw string, ws bool) (Principal, error) {
 	}
 	alg := tok.Method.Alg()
 
-	var c claims
-	isWS := peek.isWSToken()
+	isWS := c.isWSToken()
 	if isWS {
 		if alg != jwt.SigningMethodHS256.Alg() {
 			return Principal{}, unauthorized("unexpected signing algorithm", nil)
 		}
-		if _, err := a.wsParser.ParseWithClaims(raw, &c, a.wsKeyFunc); err != nil {
+		if err := verify(tok, parts, a.wsKey, nil, a.wsRules); err != nil {
 			return Principal{}, tokenError(err, &c)
 		}
 		if !ws {
@@ -327,10 +327,11 @@ func (a *Authenticator) verifyJWT(raw string, ws bool) (Principal, error) {
 		if !slices.Contains(a.userAlgs, alg) {
 			return Principal{}, unauthorized("unexpected signing algorithm", nil)
 		}
-		if _, err := a.userParser.ParseWithClaims(raw, &c, a.userKey); err != nil {
+		key, keyErr := a.userKey(tok)
+		if err := verify(tok, parts, key, keyErr, a.userRules); err != nil {
 			return Principal{}, tokenError(err, &c)
 		}
-		// The parser requires exp.
+		// The rules require exp.
 		if a.maxTTL > 0 && c.ExpiresAt.After(a.now().Add(a.maxTTL).Add(leeway)) {
 			return Principal{}, unauthorized(a.maxTTLMsg, nil)
 		}
@@ -348,11 +349,26 @@ func (a *Authenticator) verifyJWT(raw string, ws bool) (Principal, error) {
 	return Principal{Kind: KindUser, UserID: c.Subject, TenantID: c.TenantID, WS: isWS}, nil
 }
 
-// wsKey is the jwt.Keyfunc of ws-tokens.
-func (a *Authenticator) wsKeyFunc(*jwt.Token) (any, error) { return a.wsKey, nil }
+// verify checks a token that ParseUnverified decoded (into parts) as jwt.Parser's
+// ParseWithClaims goes on to: the key (or keyErr, why there is none), the signature over
+// the first two segments, then the claims with rules. Its errors wrap the sentinels
+// ParseWithClaims's would, for tokenError.
+func verify(tok *jwt.Token, parts []string, key any, keyErr error, rules *jwt.Validator) error {
+	if keyErr != nil {
+		return fmt.Errorf("%w: %w", jwt.ErrTokenUnverifiable, keyErr)
+	}
+	signed := tok.Raw[:len(parts[0])+1+len(parts[1])]
+	if err := tok.Method.Verify(signed, tok.Signature, key); err != nil {
+		return fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, err)
+	}
+	if err := rules.Validate(tok.Claims); err != nil {
+		return fmt.Errorf("%w: %w", jwt.ErrTokenInvalidClaims, err)
+	}
+	return nil
+}
 
-// userKey is the jwt.Keyfunc of user JWTs. The parser has already checked that the
-// algorithm is one of a.userAlgs.
+// userKey returns the key that verifies the user JWT t. The caller has already checked
+// that its algorithm is one of a.userAlgs.
 func (a *Authenticator) userKey(t *jwt.Token) (any, error) {
 	alg := t.Method.Alg()
 	if alg == jwt.SigningMethodHS256.Alg() {
