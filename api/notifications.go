@@ -81,9 +81,18 @@ func (s *Server) readCtx(r *http.Request) (context.Context, context.CancelFunc) 
 }
 
 func (s *Server) write(r *http.Request, op persistence.Op) (persistence.Result, error) {
+	if w, ok := s.writer.(deadlineWriter); ok {
+		return w.WriteBy(r.Context(), op, time.Now().Add(s.writeTimeout))
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.writeTimeout)
 	defer cancel()
 	return s.writer.Write(ctx, op)
+}
+
+// deadlineWriter is a writer that takes a deadline besides the context
+// (persist.Client): a request's write then needs no context with a timer of its own.
+type deadlineWriter interface {
+	WriteBy(ctx context.Context, op persistence.Op, deadline time.Time) (persistence.Result, error)
 }
 
 func (s *Server) createNotification(w http.ResponseWriter, r *http.Request) error {

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,26 +33,71 @@ var _ persistence.Writer = Client{}
 // CommitTimeout (DefaultWriteTimeout), so that a write that starts is answered with its
 // commit's outcome.
 func (c Client) Write(ctx context.Context, op persistence.Op) (persistence.Result, error) {
-	reply, claim := make(chan Reply, 1), new(atomic.Uint32)
-	c.Engine.Send(c.PID, Write{Ctx: ctx, Op: op, Reply: reply, claim: claim})
+	return c.WriteBy(ctx, op, time.Time{})
+}
+
+// WriteBy is Write with a deadline of its own besides ctx's (zero: none): the caller
+// stops waiting at the earlier of the two, and the actor reads both. It is Write for a
+// caller that would otherwise derive a context with a timeout for each write (the
+// API's handlers): a context's timer and its place among its parent's children are
+// allocations of every request, the waiter's timer and reply channel are reused here.
+func (c Client) WriteBy(ctx context.Context, op persistence.Op, deadline time.Time) (persistence.Result, error) {
+	wt := waiters.Get().(*waiter)
+	wt.claim.Store(queued)
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		wt.timer.Reset(time.Until(deadline))
+		expired = wt.timer.C
+	}
+	c.Engine.Send(c.PID, Write{Ctx: ctx, Deadline: deadline, Op: op, Reply: wt.reply, claim: &wt.claim})
+	var err error
 	select {
-	case r := <-reply:
-		return answer(r)
+	case r := <-wt.reply:
+		return wt.done(r)
 	case <-ctx.Done():
+		err = ctx.Err()
+	case <-expired:
+		err = context.DeadlineExceeded
 	}
-	if claim.CompareAndSwap(queued, abandoned) {
+	if wt.claim.CompareAndSwap(queued, abandoned) {
+		// The actor will not answer: the waiter is left to the collector, whose
+		// reply channel no one will send on.
 		return persistence.Result{}, &herald.Error{Code: herald.CodeUnavailable,
-			Message: "timed out waiting for storage; the change was not sent, nothing was written", Err: ctx.Err()}
+			Message: "timed out waiting for storage; the change was not sent, nothing was written", Err: err}
 	}
 	select {
-	case r := <-reply: // answered as ctx ended
-		return answer(r)
+	case r := <-wt.reply: // answered as the wait ended
+		return wt.done(r)
 	default:
 	}
-	if claim.Load() == abandoned { // the actor refused it: its answer is on its way
-		return answer(<-reply)
+	if wt.claim.Load() == abandoned { // the actor refused it: its answer is on its way
+		return wt.done(<-wt.reply)
 	}
-	return persistence.Result{}, herald.OutcomeUnknown(ctx.Err())
+	// The commit has the write and will answer into this waiter's channel later: it is
+	// not reused.
+	return persistence.Result{}, herald.OutcomeUnknown(err)
+}
+
+// waiter is what a Client's write waits with. One is reused only once the actor's one
+// answer to its write has been received: then neither its channel nor its claim is
+// touched again by the actor.
+type waiter struct {
+	reply chan Reply
+	claim atomic.Uint32
+	timer *time.Timer // stopped whenever the waiter is in the pool
+}
+
+var waiters = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &waiter{reply: make(chan Reply, 1), timer: t}
+}}
+
+// done returns the answer r, and the waiter to the pool.
+func (wt *waiter) done(r Reply) (persistence.Result, error) {
+	wt.timer.Stop() // since Go 1.23 no stale tick is left in the channel after Stop
+	waiters.Put(wt)
+	return answer(r)
 }
 
 func answer(r Reply) (persistence.Result, error) {

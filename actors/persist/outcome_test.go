@@ -65,8 +65,16 @@ func pause(t *testing.T, pg *pgtest.Server) (resume func()) {
 // unavailable: the batch commits when PostgreSQL resumes. Callers whose writes never
 // left hear unavailable, and none of those is stored: those whose deadline passed while
 // queued, and those whose deadline no longer left room for a commit when their batch
-// could leave. The outcome_unknown one, retried with its key, is stored once.
+// could leave. The outcome_unknown one, retried with its key, is stored once. The same
+// holds with the deadline in the context (Write) and given apart (WriteBy, the API's);
+// and a waiter whose write ended outcome_unknown is not reused: its late answer reaches
+// no other caller.
 func TestAnswersWhileStorageHangs(t *testing.T) {
+	t.Run("context", func(t *testing.T) { testAnswersWhileStorageHangs(t, false) })
+	t.Run("deadline", func(t *testing.T) { testAnswersWhileStorageHangs(t, true) })
+}
+
+func testAnswersWhileStorageHangs(t *testing.T, apart bool) {
 	pg := pgtest.Own(t)
 	store := openPostgres(t, pg)
 	entered := make(chan struct{}, 1)
@@ -85,9 +93,14 @@ func TestAnswersWhileStorageHangs(t *testing.T) {
 	answers := make(chan answer, 16)
 	write := func(user string, timeout time.Duration) {
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			_, err := c.Write(ctx, keyedOp(user, user))
+			var err error
+			if apart {
+				_, err = c.WriteBy(context.Background(), keyedOp(user, user), time.Now().Add(timeout))
+			} else {
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				defer cancel()
+				_, err = c.Write(ctx, keyedOp(user, user))
+			}
 			answers <- answer{user, err}
 		}()
 	}
@@ -112,6 +125,14 @@ func TestAnswersWhileStorageHangs(t *testing.T) {
 	}
 	if err := c.Drain(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// The in-flight caller's answer has come by now, into its own waiter.
+	for i := range 8 {
+		user := fmt.Sprint("after", i)
+		res, err := c.WriteBy(context.Background(), keyedOp(user, user), time.Now().Add(commit+time.Second))
+		if err != nil || len(res.Notifications) != 1 || res.Notifications[0].ReceiverID != user {
+			t.Fatalf("write for %s answered %+v, %v: another write's answer", user, res, err)
+		}
 	}
 
 	for _, user := range slices.Sorted(maps.Keys(got)) { // inflight first

@@ -31,11 +31,14 @@ const DefaultWriteTimeout = DefaultCommitTimeout + 5*time.Second
 // was written), when Ctx has ended, or when Ctx's deadline allowed for a whole commit
 // (Options.CommitTimeout) on arrival but no longer does when the batch leaves. A
 // deadline shorter than a commit from the start is the caller's choice: such a write is
-// started while Ctx lasts, and its caller may stop waiting before the answer.
+// started while Ctx lasts, and its caller may stop waiting before the answer. Deadline,
+// when set, is a deadline of the caller's besides Ctx's (Client.WriteBy): the earlier of
+// the two counts.
 type Write struct {
-	Ctx   context.Context
-	Op    persistence.Op
-	Reply chan<- Reply
+	Ctx      context.Context
+	Deadline time.Time
+	Op       persistence.Op
+	Reply    chan<- Reply
 
 	claim   *atomic.Uint32 // Client's: which of the caller and the commit had the write first
 	startBy time.Time      // when set, the write must leave by then (Ctx's deadline less a commit)
@@ -189,11 +192,15 @@ func (w *writer) Receive(c *actor.Context) {
 			return
 		}
 		m.arrived = time.Now()
+		d := m.Deadline
 		if m.Ctx != nil {
-			if d, ok := m.Ctx.Deadline(); ok {
-				if by := d.Add(-w.opts.CommitTimeout - answerMargin); m.arrived.Before(by) {
-					m.startBy = by
-				}
+			if cd, ok := m.Ctx.Deadline(); ok && (d.IsZero() || cd.Before(d)) {
+				d = cd
+			}
+		}
+		if !d.IsZero() {
+			if by := d.Add(-w.opts.CommitTimeout - answerMargin); m.arrived.Before(by) {
+				m.startBy = by
 			}
 		}
 		w.pending = append(w.pending, m)
@@ -380,11 +387,11 @@ func (w *writer) commit(batch []Write) {
 }
 
 // take decides, as its batch leaves at now, whether b is written: not when its caller
-// stopped waiting, nor when its caller's deadline no longer leaves room for a commit
+// stopped waiting (Ctx ended, Deadline passed), nor when its caller's deadline no longer leaves room for a commit
 // (startBy): then b is answered unavailable, nothing written, or, when its caller is
 // gone (claim lost), not at all.
 func (w *writer) take(b Write, now time.Time) bool {
-	late := b.Ctx != nil && b.Ctx.Err() != nil
+	late := (b.Ctx != nil && b.Ctx.Err() != nil) || (!b.Deadline.IsZero() && !now.Before(b.Deadline))
 	tooLate := !late && !b.startBy.IsZero() && now.After(b.startBy)
 	if b.claim != nil {
 		next := sent
