@@ -165,8 +165,8 @@ func Start(o Options) (*Bridge, error) {
 		return nil, fmt.Errorf("cluster: subscribing: %w", err)
 	}
 	b.metrics = newMetrics(o.Registry, b)
-	b.pid = o.Engine.Spawn(func() actor.Receiver { return newBridgeActor(b) }, "cluster", actor.WithID("bridge"),
-		actor.WithMiddleware(supervise.Recover(o.Log, nil)))
+	b.pid = o.Engine.Spawn(supervise.Recover(o.Log, nil, func() actor.Receiver { return newBridgeActor(b) }), "cluster",
+		actor.WithID("bridge"))
 	b.recv.Add(1)
 	go b.receive()
 	return b, nil

@@ -153,7 +153,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		return nil, err
 	}
 	reg, log := o.Registry, o.Log
-	supervised := actor.WithMiddleware(supervise.Recover(log, nil))
+	supervised := func(p actor.Producer) actor.Producer { return supervise.Recover(log, nil, p) }
 	// The inboxes apply their clients' mark-reads through the writer, which hands its
 	// commits to the inboxes: the router starts first, with a pointer to n.writer, set
 	// below before any socket can exist.
@@ -165,10 +165,10 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	if o.clustered() {
 		interest = func(user string, on bool) { bridge.Load().Interest(user, on) }
 	}
-	n.router = n.engine.Spawn(inbox.NewRouter(inbox.Options{
+	n.router = n.engine.Spawn(supervised(inbox.NewRouter(inbox.Options{
 		Store: n.store, Writer: &n.writer, MaxSockets: o.WSMaxPerUser, Interest: interest,
 		OpTimeout: persist.DefaultWriteTimeout, Metrics: inbox.NewMetrics(reg), Log: log,
-	}), "inbox", actor.WithID("router"), supervised)
+	})), "inbox", actor.WithID("router"))
 	if o.clustered() {
 		if n.bridge, err = startBridge(ctx, &o, n.engine, n.router, n.store); err != nil {
 			n.engine.Poison(n.router)
@@ -179,7 +179,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	}
 	// The writer wakes the dispatcher, and the dispatcher writes through the writer
 	// (digests): the writer starts first and learns the dispatcher's PID after.
-	n.writerPID = n.engine.Spawn(persist.New(n.store, persist.Options{
+	n.writerPID = n.engine.Spawn(supervised(persist.New(n.store, persist.Options{
 		MaxBatch:   o.BatchMax,
 		FlushDelay: o.BatchDelay,
 		InFlight:   o.CommitsInFlight,
@@ -203,7 +203,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		},
 		Metrics: persist.NewMetrics(reg),
 		Log:     log,
-	}), "persist", actor.WithID("writer"), supervised)
+	})), "persist", actor.WithID("writer"))
 	n.writer = persist.Client{Engine: n.engine, PID: n.writerPID}
 	d := dispatch.Options{
 		Poll: o.DeliveryPoll, Concurrency: o.DeliveryConcurrency, SendTimeout: o.DeliveryTimeout,
@@ -212,7 +212,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	// The store's reads and its lease claims; every write goes through the writer.
 	d.Claimer, d.Writer, d.Outbox, d.Digests = n.store, n.writer, n.store, n.store
 	d.Senders, d.Metrics, d.Log = senders, dispatch.NewMetrics(reg), log
-	n.dispatch = n.engine.Spawn(dispatch.New(d), "dispatch", actor.WithID("outbox"), supervised)
+	n.dispatch = n.engine.Spawn(supervised(dispatch.New(d)), "dispatch", actor.WithID("outbox"))
 	n.wake.Store(n.dispatch)
 	n.hub = ws.NewHub(ws.Options{
 		Engine: n.engine, Router: n.router,

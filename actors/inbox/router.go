@@ -152,10 +152,9 @@ func (r *router) Receive(c *actor.Context) {
 			r.spawned++
 			// Not a child of the router: stopping a parent waits on each child's stop,
 			// and a child already stopping (retired) would keep it waiting for ever.
-			rt = &route{pid: c.Engine().Spawn(newInbox(m.User, &r.opts, c.PID()), "inbox",
+			rt = &route{pid: c.Engine().Spawn(supervise.Recover(r.opts.Log, nil, newInbox(m.User, &r.opts, c.PID())), "inbox",
 				actor.WithID(strconv.FormatUint(r.spawned, 36)),
-				actor.WithInboxSize(inboxQueue),
-				actor.WithMiddleware(supervise.Recover(r.opts.Log, nil)))}
+				actor.WithInboxSize(inboxQueue))}
 			r.routes[m.User] = rt
 			r.opts.Metrics.inboxes(1)
 			if r.opts.Interest != nil {
