@@ -343,7 +343,7 @@ func (w *writer) flush() {
 func (w *writer) commit(batch []Write) {
 	var done committed
 	defer func() { w.engine.Send(w.self, done) }()
-	live := batch[:0:0]
+	live := batch[:0] // the writes taken, filtered in place (range copies each one first)
 	ops := make([]persistence.Op, 0, len(batch))
 	now := time.Now()
 	for _, b := range batch {
@@ -420,12 +420,16 @@ func (w *writer) deliver(results []persistence.Result) {
 	if w.opts.OnCommit == nil {
 		return
 	}
-	var entries []herald.Entry
+	n := 0
+	for i := range results {
+		n += len(results[i].Entries)
+	}
+	if n == 0 {
+		return
+	}
+	entries := make([]herald.Entry, 0, n)
 	for i := range results {
 		entries = append(entries, results[i].Entries...)
-	}
-	if len(entries) == 0 {
-		return
 	}
 	defer func() {
 		if v := recover(); v != nil {
