@@ -103,3 +103,37 @@ func benchBatches(tb testing.TB, users int) [][]persistence.Op {
 	}
 	return batches
 }
+
+// BenchmarkUnread reads the snapshot a connect reads (the unread page of 100 with the
+// user's state), many at once (8 goroutines per GOMAXPROCS) as connects come, for an
+// inbox with nothing unread and one with 20 unread.
+func BenchmarkUnread(b *testing.B) {
+	s := openURL(b, pgtest.Shared(b).NewDatabase(b), 0)
+	ctx := context.Background()
+	var twenty []herald.NewNotification
+	for i := range 20 {
+		twenty = append(twenty, valid(b, herald.NewNotification{ReceiverID: "twenty", Type: "x", Object: fmt.Sprint(i)}))
+	}
+	read := valid(b, herald.NewNotification{ReceiverID: "read", Type: "x", Object: "x"})
+	if _, err := s.Apply(ctx, persistence.Now(), []persistence.Op{create(twenty...), create(read),
+		{Kind: persistence.OpReadAll, UserID: "read"}}); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user   string
+		unread int
+	}{{"read", 0}, {"twenty", 20}} {
+		b.Run(fmt.Sprintf("unread=%d", tc.unread), func(b *testing.B) {
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					p, err := s.Unread(ctx, tc.user, 0, 100)
+					if err != nil || len(p.Items) != tc.unread {
+						b.Fatalf("Unread(%s) = %d items, %v", tc.user, len(p.Items), err)
+					}
+				}
+			})
+		})
+	}
+}

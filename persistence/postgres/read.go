@@ -15,8 +15,12 @@ import (
 	"github.com/heraldhq/herald/persistence"
 )
 
-// noteCols are the columns of a notification, as noteScanner reads them.
-const noteCols = `n.id, n.receiver_id, n.sender_id, n.type, n.object, n.payload, n.channels, n.created_at, n.read_at, n.seq`
+// noteCols are the columns of a notification, as noteScanner reads them: noteColCount
+// of them.
+const (
+	noteCols     = `n.id, n.receiver_id, n.sender_id, n.type, n.object, n.payload, n.channels, n.created_at, n.read_at, n.seq`
+	noteColCount = 10
+)
 
 const (
 	sqlGet = `SELECT ` + noteCols + ` FROM notifications AS n WHERE n.id = $1 AND n.receiver_id = $2`
@@ -27,9 +31,16 @@ const (
 	sqlHeads = `SELECT u.i, s.seq FROM unnest($1::text[]) WITH ORDINALITY AS u(id, i)
 JOIN user_state AS s ON s.user_id = u.id`
 
-	sqlUnread = `SELECT ` + noteCols + ` FROM notifications AS n
-WHERE n.receiver_id = $1 AND n.read_at IS NULL AND n.seq < $2
-ORDER BY n.seq DESC LIMIT $3`
+	// A user's unread page with their state, in one statement, so in one snapshot: a row
+	// per notification with the state after it, or one row of NULL notification columns
+	// when there is none. No row: the user has nothing (a state row comes with the
+	// first notification).
+	sqlUnread = `SELECT ` + noteCols + `, s.seq, s.unread FROM user_state AS s
+LEFT JOIN LATERAL (SELECT ` + noteCols + ` FROM notifications AS n
+  WHERE n.receiver_id = s.user_id AND n.read_at IS NULL AND n.seq < $2
+  ORDER BY n.seq DESC LIMIT $3) AS n ON true
+WHERE s.user_id = $1
+ORDER BY n.seq DESC`
 
 	sqlCreated = `SELECT ` + noteCols + ` FROM notifications AS n
 WHERE n.receiver_id = $1 AND n.seq > $2
@@ -92,29 +103,41 @@ func (s *Store) Unread(ctx context.Context, userID string, before int64, limit i
 	if !storable(userID) {
 		return page, nil
 	}
+	if limit <= 0 {
+		if err := s.pool.QueryRow(ctx, sqlUserState, userID).Scan(&page.Seq, &page.Total); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return persistence.UnreadPage{}, herald.Unavailable(err)
+		}
+		return page, nil
+	}
 	if before <= 0 {
 		before = math.MaxInt64
 	}
-	err := s.snapshot(ctx, func(b *pgx.Batch) {
-		b.Queue(sqlUserState, userID)
-		if limit > 0 {
-			b.Queue(sqlUnread, userID, before, limit)
-		}
-	}, func(br pgx.BatchResults) error {
-		if err := br.QueryRow().Scan(&page.Seq, &page.Total); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if limit > 0 {
-			// The total bounds the page: an empty inbox's snapshot allocates nothing.
-			items, err := collectNotes(br, int(min(int64(limit), max(page.Total, 0))))
-			if err != nil {
-				return err
-			}
-			page.Items = items
-		}
-		return nil
-	})
+	rows, err := s.pool.Query(ctx, sqlUnread, userID, before, limit)
 	if err != nil {
+		return persistence.UnreadPage{}, herald.Unavailable(err)
+	}
+	defer rows.Close()
+	var sc noteScanner
+	for rows.Next() {
+		if rows.RawValues()[0] == nil { // no unread notification: the state alone
+			var skip [noteColCount]any // nil destinations: the NULL columns are skipped
+			if err := rows.Scan(append(skip[:], &page.Seq, &page.Total)...); err != nil {
+				return persistence.UnreadPage{}, herald.Unavailable(err)
+			}
+			break
+		}
+		var n herald.Notification
+		if err := sc.scan(rows, &n, &page.Seq, &page.Total); err != nil {
+			return persistence.UnreadPage{}, herald.Unavailable(err)
+		}
+		if page.Items == nil {
+			// Room for the page, which the total (of every row) bounds: an inbox of
+			// three is not given room for a hundred.
+			page.Items = make([]herald.Notification, 0, int(min(int64(limit), max(page.Total, 1))))
+		}
+		page.Items = append(page.Items, n)
+	}
+	if err := rows.Err(); err != nil {
 		return persistence.UnreadPage{}, herald.Unavailable(err)
 	}
 	return page, nil
@@ -265,14 +288,6 @@ func (s *Store) snapshot(ctx context.Context, queue func(*pgx.Batch), read func(
 		err = cerr
 	}
 	return err
-}
-
-func collectNotes(br pgx.BatchResults, size int) ([]herald.Notification, error) {
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, size)
 }
 
 // collect reads rows into notifications; size is how many are expected (0: unknown, the
