@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -37,10 +38,25 @@ const (
 )
 
 // hijacker hijacks the connection with smaller buffers than net/http's, and with the
-// writes going through a NetConn, which the connection's writer batches.
+// writes going through a NetConn, which the connection's writer batches. It holds the
+// library's 101 answer rather than let net/http write it at the hijack: the NetConn
+// sends it in the same write as the connection's first frame (the unread snapshot, a
+// millisecond later), one system call and one wake of the client fewer a connect (see
+// NetConn.hold).
 type hijacker struct {
 	http.ResponseWriter
-	conn *NetConn
+	conn    *NetConn
+	upgrade bool // the library answered 101: Hijack hands the answer to the NetConn
+}
+
+// WriteHeader keeps the 101 from net/http; any other status (a refused upgrade) goes
+// through.
+func (h *hijacker) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols {
+		h.upgrade = true
+		return
+	}
+	h.ResponseWriter.WriteHeader(code)
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -66,5 +82,21 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn.Close()
 		return nil, nil, err
 	}
+	if h.upgrade {
+		h.conn.hold(switchingProtocols(h.Header(), time.Now()))
+	}
 	return h.conn, bufio.NewReadWriter(r, bufio.NewWriterSize(h.conn, writeBuffer)), nil
+}
+
+// switchingProtocols is the 101 answer with header, as net/http writes it: the status
+// line, the header sorted, Date last.
+func switchingProtocols(header http.Header, now time.Time) []byte {
+	var b bytes.Buffer
+	b.Grow(256)
+	b.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	_ = header.Write(&b)
+	b.WriteString("Date: ")
+	b.Write(now.UTC().AppendFormat(b.AvailableBuffer(), http.TimeFormat))
+	b.WriteString("\r\n\r\n")
+	return b.Bytes()
 }

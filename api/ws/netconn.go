@@ -50,6 +50,10 @@ type NetConn struct {
 
 	mu        sync.Mutex
 	closeSent bool
+	// head is the handshake's answer, held until the first write takes it along or
+	// holdHead passes (see hold); headTimer is that timer.
+	head      []byte
+	headTimer *time.Timer
 
 	// frames counts the client's frames as the library reads them through Read. Only
 	// the library's reader touches it and ahead (see frameCounter).
@@ -181,12 +185,49 @@ const (
 	maxHdrSz = 10 // FIN/opcode, 127, 8-byte length: a server's frames are not masked
 )
 
+// holdHead is how long the handshake's answer waits for a first frame to go with. The
+// first frame is the unread snapshot, which the inbox sends as soon as it has it (at
+// once from a warm inbox, after a store read from a cold one); a store slower than
+// this costs the answer its own write, as if it had not waited.
+const holdHead = 50 * time.Millisecond
+
+// hold keeps head (the handshake's answer) to go out in front of the first write, or
+// on its own after holdHead.
+func (c *NetConn) hold(head []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.head = head
+	c.headTimer = time.AfterFunc(holdHead, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.head != nil {
+			_, _ = c.writeHeadLocked(nil)
+		}
+	})
+}
+
+// writeHeadLocked writes the held head and then group in one vectored write, and lets
+// the head go. c.mu is held.
+func (c *NetConn) writeHeadLocked(group net.Buffers) (int64, error) {
+	bufs := make(net.Buffers, 0, 1+len(group))
+	bufs = append(append(bufs, c.head), group...)
+	c.head = nil
+	c.headTimer.Stop()
+	n, err := bufs.WriteTo(c.Conn)
+	return n, err
+}
+
 // Write writes p, a control frame of the library.
 func (c *NetConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(p) > 0 && p[0]&opMask == opClose {
 		c.closeSent = true
+	}
+	if c.head != nil {
+		head := len(c.head)
+		n, err := c.writeHeadLocked(net.Buffers{p})
+		return max(int(n)-head, 0), err
 	}
 	return c.Conn.Write(p)
 }
@@ -256,7 +297,12 @@ func (c *NetConn) writeGroup(group net.Buffers) error {
 		return net.ErrClosed
 	}
 	c.blockedSince.Store(nanotime())
-	_, err := group.WriteTo(c.Conn) // consumes group, a view of the batch's vector
+	var err error
+	if c.head != nil {
+		_, err = c.writeHeadLocked(group)
+	} else {
+		_, err = group.WriteTo(c.Conn) // consumes group, a view of the batch's vector
+	}
 	c.blockedSince.Store(0)
 	return err
 }

@@ -355,8 +355,10 @@ func TestLargestControlFrameOneWrite(t *testing.T) {
 	defer cancel()
 	client, a := acceptPair(t, ctx)
 	server, nc := a.c, a.nc
+	nc.mu.Lock() // the handshake's answer went (the client has it), under the lock
 	log := &writeLog{Conn: nc.Conn}
-	nc.Conn = log // nothing has read or written through nc yet
+	nc.Conn = log // nothing else has read or written through nc yet
+	nc.mu.Unlock()
 	reason := strings.Repeat("r", 123)
 	closed := make(chan error, 1)
 	go func() { closed <- server.Close(websocket.StatusCode(wire.CloseGoingAway), reason) }()
