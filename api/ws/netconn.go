@@ -213,6 +213,7 @@ func (c *NetConn) writeHeadLocked(group net.Buffers) (int64, error) {
 	bufs = append(append(bufs, c.head), group...)
 	c.head = nil
 	c.headTimer.Stop()
+	c.headTimer = nil // an idle connection keeps neither
 	n, err := bufs.WriteTo(c.Conn)
 	return n, err
 }
