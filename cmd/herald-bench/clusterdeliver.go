@@ -82,6 +82,11 @@ func (s *session) clusterDeliver(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
+	// Each node commits on its own: its commits' sizes and times, node by node.
+	histBefore := make([]map[string]*promHist, nodes)
+	for i, t := range ns.nodes {
+		histBefore[i], _ = scrapeHistograms(ctx, t.base)
+	}
 	scrapedAt := time.Now()
 	srvCPU, benchCPU := startCPU(ns.pids()...), startCPU(selfPID())
 	var rm rateMeter
@@ -118,6 +123,12 @@ func (s *session) clusterDeliver(ctx context.Context, r *Result) error {
 	drained := drainCopies(ctx, books, &pub.stats.acked, o.drain)
 	drainTook := time.Since(pubEnd)
 	<-killDone
+	histAfter := make([]map[string]*promHist, nodes)
+	for i, t := range ns.nodes {
+		if !down[i].Load() {
+			histAfter[i] = scrapeHistogramsAfter(ctx, r, t.base)
+		}
+	}
 	after, err := ns.scrape(ctx)
 	scrapeWindow := time.Since(scrapedAt)
 	p.Stop()
@@ -166,6 +177,7 @@ func (s *session) clusterDeliver(ctx context.Context, r *Result) error {
 		}
 		r.duration(name+": latency (publish to socket) max", h.maximum())
 		r.count(name+": lost", lostOn[i])
+		commitFiguresOf(r, fmt.Sprintf("node %d", i+1), histBefore[i], histAfter[i])
 	}
 	if victim >= 0 {
 		// The surviving nodes while the victim's clients move over: what was published

@@ -192,19 +192,25 @@ func scrapeHistogramsAfter(ctx context.Context, r *Result, base string) map[stri
 // after: commits, operations per commit, and the p50/p99 of a write's wait for its
 // transaction and of the transaction itself (estimated within the histograms' buckets).
 func commitFigures(r *Result, before, after map[string]*promHist) {
+	commitFiguresOf(r, "server", before, after)
+}
+
+// commitFiguresOf is commitFigures with who (the server, or "node 2" of several) in
+// every label.
+func commitFiguresOf(r *Result, who string, before, after map[string]*promHist) {
 	if after == nil {
 		return
 	}
 	if b := after[histBatchSize]; b != nil {
 		d := b.since(before[histBatchSize])
-		r.count("store commits (server)", int64(d.count))
+		r.count("store commits ("+who+")", int64(d.count))
 		if d.count > 0 {
-			r.metric("operations per commit, mean (server)", math.Round(10*d.sum/d.count)/10, "")
+			r.metric("operations per commit, mean ("+who+")", math.Round(10*d.sum/d.count)/10, "")
 		}
 	}
 	for _, f := range []struct{ name, label string }{
-		{histCommitWait, "commit wait (server: a write's wait for its transaction)"},
-		{histCommitTime, "commit time (server: one transaction)"},
+		{histCommitWait, "commit wait (" + who + ": a write's wait for its transaction)"},
+		{histCommitTime, "commit time (" + who + ": one transaction)"},
 	} {
 		h := after[f.name]
 		if h == nil {
