@@ -239,7 +239,9 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	return n, nil
 }
 
-// Handler serves the REST API, the WebSocket and /metrics.
+// Handler serves the REST API, the WebSocket and /metrics. A WebSocket connect without
+// since answers its 101 from the hijacked connection, with its first frame: a middleware
+// around Handler sees no WriteHeader(101) for it.
 func (n *Node) Handler() http.Handler { return n.handler }
 
 // HTTPServer returns an http.Server serving Handler with the node's HTTP limits, and ln

@@ -15,7 +15,9 @@ import (
 // the caller's and come first, so that every refusal is the API's JSON; the origin is
 // not checked again here. When the upgrade itself fails, Accept has answered r.
 func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, user string, since int64, hasSince bool) {
-	hj := &hijacker{ResponseWriter: w}
+	// A fresh connect's first frame is its snapshot, which the 101 waits for; a resume
+	// (since) may have nothing to replay, so its 101 goes at once.
+	hj := &hijacker{ResponseWriter: w, hold: !hasSince}
 	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // the origin is the caller's to check, with JSON errors
 		CompressionMode:    websocket.CompressionDisabled,
@@ -38,21 +40,24 @@ const (
 )
 
 // hijacker hijacks the connection with smaller buffers than net/http's, and with the
-// writes going through a NetConn, which the connection's writer batches. It holds the
-// library's 101 answer rather than let net/http write it at the hijack: the NetConn
-// sends it in the same write as the connection's first frame (the unread snapshot, a
-// millisecond later), one system call and one wake of the client fewer a connect (see
-// NetConn.hold).
+// writes going through a NetConn, which the connection's writer batches. For a fresh
+// connect it holds the library's 101 answer rather than let net/http write it at the
+// hijack: the NetConn sends it in the same write as the connection's first frame (the
+// unread snapshot, a millisecond later), one system call and one wake of the client
+// fewer a connect (see NetConn.hold). A resume's 101 goes at once: it may have nothing
+// to replay, and no frame to go with.
 type hijacker struct {
 	http.ResponseWriter
 	conn    *NetConn
-	upgrade bool // the library answered 101: Hijack hands the answer to the NetConn
+	hold    bool // hold the 101 for the first frame (a connect whose first frame is sure to come)
+	upgrade bool // the library answered 101 and it was held: Hijack hands it to the NetConn
 }
 
-// WriteHeader keeps the 101 from net/http; any other status (a refused upgrade) goes
+// WriteHeader keeps the 101 from net/http when it is to be held (so a middleware
+// around the handler does not see it); any other status (a refused upgrade) goes
 // through.
 func (h *hijacker) WriteHeader(code int) {
-	if code == http.StatusSwitchingProtocols {
+	if h.hold && code == http.StatusSwitchingProtocols {
 		h.upgrade = true
 		return
 	}

@@ -3,7 +3,6 @@ package ws
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,13 +20,18 @@ import (
 // TestUpgradeAnswerGoesWithFirstFrame: the 101 answer is held at the hijack and goes in
 // the same write as the connection's first frame, so the client's first read has both;
 // with no frame it goes alone once holdHead has passed, byte for byte what net/http
-// would have written.
+// would have written. A resume's (not held: it may have nothing to replay) is there at
+// once.
 func TestUpgradeAnswerGoesWithFirstFrame(t *testing.T) {
-	for _, first := range []bool{true, false} {
-		t.Run(fmt.Sprintf("frame=%v", first), func(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		hold, first bool
+	}{{"frame", true, true}, {"no frame", true, false}, {"resume", false, false}} {
+		first := tc.first
+		t.Run(tc.name, func(t *testing.T) {
 			accepted := make(chan *NetConn, 1)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				hj := &hijacker{ResponseWriter: w}
+				hj := &hijacker{ResponseWriter: w, hold: tc.hold}
 				c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 				if err != nil {
 					t.Error(err)
@@ -49,7 +53,14 @@ func TestUpgradeAnswerGoesWithFirstFrame(t *testing.T) {
 			}
 			nc := <-accepted // the hijack is done: before, net/http had written the 101 by now
 			buf := make([]byte, 4096)
-			if n := peekNow(t, client, buf); n > 0 {
+			n := peekNow(t, client, buf)
+			if !tc.hold {
+				if got := string(buf[:n]); !strings.HasPrefix(got, "HTTP/1.1 101 Switching Protocols\r\n") || !strings.HasSuffix(got, "\r\n\r\n") {
+					t.Fatalf("right after a resume's hijack the client has %q, want the whole 101 answer", got)
+				}
+				return
+			}
+			if n > 0 {
 				t.Fatalf("right after the hijack the client could read %q: the 101 was not held", buf[:n])
 			}
 			if first {
@@ -58,7 +69,7 @@ func TestUpgradeAnswerGoesWithFirstFrame(t *testing.T) {
 				}
 			}
 			_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
-			n, err := client.Read(buf)
+			n, err = client.Read(buf)
 			if err != nil {
 				t.Fatal(err)
 			}
