@@ -3,7 +3,6 @@ package persist
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,65 +38,48 @@ func (c Client) Write(ctx context.Context, op persistence.Op) (persistence.Resul
 // WriteBy is Write with a deadline of its own besides ctx's (zero: none): the caller
 // stops waiting at the earlier of the two, and the actor reads both. It is Write for a
 // caller that would otherwise derive a context with a timeout for each write (the
-// API's handlers): a context's timer and its place among its parent's children are
-// allocations of every request, the waiter's timer and reply channel are reused here.
+// API's handlers): a context's timer, its cancel machinery and its place among its
+// parent's children are allocations of every request; here a write costs its waiter
+// (reply channel and claim) and, with a deadline, a timer. (Waiters are not pooled: a
+// channel or timer made in one testing/synctest bubble may not be used in another.)
 func (c Client) WriteBy(ctx context.Context, op persistence.Op, deadline time.Time) (persistence.Result, error) {
-	wt := waiters.Get().(*waiter)
-	wt.claim.Store(queued)
+	wt := &waiter{reply: make(chan Reply, 1)}
 	var expired <-chan time.Time
 	if !deadline.IsZero() {
-		wt.timer.Reset(time.Until(deadline))
-		expired = wt.timer.C
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
 	}
 	c.Engine.Send(c.PID, Write{Ctx: ctx, Deadline: deadline, Op: op, Reply: wt.reply, claim: &wt.claim})
 	var err error
 	select {
 	case r := <-wt.reply:
-		return wt.done(r)
+		return answer(r)
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-expired:
 		err = context.DeadlineExceeded
 	}
 	if wt.claim.CompareAndSwap(queued, abandoned) {
-		// The actor will not answer: the waiter is left to the collector, whose
-		// reply channel no one will send on.
 		return persistence.Result{}, &herald.Error{Code: herald.CodeUnavailable,
 			Message: "timed out waiting for storage; the change was not sent, nothing was written", Err: err}
 	}
 	select {
 	case r := <-wt.reply: // answered as the wait ended
-		return wt.done(r)
+		return answer(r)
 	default:
 	}
 	if wt.claim.Load() == abandoned { // the actor refused it: its answer is on its way
-		return wt.done(<-wt.reply)
+		return answer(<-wt.reply)
 	}
-	// The commit has the write and will answer into this waiter's channel later: it is
-	// not reused.
 	return persistence.Result{}, herald.OutcomeUnknown(err)
 }
 
-// waiter is what a Client's write waits with. One is reused only once the actor's one
-// answer to its write has been received: then neither its channel nor its claim is
-// touched again by the actor.
+// waiter is what one write of a Client waits with: the actor's one answer comes on
+// reply, and claim settles which of the caller and the commit had the write first.
 type waiter struct {
 	reply chan Reply
 	claim atomic.Uint32
-	timer *time.Timer // stopped whenever the waiter is in the pool
-}
-
-var waiters = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &waiter{reply: make(chan Reply, 1), timer: t}
-}}
-
-// done returns the answer r, and the waiter to the pool.
-func (wt *waiter) done(r Reply) (persistence.Result, error) {
-	wt.timer.Stop() // since Go 1.23 no stale tick is left in the channel after Stop
-	waiters.Put(wt)
-	return answer(r)
 }
 
 func answer(r Reply) (persistence.Result, error) {

@@ -67,8 +67,7 @@ func pause(t *testing.T, pg *pgtest.Server) (resume func()) {
 // queued, and those whose deadline no longer left room for a commit when their batch
 // could leave. The outcome_unknown one, retried with its key, is stored once. The same
 // holds with the deadline in the context (Write) and given apart (WriteBy, the API's);
-// and a waiter whose write ended outcome_unknown is not reused: its late answer reaches
-// no other caller.
+// and the late answer of a write that ended outcome_unknown reaches no other caller.
 func TestAnswersWhileStorageHangs(t *testing.T) {
 	t.Run("context", func(t *testing.T) { testAnswersWhileStorageHangs(t, false) })
 	t.Run("deadline", func(t *testing.T) { testAnswersWhileStorageHangs(t, true) })
