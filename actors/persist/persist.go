@@ -387,9 +387,9 @@ func (w *writer) commit(batch []Write) {
 }
 
 // take decides, as its batch leaves at now, whether b is written: not when its caller
-// stopped waiting (Ctx ended, Deadline passed), nor when its caller's deadline no longer leaves room for a commit
-// (startBy): then b is answered unavailable, nothing written, or, when its caller is
-// gone (claim lost), not at all.
+// stopped waiting (Ctx ended, Deadline passed), nor when its caller's deadline no longer
+// leaves room for a commit (startBy): then b is answered unavailable, nothing written,
+// or, when its caller is gone (claim lost), not at all.
 func (w *writer) take(b Write, now time.Time) bool {
 	late := (b.Ctx != nil && b.Ctx.Err() != nil) || (!b.Deadline.IsZero() && !now.Before(b.Deadline))
 	tooLate := !late && !b.startBy.IsZero() && now.After(b.startBy)

@@ -214,8 +214,7 @@ func (c *NetConn) writeHeadLocked(group net.Buffers) (int64, error) {
 	c.head = nil
 	c.headTimer.Stop()
 	c.headTimer = nil // an idle connection keeps neither
-	n, err := bufs.WriteTo(c.Conn)
-	return n, err
+	return bufs.WriteTo(c.Conn)
 }
 
 // Write writes p, a control frame of the library.

@@ -153,7 +153,7 @@ func (s *Store) Created(ctx context.Context, userID string, since int64, limit i
 	if err != nil {
 		return nil, herald.Unavailable(err)
 	}
-	notes, err := collect(rows, 0)
+	notes, err := collect(rows)
 	if err != nil {
 		return nil, herald.Unavailable(err)
 	}
@@ -290,15 +290,12 @@ func (s *Store) snapshot(ctx context.Context, queue func(*pgx.Batch), read func(
 	return err
 }
 
-// collect reads rows into notifications; size is how many are expected (0: unknown, the
-// slice grows as they come). A notification is 168 bytes, so room made for a page that
-// does not come (a connect to an empty inbox) would be most of the connect's garbage.
-func collect(rows pgx.Rows, size int) ([]herald.Notification, error) {
+// collect reads rows into notifications, the slice growing as they come: a
+// notification is 168 bytes, and room made for a page that does not come would be
+// garbage.
+func collect(rows pgx.Rows) ([]herald.Notification, error) {
 	defer rows.Close()
 	var notes []herald.Notification
-	if size > 0 {
-		notes = make([]herald.Notification, 0, size)
-	}
 	for rows.Next() {
 		var n herald.Notification
 		if err := scanNote(rows, &n); err != nil {
