@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,7 +52,8 @@ type fleetConfig struct {
 type fleet struct {
 	cfg     fleetConfig
 	clients []*client
-	http    []*http.Client // one per source address
+	dialers []*net.Dialer  // one per source address
+	http    []*http.Client // one per source address, for wss:// (over dialers)
 	dialSem chan struct{}
 
 	ctx    context.Context
@@ -81,15 +83,16 @@ type fleet struct {
 
 // client is one user's connection.
 type client struct {
-	idx   int // the user's index in the run
-	user  string
-	token string
-	fl    *fleet
-	http  *http.Client
-	node  int // index in cfg.nodeURLs of the node it connects to; owned by its goroutine
-	home  int // the node it connected to first
+	idx    int // the user's index in the run
+	user   string
+	token  string
+	fl     *fleet
+	dialer *net.Dialer
+	http   *http.Client
+	node   int // index in cfg.nodeURLs of the node it connects to; owned by its goroutine
+	home   int // the node it connected to first
 
-	conn atomic.Pointer[websocket.Conn]
+	conn atomic.Pointer[sock]
 	drop atomic.Bool // the bench closed the connection on purpose: reconnect at once
 
 	// Owned by the client's goroutine; read by others only after the fleet stopped.
@@ -115,6 +118,7 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))},
 			Control:   bindAddressNoPort,
 		}
+		f.dialers = append(f.dialers, d)
 		f.http = append(f.http, &http.Client{Transport: &http.Transport{
 			DialContext:        d.DialContext,
 			DisableCompression: true,
@@ -130,8 +134,9 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 		}
 		f.clients[i] = &client{
 			idx: idx, user: user, token: tok, fl: f,
-			http: f.http[idx%cfg.sourceIPs],
-			buf:  make([]byte, 0, initialBuffer),
+			dialer: f.dialers[idx%cfg.sourceIPs],
+			http:   f.http[idx%cfg.sourceIPs],
+			buf:    make([]byte, 0, initialBuffer),
 		}
 		if cfg.nodeOf != nil {
 			f.clients[i].node = cfg.nodeOf(idx)
@@ -174,7 +179,7 @@ func (f *fleet) stop() {
 	f.cancel()
 	for _, c := range f.clients {
 		if conn := c.conn.Load(); conn != nil {
-			_ = conn.CloseNow()
+			_ = conn.closeNow()
 		}
 	}
 	f.wg.Wait()
@@ -186,7 +191,7 @@ func (f *fleet) dropAll() {
 	for _, c := range f.clients {
 		if conn := c.conn.Load(); conn != nil {
 			c.drop.Store(true)
-			_ = conn.CloseNow()
+			_ = conn.closeNow()
 		}
 	}
 }
@@ -258,11 +263,11 @@ func (c *client) run() {
 		}
 		c.conn.Store(conn)
 		if f.ctx.Err() != nil { // stop ran before the Store: it did not see conn
-			_ = conn.CloseNow()
+			_ = conn.closeNow()
 		}
 		err = c.read(conn)
 		c.conn.Store(nil)
-		_ = conn.CloseNow()
+		_ = conn.closeNow()
 		if f.ctx.Err() != nil {
 			return
 		}
@@ -280,7 +285,7 @@ func (c *client) run() {
 }
 
 // dial connects, retrying with backoff, and gives up after dialAttempts.
-func (c *client) dial(since int64) (*websocket.Conn, error) {
+func (c *client) dial(since int64) (*sock, error) {
 	f := c.fl
 	backoff := dialBackoff
 	for attempt := 1; ; attempt++ {
@@ -333,7 +338,8 @@ func (c *client) nextNode() {
 	}
 }
 
-func (c *client) dialOnce(u string) (*websocket.Conn, error) {
+// dialOnce makes one attempt: a rawWS for ws://, the library for anything else.
+func (c *client) dialOnce(u string) (*sock, error) {
 	f := c.fl
 	select {
 	case f.dialSem <- struct{}{}:
@@ -343,6 +349,13 @@ func (c *client) dialOnce(u string) (*websocket.Conn, error) {
 	defer func() { <-f.dialSem }()
 	ctx, cancel := context.WithTimeout(f.ctx, dialTimeout)
 	defer cancel()
+	if pu, err := url.Parse(u); err == nil && pu.Scheme == "ws" {
+		raw, err := dialRaw(ctx, c.dialer, pu, readLimit)
+		if err != nil {
+			return nil, err
+		}
+		return &sock{raw: raw}, nil
+	}
 	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
 		HTTPClient:      c.http,
 		CompressionMode: websocket.CompressionDisabled,
@@ -354,24 +367,21 @@ func (c *client) dialOnce(u string) (*websocket.Conn, error) {
 		return nil, err
 	}
 	conn.SetReadLimit(readLimit)
-	return conn, nil
+	return &sock{lib: conn}, nil
 }
 
 // read handles frames until the connection ends, and returns why it ended.
-func (c *client) read(conn *websocket.Conn) error {
+func (c *client) read(conn *sock) error {
 	f := c.fl
 	for {
-		// A context without Done costs the read no timer.
-		typ, r, err := conn.Reader(context.Background())
+		text, msg, err := conn.next(c.buf)
+		c.buf = msg
 		if err != nil {
-			return err
-		}
-		if c.buf, err = readAll(r, c.buf[:0]); err != nil {
 			return err
 		}
 		now := time.Now().UnixNano()
 		f.frames.Add(1)
-		if typ != websocket.MessageText || decodeFrame(c.buf, &c.fr) != nil {
+		if !text || decodeFrame(c.buf, &c.fr) != nil {
 			f.badFrames.Add(1)
 			continue
 		}
@@ -402,7 +412,7 @@ func (c *client) handle(fr *frame, now int64) {
 // sent, or what happened to the TCP connection.
 func (f *fleet) noteClose(err error) {
 	var reason string
-	switch code := websocket.CloseStatus(err); {
+	switch code := closeStatus(err); {
 	case code != -1:
 		reason = "close " + strconv.Itoa(int(code))
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
