@@ -21,12 +21,22 @@ import (
 // The statements of a batch. Every list is passed as arrays, one per column, and
 // unnested: one statement per kind of row whatever the batch size.
 const (
-	// Lock the users' rows in the order given (sorted), creating missing ones, and
-	// return their state. The no-op update is what takes the lock on an existing row.
-	sqlLockUsers = `INSERT INTO user_state AS s (user_id, seq, unread)
+	// Create the rows of the users given (sorted) that have none, in that order: the
+	// users the store does not know yet (knownUsers). A row another transaction is
+	// inserting is waited for: once the statement ends, every user has a committed row
+	// or one of this transaction's.
+	sqlEnsureUsers = `INSERT INTO user_state (user_id, seq, unread)
 SELECT u.user_id, 0, 0 FROM unnest($1::text[]) WITH ORDINALITY AS u(user_id, ord) ORDER BY u.ord
-ON CONFLICT (user_id) DO UPDATE SET seq = s.seq
-RETURNING user_id, seq, unread`
+ON CONFLICT (user_id) DO NOTHING`
+
+	// Lock the users' rows in the order given and return their state, as the last
+	// transaction holding each lock left it. A row lock writes no new row version, as
+	// the upsert's no-op update did (the state update then wrote a second one).
+	sqlLockUsers = `SELECT s.user_id, s.seq, s.unread
+FROM unnest($1::text[]) WITH ORDINALITY AS u(user_id, ord)
+JOIN user_state AS s ON s.user_id = u.user_id
+ORDER BY u.ord
+FOR UPDATE OF s`
 
 	sqlLoadNotes = `SELECT ` + noteCols + ` FROM notifications AS n WHERE n.id = ANY($1::uuid[])`
 
@@ -260,9 +270,14 @@ func (s *Store) apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 	}
 	defer c.Release()
 	conn := c.Conn()
-	prior, err := load(ctx, conn, keys, createsAny(ops))
+	unknown := s.known.unknown(keys.Users)
+	prior, err := load(ctx, conn, keys, unknown, createsAny(ops))
 	if err != nil {
 		rollback(conn)
+		if errors.Is(err, errUserMissing) {
+			s.known.forget()
+			return nil, true, err
+		}
 		return nil, conn.IsClosed(), err
 	}
 	plan, results := persistence.NewPlan(now, ops, prior)
@@ -272,8 +287,14 @@ func (s *Store) apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		retry := errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == "notifications_idem"
 		return nil, retry, err
 	}
+	s.known.add(unknown)
 	return results, false, nil
 }
+
+// errUserMissing is a lock that found no row for a user the store knew: the database
+// lost rows behind the node's back (a restore). The store forgets what it knew, and the
+// batch is tried again, inserting every row it needs.
+var errUserMissing = errors.New("a user_state row the store had seen is missing")
 
 // rollback ends a failed transaction so that the connection can be reused. When that
 // fails too, the pool discards the connection on release (it is not idle).
@@ -298,10 +319,13 @@ func createsAny(ops []persistence.Op) bool {
 // in one round trip. Everything is read after the locks are taken, so it is as the last
 // batch holding them left it. Preferences only matter to creates and digest flushes: a
 // batch without any does not read them.
-func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bool) (persistence.Prior, error) {
+func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, unknown []string, creates bool) (persistence.Prior, error) {
 	prior := persistence.Prior{Users: make(map[string]persistence.UserState, len(keys.Users))}
 	var b pgx.Batch
 	b.Queue("BEGIN")
+	if len(unknown) > 0 {
+		b.Queue(sqlEnsureUsers, textArray(unknown))
+	}
 	b.Queue(sqlLockUsers, textArray(keys.Users))
 	ids := canonicalIDs(keys.NotificationIDs)
 	if len(ids) > 0 {
@@ -323,8 +347,13 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bo
 	}
 	br := conn.SendBatch(ctx, &b)
 	err := func() error {
-		if _, err := br.Exec(); err != nil {
+		if _, err := br.Exec(); err != nil { // BEGIN
 			return err
+		}
+		if len(unknown) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 		}
 		rows, err := br.Query()
 		if err != nil {
@@ -340,6 +369,9 @@ func load(ctx context.Context, conn *pgx.Conn, keys persistence.Keys, creates bo
 		}
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		if len(prior.Users) != len(keys.Users) {
+			return fmt.Errorf("%w: locked %d of the batch's %d users", errUserMissing, len(prior.Users), len(keys.Users))
 		}
 		if len(ids) > 0 {
 			rows, err := br.Query()

@@ -67,7 +67,7 @@ func TestDigestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prior, err := load(t.Context(), c.Conn(), persistence.Keys{Users: []string{"ivy"}, Digests: []persistence.DigestKey{k}}, false)
+	prior, err := load(t.Context(), c.Conn(), persistence.Keys{Users: []string{"ivy"}, Digests: []persistence.DigestKey{k}}, []string{"ivy"}, false)
 	rollback(c.Conn())
 	c.Release()
 	if err != nil {

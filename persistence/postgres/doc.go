@@ -46,8 +46,11 @@
 // # Writing a batch
 //
 // Apply runs in one transaction and two round trips (three with a COPY). The first
-// pipeline begins the transaction, locks the user_state rows of every user the batch
-// touches (creating missing ones) and loads the notifications named by mark-read
+// pipeline begins the transaction, creates the user_state rows of the users the batch
+// touches that the store has not seen committed yet (knownUsers: rows are never
+// deleted, so after a user's first batch this is nothing), locks all of them (a row
+// lock, no new row version: the state update writes the one new version a batch makes)
+// and loads the notifications named by mark-read
 // operations, the originals of the batch's idempotency keys, the open digests its
 // digested creates and flushes name and, when the batch creates or flushes a digest, the
 // preferences of its users. The shared planner (persistence.NewPlan) then decides
@@ -77,12 +80,16 @@
 // notification is stored once, each user's seq has no gap. Live delivery is not this
 // package's: until nodes are clustered, a node pushes frames only to the sockets it
 // holds, and a device on another node sees a change when it next reads or reconnects
-// with since. Every Apply locks the user_state rows of its
-// users, sorted, in one statement that processes them in order, before it reads
-// anything it plans from; so two batches that share a user run one after the other, seq
-// stays 1, 2, 3, … with no gap or reuse, and a notification's read state (changed only
-// under its receiver's lock) is read current. Batches that share no user run in parallel.
-// Since every transaction takes its locks in the same order, they cannot deadlock.
+// with since. Every Apply locks the user_state rows of its users, sorted, before it
+// reads anything it plans from: first it inserts the ones it does not know in that
+// order (an insert that meets another transaction's uncommitted row of the same user waits for
+// it), then it locks them all in that order (SELECT … FOR UPDATE, which returns each
+// row as the last holder of its lock left it). So two batches that share a user run one
+// after the other, seq stays 1, 2, 3, … with no gap or reuse, and a notification's read
+// state (changed only under its receiver's lock) is read current. Batches that share no
+// user run in parallel. Since every transaction inserts, then locks, in the same order,
+// they cannot deadlock: a transaction that inserted a row has passed every user before
+// it, so no transaction waiting on that row holds a lock it needs.
 // A digest row is only read and written under its user's lock, so adds to one digest
 // and its flush run one after the other, each seeing the last one's row.
 //

@@ -328,6 +328,73 @@ func TestTwoNodes(t *testing.T) {
 	}
 }
 
+// TestNewUsersRace: batches on two nodes that share users, some of them new (no
+// user_state row yet) and first written by several batches at once, all commit: the
+// inserts of missing rows and the locks that follow, both in the batch's user order,
+// neither deadlock nor leave a user out; every user's seq stays gapless.
+func TestNewUsersRace(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	nodes := []*Store{openURL(t, url, 0), openURL(t, url, 0)}
+	const workers, rounds, perRound = 8, 20, 4
+	var wg sync.WaitGroup
+	for w := range workers {
+		s := nodes[w%2]
+		wg.Go(func() {
+			for r := range rounds {
+				// This round's new users, shared by every worker, in an order of the
+				// worker's own, and one user every batch has.
+				var items []herald.NewNotification
+				for k := range perRound {
+					u := fmt.Sprintf("r%02d-%d", r, (k+w)%perRound)
+					items = append(items, valid(t, herald.NewNotification{ReceiverID: u, Type: "x"}))
+				}
+				items = append(items, valid(t, herald.NewNotification{ReceiverID: "common", Type: "x"}))
+				if _, err := s.Apply(context.Background(), persistence.Now(), []persistence.Op{create(items...)}); err != nil {
+					t.Errorf("worker %d round %d: Apply: %v", w, r, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	check := func(u string, want int64) {
+		p, err := nodes[0].Events(t.Context(), u, 0, 10000)
+		if err != nil {
+			t.Fatalf("Events(%s): %v", u, err)
+		}
+		for i, e := range p.Entries {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("%s: entry %d has seq %d", u, i, e.Seq)
+			}
+		}
+		if int64(len(p.Entries)) != want || p.Seq != want {
+			t.Fatalf("%s: %d entries, latest seq %d; want %d", u, len(p.Entries), p.Seq, want)
+		}
+	}
+	check("common", workers*rounds)
+	for r := range rounds {
+		for k := range perRound {
+			check(fmt.Sprintf("r%02d-%d", r, k), workers)
+		}
+	}
+}
+
+// TestUserRowsLostBehindTheStore: a store that has written for a user, on a database
+// that then loses the user's rows (restored from a backup behind the node's back),
+// still writes for the user: the lock finds no row, the store forgets the users it
+// knew and tries again, inserting the row, and the user starts again at seq 1.
+func TestUserRowsLostBehindTheStore(t *testing.T) {
+	s := open(t, persistence.DefaultRetention)
+	mustApply(t, s, create(valid(t, herald.NewNotification{ReceiverID: "ann", Type: "x"}), valid(t, herald.NewNotification{ReceiverID: "bob", Type: "x"})))
+	if _, err := s.pool.Exec(t.Context(), `DELETE FROM notifications WHERE receiver_id = 'ann'; DELETE FROM user_state WHERE user_id = 'ann'`); err != nil {
+		t.Fatal(err)
+	}
+	res := mustApply(t, s, create(valid(t, herald.NewNotification{ReceiverID: "ann", Type: "x"}), valid(t, herald.NewNotification{ReceiverID: "bob", Type: "x"})))
+	if got := res[0].Entries; len(got) != 2 || got[0].UserID != "ann" || got[0].Seq != 1 || got[1].UserID != "bob" || got[1].Seq != 2 {
+		t.Fatalf("entries after the loss: %+v, want ann at seq 1 and bob at seq 2", got)
+	}
+}
+
 // TestIdempotencyRace: nodes storing the same keys for different receivers at once (so
 // that no user lock orders them) end with one notification per key; the others are
 // replays or conflicts.

@@ -31,6 +31,9 @@ type Store struct {
 	// COPY rather than by an INSERT in its pipeline: COPY writes rows faster but costs
 	// extra round trips.
 	copyMin int
+	// known is the users whose state rows are committed: a batch inserts only the
+	// others' before it locks them all.
+	known knownUsers
 }
 
 // defaultCopyMin is Store.copyMin: below it, COPY's faster rows do not pay for its extra
