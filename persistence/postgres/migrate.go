@@ -49,11 +49,13 @@ func migrations() ([]migration, error) {
 // time: a session advisory lock makes them take turns, and the later ones find nothing to
 // do.
 func Migrate(ctx context.Context, url string) error {
-	cfg, err := pgx.ParseConfig(url)
+	// Parsed as Open parses it, so that the pool's own parameters (pool_min_conns, …)
+	// are the pool's, not settings sent to the server.
+	cfg, err := parseURL(url)
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err) // pgx masks the password
+		return err
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}

@@ -395,6 +395,28 @@ func TestUserRowsLostBehindTheStore(t *testing.T) {
 	}
 }
 
+// TestPoolParametersInTheURL: the pool's parameters of a URL (pool_min_conns) are the
+// pool's, for the migration as for the store (the migration's connection once sent them
+// to the server, which refused to start the node); pool_max_conns, which the store's
+// own size would override, is refused with the setting to use instead.
+func TestPoolParametersInTheURL(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	s, err := OpenAndMigrate(t.Context(), url+sep+"pool_min_conns=1&pool_max_conn_lifetime=1h", Options{})
+	if err != nil {
+		t.Fatalf("OpenAndMigrate with pool_min_conns: %v", err)
+	}
+	defer s.Close()
+	mustApply(t, s, create(valid(t, herald.NewNotification{ReceiverID: "ann", Type: "x"})))
+	_, err = OpenAndMigrate(t.Context(), url+sep+"pool_max_conns=50", Options{})
+	if err == nil || !strings.Contains(err.Error(), "HERALD_DB_MAX_CONNS") {
+		t.Fatalf("OpenAndMigrate with pool_max_conns: %v, want a refusal naming HERALD_DB_MAX_CONNS", err)
+	}
+}
+
 // TestIdempotencyRace: nodes storing the same keys for different receivers at once (so
 // that no user lock orders them) end with one notification per key; the others are
 // replays or conflicts.

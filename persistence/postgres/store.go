@@ -2,9 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/heraldhq/herald"
@@ -48,9 +50,9 @@ var _ persistence.Store = (*Store)(nil)
 // It neither connects nor migrates: connections are made on use, and Migrate (or
 // OpenAndMigrate) brings the schema up to date.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := parseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err) // pgx masks the password
+		return nil, err
 	}
 	cfg.MaxConns = opts.MaxConns
 	if cfg.MaxConns <= 0 {
@@ -69,6 +71,22 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		s.retention = persistence.DefaultRetention
 	}
 	return s, nil
+}
+
+// parseURL parses a store's URL. The pool's parameters of pgxpool (pool_min_conns,
+// pool_max_conn_lifetime, pool_health_check_period, …) are taken, but for
+// pool_max_conns: the pool's size is Options.MaxConns (HERALD_DB_MAX_CONNS), which a
+// cluster checks against max_connections, and a second setting would be ignored.
+func parseURL(url string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err) // pgx masks the password
+	}
+	// pgx leaves the parameters it does not know as the server's settings.
+	if plain, err := pgx.ParseConfig(url); err == nil && plain.RuntimeParams["pool_max_conns"] != "" {
+		return nil, errors.New("postgres: the URL sets pool_max_conns: the pool's size is HERALD_DB_MAX_CONNS (Options.MaxConns); remove the parameter")
+	}
+	return cfg, nil
 }
 
 // OpenAndMigrate migrates the database at url and opens a store on it.
