@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -115,7 +116,7 @@ func (c *rawWS) handshake(u *url.URL) error {
 	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || len(status) < 3 {
 		return fmt.Errorf("%w: malformed status line %q", errHandshake, line)
 	}
-	if !bytes.HasPrefix(status, []byte("101")) {
+	if code, _, _ := bytes.Cut(status, []byte(" ")); string(code) != "101" {
 		return fmt.Errorf("%w: handshake answered %s", errHandshake, status)
 	}
 	sum := sha1.Sum([]byte(key + wsGUID))
@@ -214,7 +215,11 @@ func (c *rawWS) next(buf []byte) (text bool, msg []byte, err error) {
 			if _, err := io.ReadFull(c.br, ext[:]); err != nil {
 				return false, msg, noEOF(err)
 			}
-			n = int64(binary.BigEndian.Uint64(ext[:]))
+			u := binary.BigEndian.Uint64(ext[:])
+			if u > math.MaxInt64 { // RFC 6455: the most significant bit is 0
+				return false, msg, errors.New("websocket: a 64-bit frame length with its top bit set")
+			}
+			n = int64(u)
 		}
 		if op >= opClose {
 			if !fin || n > 125 {

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -165,4 +169,47 @@ func TestRawWebSocketRefusals(t *testing.T) {
 			t.Fatalf("next: %d bytes, %v; want the read limit's error", len(msg), err)
 		}
 	})
+}
+
+// TestRawWebSocketBadLengths: a frame length with the top bit set, which RFC 6455
+// forbids, fails the connection instead of the bench (a negative length would panic);
+// the server's first frame, written with its 101 in one segment, is read.
+func TestRawWebSocketBadLengths(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + wsGUID))
+		answer := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+			base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
+		good := []byte{0x81, 2, 'h', 'i'}
+		bad := []byte{0x81, 127, 0x80, 0, 0, 0, 0, 0, 0, 1}
+		_, _ = c.Write(append(append([]byte(answer), good...), bad...))
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	u, _ := url.Parse("ws://" + ln.Addr().String() + "/ws")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := dialRaw(ctx, &net.Dialer{}, u, 1<<20)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.closeNow()
+	if text, msg, err := c.next(nil); err != nil || !text || string(msg) != "hi" {
+		t.Fatalf("first frame: %v %q %v, want the text hi", text, msg, err)
+	}
+	if _, _, err := c.next(nil); err == nil || !strings.Contains(err.Error(), "top bit") {
+		t.Fatalf("the bad length: %v, want an error about its top bit", err)
+	}
 }

@@ -281,13 +281,16 @@ func (s *Store) apply(ctx context.Context, now time.Time, ops []persistence.Op) 
 		return nil, conn.IsClosed(), err
 	}
 	plan, results := persistence.NewPlan(now, ops, prior)
-	if err := write(ctx, conn, now, &plan, ops, results, s.copyMin); err != nil {
+	committed, err := write(ctx, conn, now, &plan, ops, results, s.copyMin)
+	if err != nil {
 		rollback(conn)
 		var pgErr *pgconn.PgError
 		retry := errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == "notifications_idem"
 		return nil, retry, err
 	}
-	s.known.add(unknown)
+	if committed { // a batch that changed nothing was rolled back, and its inserts too
+		s.known.add(unknown)
+	}
 	return results, false, nil
 }
 
@@ -473,8 +476,8 @@ func canonicalIDs(ids []string) [][16]byte {
 // notifications go first, by COPY; the rest follows in one pipeline with the commit. A
 // batch whose plan appends no entry and writes no digest, contact or preferences, and
 // that has no op of the store's own, changes nothing: its transaction is rolled back
-// instead (no commit to flush).
-func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence.Plan, ops []persistence.Op, results []persistence.Result, copyMin int) error {
+// instead (no commit to flush). committed says which of the two it was.
+func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence.Plan, ops []persistence.Op, results []persistence.Result, copyMin int) (committed bool, err error) {
 	changed := len(plan.Created) > 0 || len(plan.Read) > 0 || len(plan.ReadAll) > 0 || len(plan.Log) > 0 ||
 		len(plan.Deliveries) > 0 || len(plan.Digests) > 0 || len(plan.DigestDeletes) > 0 ||
 		len(plan.Contacts) > 0 || len(plan.Preferences) > 0
@@ -483,20 +486,20 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 	switch n := len(plan.Created); {
 	case n >= copyMin:
 		if err := copyCreated(ctx, conn, plan.Created); err != nil {
-			return err
+			return false, err
 		}
 	case n > 0:
 		if err := queueCreated(&b, plan.Created); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if len(plan.Deliveries) > 0 {
 		if err := queueDeliveries(&b, plan.Deliveries); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if err := queueDigests(&b, plan.Digests, plan.DigestDeletes); err != nil {
-		return err
+		return false, err
 	}
 	if len(plan.Read) > 0 {
 		ids := make([][16]byte, len(plan.Read))
@@ -504,7 +507,7 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 		for i, r := range plan.Read {
 			u, ok := persistence.ParseID(r.ID)
 			if !ok {
-				return fmt.Errorf("planned read of non-canonical id %q", r.ID)
+				return false, fmt.Errorf("planned read of non-canonical id %q", r.ID)
 			}
 			ids[i], at[i] = u, r.ReadAt
 		}
@@ -521,7 +524,7 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 	}
 	if len(plan.Log) > 0 {
 		if err := queueLog(&b, plan.Log); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if changed && len(plan.Users) > 0 {
@@ -534,7 +537,7 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 		b.Queue(sqlUpdateUsers, textArray(users), int8Array(seqs), int8Array(unread))
 	}
 	if err := queueSettings(&b, plan); err != nil {
-		return err
+		return false, err
 	}
 	writes := b.Len()
 	own := queueOwn(&b, now, ops)
@@ -545,7 +548,7 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 		b.Queue("ROLLBACK")
 	}
 	br := conn.SendBatch(ctx, &b)
-	err := func() error {
+	err = func() error {
 		for range writes {
 			if _, err := br.Exec(); err != nil {
 				return err
@@ -571,9 +574,9 @@ func write(ctx context.Context, conn *pgx.Conn, now time.Time, plan *persistence
 		// The COMMIT went out with the pipeline and no answer came back (a broken
 		// connection, a deadline): the server may have committed it all the same.
 		// SafeToRetry: the connection failed before anything of the pipeline was sent.
-		return fmt.Errorf("%w: %w", errUncertain, err)
+		return false, fmt.Errorf("%w: %w", errUncertain, err)
 	}
-	return err
+	return changed && err == nil, err
 }
 
 // errUncertain marks a failure after the COMMIT was sent: the outcome is unknown.

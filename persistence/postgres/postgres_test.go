@@ -411,9 +411,28 @@ func TestPoolParametersInTheURL(t *testing.T) {
 	}
 	defer s.Close()
 	mustApply(t, s, create(valid(t, herald.NewNotification{ReceiverID: "ann", Type: "x"})))
-	_, err = OpenAndMigrate(t.Context(), url+sep+"pool_max_conns=50", Options{})
-	if err == nil || !strings.Contains(err.Error(), "HERALD_DB_MAX_CONNS") {
-		t.Fatalf("OpenAndMigrate with pool_max_conns: %v, want a refusal naming HERALD_DB_MAX_CONNS", err)
+	for _, v := range []string{"50", "abc"} {
+		_, err = OpenAndMigrate(t.Context(), url+sep+"pool_max_conns="+v, Options{})
+		if err == nil || !strings.Contains(err.Error(), "HERALD_DB_MAX_CONNS") {
+			t.Fatalf("OpenAndMigrate with pool_max_conns=%s: %v, want a refusal naming HERALD_DB_MAX_CONNS", v, err)
+		}
+	}
+}
+
+// TestKnownUsersAreCommitted: a batch that changes nothing is rolled back, with the
+// state row it inserted for a new user: the store does not count that user as known, so
+// the user's next batch inserts the row again instead of finding it missing (which
+// would make the store forget every user it knew).
+func TestKnownUsersAreCommitted(t *testing.T) {
+	s := open(t, persistence.DefaultRetention)
+	// A read-all of an empty inbox changes nothing.
+	mustApply(t, s, persistence.Op{Kind: persistence.OpReadAll, UserID: "newbie"})
+	if _, ok := s.known.m.Load("newbie"); ok {
+		t.Fatal("a rolled-back batch made its new user known")
+	}
+	mustApply(t, s, create(valid(t, herald.NewNotification{ReceiverID: "newbie", Type: "x"})))
+	if _, ok := s.known.m.Load("newbie"); !ok {
+		t.Fatal("a committed create did not make its user known")
 	}
 }
 

@@ -47,8 +47,9 @@ const defaultCopyMin = 100
 var _ persistence.Store = (*Store)(nil)
 
 // Open returns a store on the database at url (a PostgreSQL URL or key=value string).
-// It neither connects nor migrates: connections are made on use, and Migrate (or
-// OpenAndMigrate) brings the schema up to date.
+// It does not migrate, nor connect (connections are made on use, or in the background
+// for the URL's pool_min_conns); Migrate (or OpenAndMigrate) brings the schema up to
+// date.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, err := parseURL(url)
 	if err != nil {
@@ -78,13 +79,16 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // pool_max_conns: the pool's size is Options.MaxConns (HERALD_DB_MAX_CONNS), which a
 // cluster checks against max_connections, and a second setting would be ignored.
 func parseURL(url string) (*pgxpool.Config, error) {
+	// pgx leaves the parameters it does not know as the server's settings. Checked
+	// first, so that a malformed value too is refused for what it is.
+	if plain, err := pgx.ParseConfig(url); err == nil {
+		if _, ok := plain.RuntimeParams["pool_max_conns"]; ok {
+			return nil, errors.New("postgres: the URL sets pool_max_conns: the pool's size is HERALD_DB_MAX_CONNS (Options.MaxConns); remove the parameter")
+		}
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err) // pgx masks the password
-	}
-	// pgx leaves the parameters it does not know as the server's settings.
-	if plain, err := pgx.ParseConfig(url); err == nil && plain.RuntimeParams["pool_max_conns"] != "" {
-		return nil, errors.New("postgres: the URL sets pool_max_conns: the pool's size is HERALD_DB_MAX_CONNS (Options.MaxConns); remove the parameter")
 	}
 	return cfg, nil
 }
