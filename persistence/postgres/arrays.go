@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +47,32 @@ type binaryArray interface {
 	// appendArray appends the array's binary form (array_send) to buf, and returns
 	// nil (SQL NULL) for a nil slice, as pgx does.
 	appendArray(buf []byte) []byte
+	// binarySize is the length of that binary form, at most.
+	binarySize() int
+}
+
+// arrayHeaderSize is the most bytes appendArrayHeader appends; a field's length takes 4.
+const arrayHeaderSize = 20
+
+func (a textArray) binarySize() int {
+	n := arrayHeaderSize + 4*len(a)
+	for _, s := range a {
+		n += len(s)
+	}
+	return n
+}
+func (a int8Array) binarySize() int  { return arrayHeaderSize + 12*len(a) }
+func (a uuidArray) binarySize() int  { return arrayHeaderSize + 20*len(a) }
+func (a timeArray) binarySize() int  { return arrayHeaderSize + 12*len(a) }
+func (a byteaArray) binarySize() int { return bytesArraySize(a) }
+func (a bytesText) binarySize() int  { return bytesArraySize(a) }
+
+func bytesArraySize(a [][]byte) int {
+	n := arrayHeaderSize + 4*len(a)
+	for _, b := range a {
+		n += len(b)
+	}
+	return n
 }
 
 func (a textArray) arrayOID() uint32  { return textArrayOID }
@@ -166,7 +193,15 @@ func (c arrayCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value an
 type arrayPlan struct{}
 
 func (arrayPlan) Encode(value any, buf []byte) ([]byte, error) {
-	return value.(binaryArray).appendArray(buf), nil
+	a := value.(binaryArray)
+	// buf holds the statement's parameters so far and is pgx's, which drops it when it
+	// grew past 256 bytes: made room for at once (and for as much again, for the
+	// statement's next columns), an array costs one allocation instead of a chain of
+	// appends' regrowths.
+	if need := a.binarySize(); cap(buf)-len(buf) < need {
+		buf = slices.Grow(buf, need+len(buf))
+	}
+	return a.appendArray(buf), nil
 }
 
 // registerArrays makes conn encode the column types with arrayPlan. It is the pool's

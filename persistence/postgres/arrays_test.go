@@ -49,6 +49,24 @@ func TestArraysEncodeAsPgx(t *testing.T) {
 	}
 }
 
+// TestArraySizes: binarySize bounds each column type's binary form, for the arrays of
+// arrayCases and for empty ones, and the plan encodes into room it made at once.
+func TestArraySizes(t *testing.T) {
+	cases := arrayCases()
+	cases = append(cases, arrayCase{name: "empty text", col: textArray{}}, arrayCase{name: "empty bytea", col: byteaArray{}})
+	for _, c := range cases {
+		if got, size := len(c.col.appendArray(nil)), c.col.binarySize(); got > size {
+			t.Errorf("%s: %d bytes, binarySize %d", c.name, got, size)
+		}
+	}
+	col := textArray{"user-1", "user-2", "user-3"}
+	buf := make([]byte, 3, 8)
+	got, err := arrayPlan{}.Encode(col, buf)
+	if err != nil || !bytes.Equal(got[3:], col.appendArray(nil)) || cap(got) < col.binarySize()+3 {
+		t.Fatalf("Encode: % x (cap %d), %v", got, cap(got), err)
+	}
+}
+
 // TestArraysOnTheServer: a store's connections encode the column types themselves, and
 // PostgreSQL reads back each one as it was sent: values, NULL elements, empty arrays and
 // a nil column (NULL).
