@@ -649,23 +649,35 @@ func TestWebSocketLimitsAndShutdown(t *testing.T) {
 	}
 }
 
-// TestWebSocketDeadPeer: a peer that stops answering protocol pings is dropped.
+// TestWebSocketDeadPeer: a peer that stops answering protocol pings is dropped, one that
+// answers is not, with pings more often than their timeout and less often (the
+// defaults: every 25 s, 20 s to answer).
 func TestWebSocketDeadPeer(t *testing.T) {
-	e := newEnvOpts(t, stores["embedded"](t), envOptions{
-		ws: ws.Options{PingInterval: 50 * time.Millisecond, PingTimeout: 2 * time.Second},
-	})
-	live := e.dial(t, "alice", "")
-	live.expect(inboxSnapshot, 0)
-	dead := e.dial(t, "bob", "")
-	dead.expect(inboxSnapshot, 0)
-	// bob's client reads no more, so it answers no ping; alice's keeps reading and
-	// answering (a read in flight answers pings).
-	reads := make(chan error, 1)
-	go func() { _, err := live.read(time.Minute); reads <- err }()
-	poll.Until(t, "the dead peer to be dropped", 10*time.Second, func() bool { return e.metric("herald_ws_connections") == 1 })
-	e.create("alice", "t")
-	if err := <-reads; err != nil {
-		t.Fatalf("the live peer was dropped too: %v", err)
+	for _, o := range []ws.Options{
+		{PingInterval: 50 * time.Millisecond, PingTimeout: 2 * time.Second},
+		{PingInterval: 400 * time.Millisecond, PingTimeout: 200 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprintf("every %s, %s to answer", o.PingInterval, o.PingTimeout), func(t *testing.T) {
+			e := newEnvOpts(t, stores["embedded"](t), envOptions{ws: o})
+			live := e.dial(t, "alice", "")
+			live.expect(inboxSnapshot, 0)
+			dead := e.dial(t, "bob", "")
+			dead.expect(inboxSnapshot, 0)
+			// bob's client reads no more, so it answers no ping; alice's keeps reading
+			// and answering (a read in flight answers pings).
+			reads := make(chan error, 1)
+			go func() { _, err := live.read(time.Minute); reads <- err }()
+			poll.Until(t, "the dead peer to be dropped", 10*time.Second, func() bool { return e.metric("herald_ws_connections") == 1 })
+			// Several pings more for the live one.
+			time.Sleep(3 * o.PingInterval)
+			e.create("alice", "t")
+			if err := <-reads; err != nil {
+				t.Fatalf("the live peer was dropped too: %v", err)
+			}
+			if n := e.metric("herald_ws_connections"); n != 1 {
+				t.Fatalf("herald_ws_connections = %v, want the live peer's 1", n)
+			}
+		})
 	}
 }
 

@@ -11,7 +11,10 @@
 // net/http lets go of the request), which is the connection's reader and ends only
 // after every other goroutine of the connection has ended. An idle connection has no
 // other goroutine: the writer starts when a frame is queued and ends when the queue is empty,
-// and the protocol ping runs from a timer every Options.PingInterval. A connection's
+// and the protocol ping runs from a timer every Options.PingInterval: the connection
+// writes it itself (two bytes), and Options.PingTimeout later drops the peer unless a
+// frame of its (the pong, or any other) has gone by under the reader since; nothing
+// waits for the pong. A connection's
 // state shared by the inbox (Send) and its writer — the queue — is guarded by one mutex.
 //
 // # Client frames
@@ -67,7 +70,7 @@
 // The writer takes the whole queue at once and writes it as data frames in one
 // vectored write to the network (NetConn): one system call per batch (per 64 KiB of a
 // burst), no copy, none of the WebSocket library's per-message locking. The library
-// still writes the control frames (pings, pongs, the close) through the same NetConn,
+// still writes its control frames (pongs, the close) through the same NetConn,
 // under the same mutex, between those writes, and NetConn refuses data frames once a
 // close frame has gone out. The write timeout of a blocked write is one sweep per hub
 // (Options.WriteTimeout / 4, at most every second) over the connections whose write has

@@ -12,8 +12,8 @@ import (
 )
 
 // NetConn is the network connection under an accepted WebSocket. The WebSocket library
-// writes its control frames (pings, pongs, the close) through it; the connection's
-// writer writes the data frames itself, a batch in one vectored write (one system call,
+// writes its control frames (pongs, the close) through it, the connection its pings
+// (ping); the connection's writer writes the data frames itself, a batch in one vectored write (one system call,
 // no copy; a burst in writes of up to 64 KiB), without the library's per-message locks
 // and buffering.
 //
@@ -182,6 +182,7 @@ const (
 	finText  = 0x81
 	opMask   = 0x0f
 	opClose  = 0x8
+	opPing   = 0x9
 	maxHdrSz = 10 // FIN/opcode, 127, 8-byte length: a server's frames are not masked
 )
 
@@ -230,6 +231,25 @@ func (c *NetConn) Write(p []byte) (int, error) {
 		return max(int(n)-head, 0), err
 	}
 	return c.Conn.Write(p)
+}
+
+// pingFrame is a protocol ping with no payload (a server's frames are not masked).
+var pingFrame = []byte{0x80 | opPing, 0}
+
+// ping writes a protocol ping, as one control frame like the library's, unless a close
+// frame has gone out (net.ErrClosed then).
+func (c *NetConn) ping() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent {
+		return net.ErrClosed
+	}
+	if c.head != nil {
+		_, err := c.writeHeadLocked(net.Buffers{pingFrame})
+		return err
+	}
+	_, err := c.Conn.Write(pingFrame)
+	return err
 }
 
 // frameBufs is the scratch of one batch: the frames' headers and the vector of the
