@@ -342,11 +342,12 @@ func (c *Conn) pingPeer() {
 	now := nanotime()
 	if c.pingAt != 0 {
 		since := time.Duration(now - c.pingAt)
+		answered := c.heard.Load() >= c.pingAt
 		switch {
-		case c.heard.Load() < c.pingAt && since >= o.PingTimeout: // unanswered
+		case !answered && since >= o.PingTimeout:
 			_ = c.ws.CloseNow()
 			return
-		case c.heard.Load() < c.pingAt: // not yet answered: wait until it is due
+		case !answered: // wait until it is due
 			c.resetPing(o.PingTimeout - since)
 			return
 		case since < o.PingInterval: // answered: the next one is due PingInterval after it

@@ -13,9 +13,9 @@ import (
 
 // NetConn is the network connection under an accepted WebSocket. The WebSocket library
 // writes its control frames (pongs, the close) through it, the connection its pings
-// (ping); the connection's writer writes the data frames itself, a batch in one vectored write (one system call,
-// no copy; a burst in writes of up to 64 KiB), without the library's per-message locks
-// and buffering.
+// (ping); the connection's writer writes the data frames itself, a batch in one
+// vectored write (one system call, no copy; a burst in writes of up to 64 KiB),
+// without the library's per-message locks and buffering.
 //
 // Both paths take one mutex, so frames never interleave. The library writes each
 // control frame in one Write: its writeFrame flushes the connection's buffer at the end

@@ -49,12 +49,18 @@ func newRawClient(base, auth string, conns int) *rawClient {
 	if err != nil || u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 		return nil
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "80")
-	}
+	host := dialAddr(u)
 	head := "Host: " + u.Host + "\r\nAuthorization: " + auth + "\r\nContent-Type: application/json\r\n"
 	return &rawClient{addr: host, head: []byte(head), idle: make(chan *rawConn, max(conns, 1))}
+}
+
+// dialAddr is the host:port a plain http:// or ws:// URL is dialled at (port 80 when it
+// names none).
+func dialAddr(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
 }
 
 // postRead is rest.postRead over a raw connection.

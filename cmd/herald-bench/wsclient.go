@@ -65,11 +65,7 @@ var errHandshake = errors.New("websocket handshake refused")
 // within ctx. The server's first frames may arrive with its 101: they stay in the
 // buffer for next.
 func dialRaw(ctx context.Context, d *net.Dialer, u *url.URL, limit int) (*rawWS, error) {
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "80")
-	}
-	nc, err := d.DialContext(ctx, "tcp", host)
+	nc, err := d.DialContext(ctx, "tcp", dialAddr(u))
 	if err != nil {
 		return nil, err
 	}

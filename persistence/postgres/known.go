@@ -39,8 +39,7 @@ func (k *knownUsers) unknown(sorted []string) []string {
 func (k *knownUsers) add(users []string) {
 	for _, u := range users {
 		if _, loaded := k.m.LoadOrStore(u, struct{}{}); !loaded && k.n.Add(1) > knownUsersMax {
-			k.m.Clear()
-			k.n.Store(0)
+			k.forget()
 		}
 	}
 }
